@@ -1,0 +1,17 @@
+"""zoo: classic generative models in Pyro, one runner for any inference method, ArviZ results.
+
+>>> import zoo
+>>> data = zoo.datasets.load("old_faithful")
+>>> fit = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="delta"))
+>>> fit.log_prob(data).mean()
+"""
+
+from zoo import datasets, models
+from zoo.datasets import Dataset
+from zoo.infer import NUTS, SVI, FitError, fit
+from zoo.io import load
+from zoo.results import Fit
+
+__version__ = "0.1.0"
+
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Dataset", "datasets", "models"]

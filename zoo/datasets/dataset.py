@@ -1,0 +1,212 @@
+"""The `Dataset`: the tensors a model is fitted to, with a description of where they come from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["Dataset", "as_dataset", "UNLABELED"]
+
+#: The label that marks a row whose class is unknown (semi-supervised learning).
+UNLABELED = -1
+
+
+def _as_tensor(value: Any, argument: str, dtype: torch.dtype | None = None) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        tensor = value.detach()
+    elif isinstance(value, (np.ndarray, list, tuple)) or np.isscalar(value):
+        try:
+            tensor = torch.as_tensor(np.asarray(value))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{argument} must be a numeric array (torch tensor, numpy array or nested list); "
+                f"could not convert it: {error}"
+            ) from None
+    else:
+        raise TypeError(
+            f"{argument} must be a torch.Tensor or numpy array, got {type(value).__name__}"
+        )
+    if not (tensor.dtype.is_floating_point or tensor.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)):
+        raise TypeError(f"{argument} must hold numbers, got dtype {tensor.dtype}")
+    if dtype is not None:
+        tensor = tensor.to(dtype)
+    return tensor
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Data for a model: features ``x``, optional labels ``y`` and sequence ``lengths``.
+
+    Parameters
+    ----------
+    x : array-like, shape (num_data, ...)
+        The observations, one row per datum. Tabular data is ``(num_data, num_features)``;
+        padded sequences are ``(num_sequences, max_length, num_features)`` with ``lengths``;
+        images are ``(num_data, height, width)``. Stored as float32.
+    y : array-like of int, shape (num_data,), optional
+        Class labels in ``0 .. num_classes - 1``; ``-1`` (``zoo.datasets.UNLABELED``) marks a
+        row whose label is unknown.
+    lengths : array-like of int, shape (num_sequences,), optional
+        The true length of each padded sequence in ``x``; steps beyond it are padding.
+    name : str, optional
+        A short name, shown in tables and figures.
+    description : str
+        What the data are.
+    source : str
+        Where the data come from (citation, licence).
+    feature_names : tuple of str, optional
+        One name per feature (the last axis of ``x``).
+    truth : dict, optional
+        The true parameters, for simulated data.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` is empty, holds NaN or infinite values, or ``y`` / ``lengths`` do not match it.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    lengths: torch.Tensor | None = None
+    name: str | None = None
+    description: str = ""
+    source: str = ""
+    feature_names: tuple[str, ...] | None = None
+    truth: dict[str, Any] | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        x = _as_tensor(self.x, "x")
+        if x.dim() == 0:
+            raise ValueError("x must have at least one dimension (one row per datum), got a scalar")
+        if x.shape[0] == 0 or x.numel() == 0:
+            raise ValueError(f"x is empty (shape {tuple(x.shape)}): at least one datum is needed")
+        x = x.to(torch.get_default_dtype()) if not x.dtype.is_floating_point else x.float()
+        if not torch.isfinite(x).all():
+            bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+            raise ValueError(
+                f"x holds NaN or infinite values (first at index {tuple(bad)}); "
+                "remove or impute them before fitting"
+            )
+        object.__setattr__(self, "x", x)
+        if self.y is not None:
+            y = _as_tensor(self.y, "y")
+            if y.dtype.is_floating_point:
+                if not torch.isfinite(y).all() or (y != y.round()).any():
+                    raise ValueError("y must hold integer class labels (or -1 for unlabeled)")
+            y = y.long()
+            if y.shape != (x.shape[0],):
+                raise ValueError(
+                    f"y must have shape (num_data,) = ({x.shape[0]},) to match x, got {tuple(y.shape)}"
+                )
+            if (y < UNLABELED).any():
+                raise ValueError(
+                    f"y holds {int(y.min())}: labels must be 0, 1, ... or -1 for an unlabeled row"
+                )
+            object.__setattr__(self, "y", y)
+        if self.lengths is not None:
+            lengths = _as_tensor(self.lengths, "lengths")
+            if lengths.dtype.is_floating_point and (lengths != lengths.round()).any():
+                raise ValueError("lengths must hold integers")
+            lengths = lengths.long()
+            if x.dim() < 2:
+                raise ValueError(
+                    "lengths were given, so x must be padded sequences of shape "
+                    f"(num_sequences, max_length, ...), got shape {tuple(x.shape)}"
+                )
+            if lengths.shape != (x.shape[0],):
+                raise ValueError(
+                    f"lengths must have shape (num_sequences,) = ({x.shape[0]},), got {tuple(lengths.shape)}"
+                )
+            if (lengths < 1).any():
+                raise ValueError(
+                    f"lengths must be at least 1, got {int(lengths.min())} "
+                    f"(sequence {int(lengths.argmin())})"
+                )
+            if (lengths > x.shape[1]).any():
+                raise ValueError(
+                    f"lengths must not exceed the padded length x.shape[1] = {x.shape[1]}, "
+                    f"got {int(lengths.max())} (sequence {int(lengths.argmax())})"
+                )
+            object.__setattr__(self, "lengths", lengths)
+        if self.feature_names is not None:
+            object.__setattr__(self, "feature_names", tuple(self.feature_names))
+
+    # ------------------------------------------------------------------ views
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def num_data(self) -> int:
+        """Number of rows (data points, or sequences)."""
+        return len(self)
+
+    @property
+    def num_features(self) -> int:
+        """Size of the last axis of ``x``."""
+        return int(self.x.shape[-1]) if self.x.dim() > 1 else 1
+
+    @property
+    def num_observations(self) -> int:
+        """Number of observed data points: rows, or time steps summed over sequences."""
+        if self.lengths is not None:
+            return int(self.lengths.sum())
+        return len(self)
+
+    def subset(self, index: torch.Tensor | np.ndarray | list[int]) -> "Dataset":
+        """The rows ``index`` of this data set, with the same description."""
+        index = torch.as_tensor(np.asarray(index), dtype=torch.long)
+        return replace(
+            self,
+            x=self.x[index],
+            y=None if self.y is None else self.y[index],
+            lengths=None if self.lengths is None else self.lengths[index],
+        )
+
+    def split(self, test_fraction: float = 0.2, seed: int = 0) -> tuple["Dataset", "Dataset"]:
+        """Split at random into a training and a test set.
+
+        Parameters
+        ----------
+        test_fraction : float
+            Fraction of rows in the test set, in (0, 1).
+        seed : int
+            Seed of the random permutation.
+
+        Returns
+        -------
+        train, test : Dataset
+        """
+        if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+        num_test = int(round(len(self) * float(test_fraction)))
+        if num_test < 1 or num_test >= len(self):
+            raise ValueError(
+                f"test_fraction={test_fraction} of {len(self)} rows leaves an empty training or test set"
+            )
+        generator = torch.Generator().manual_seed(int(seed))
+        order = torch.randperm(len(self), generator=generator)
+        test_index, train_index = order[:num_test].sort().values, order[num_test:].sort().values
+        return self.subset(train_index), self.subset(test_index)
+
+    def __repr__(self) -> str:
+        parts = [f"x={tuple(self.x.shape)}"]
+        if self.y is not None:
+            parts.append(f"y={tuple(self.y.shape)}")
+        if self.lengths is not None:
+            parts.append(f"lengths={tuple(self.lengths.shape)}")
+        name = f"{self.name!r}, " if self.name else ""
+        return f"Dataset({name}{', '.join(parts)})"
+
+
+def as_dataset(data: Any, argument: str = "data") -> Dataset:
+    """Accept a `Dataset`, a tensor or a numpy array and return a `Dataset`."""
+    if isinstance(data, Dataset):
+        return data
+    if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
+        return Dataset(data)
+    raise TypeError(
+        f"{argument} must be a zoo.Dataset, a torch.Tensor or a numpy array, got {type(data).__name__}"
+    )

@@ -1,0 +1,73 @@
+"""How a model is fitted: one runner, ``fit``, dispatching on the method configuration.
+
+The runner knows nothing of any particular model: it asks the model what it declares (enumerated
+sites, plate nesting, supported methods, data-driven initial values) and hands it to the method.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.infer.guides import GUIDES, guide_names
+from zoo.infer.mcmc import NUTS, run_nuts
+from zoo.infer.runtime import FitError
+from zoo.infer.svi import SVI, run_svi
+from zoo.models.base import Model
+from zoo.results import Fit
+
+__all__ = ["fit", "SVI", "NUTS", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
+
+#: method kind -> (config class, runner)
+METHODS: dict[str, tuple[type, Callable[[Model, Dataset, Any], Fit]]] = {
+    "svi": (SVI, run_svi),
+    "nuts": (NUTS, run_nuts),
+}
+
+
+def register_method(kind: str, config: type, runner: Callable[[Model, Dataset, Any], Fit]) -> None:
+    """Add an inference method (its frozen config class, with ``kind``, and the function running it)."""
+    METHODS[kind] = (config, runner)
+
+
+def fit(model: Model, data: Any, method: Any = None) -> Fit:
+    """Fit ``model`` to ``data`` with ``method``.
+
+    Parameters
+    ----------
+    model : zoo.models.Model
+        Not modified: the runner fits a copy prepared for the data, which the Fit keeps.
+    data : zoo.Dataset, Tensor or numpy array
+    method : zoo.SVI, zoo.NUTS, ..., optional
+        Default: ``zoo.SVI()`` with the model's default guide.
+
+    Returns
+    -------
+    zoo.Fit
+
+    Raises
+    ------
+    TypeError, ValueError
+        Before any work starts, for a model, data or method that cannot go together.
+    zoo.FitError
+        If the fit diverges (NaN loss); ``error.fit`` holds the partial fit.
+    """
+    if not isinstance(model, Model):
+        raise TypeError(
+            f"model must be a zoo model (e.g. zoo.models.GaussianMixture(2)), got {type(model).__name__}"
+        )
+    data = as_dataset(data)
+    method = SVI() if method is None else method
+    kind = getattr(method, "kind", None)
+    if kind not in METHODS or not isinstance(method, METHODS[kind][0]):
+        valid = ", ".join(f"zoo.{config.__name__}" for config, _ in METHODS.values())
+        raise TypeError(f"method must be one of {valid}, got {type(method).__name__}")
+    if kind not in model.methods:
+        supported = ", ".join(model.methods)
+        raise ValueError(
+            f"{type(model).__name__} does not support {type(method).__name__}; it supports: {supported}"
+        )
+    prepared = model.prepare(data)
+    method.validate(prepared, data)
+    return METHODS[kind][1](prepared, data, method)

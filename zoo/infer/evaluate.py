@@ -1,0 +1,161 @@
+"""Evaluating a model at posterior draws: exact marginal likelihoods, simulation, discrete values.
+
+These are the generic paths, written against ``forward`` alone (the model's definition):
+
+* :func:`marginal_log_likelihood` sums out every enumerated site with Pyro's tensor-variable
+  elimination, keeping the data plate, so it gives log p(x_i | theta) per datum (per sequence);
+* :func:`simulate` runs the model under a plate of draws, one simulated data set per draw;
+* :func:`discrete_values` is ``infer_discrete``: Viterbi-like MAP values (temperature 0) or
+  exact posterior samples (temperature 1) of the enumerated sites.
+
+A model may override ``log_likelihood`` with a faster closed form; the contract tests check that
+it agrees with :func:`marginal_log_likelihood`.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.infer import infer_discrete
+from pyro.ops.contract import contract_to_tensor
+
+from zoo.datasets.dataset import Dataset
+from zoo.models.base import Model
+
+__all__ = [
+    "latent_shapes",
+    "marginal_log_likelihood",
+    "pointwise_log_likelihood",
+    "simulate",
+    "discrete_values",
+    "num_draws",
+    "flatten_draws",
+    "select_draw",
+]
+
+
+def num_draws(draws: dict[str, torch.Tensor], leading: int = 1) -> int:
+    """Number of draws: the product of the first ``leading`` dims of any site."""
+    value = next(iter(draws.values()))
+    return int(torch.tensor(value.shape[:leading]).prod())
+
+
+def flatten_draws(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """(chain, draw, ...) -> (chain * draw, ...)."""
+    return {name: value.reshape((-1,) + value.shape[2:]) for name, value in draws.items()}
+
+
+def select_draw(draws: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
+    """One draw (flat index) of flattened draws."""
+    return {name: value[index] for name, value in draws.items()}
+
+
+def latent_shapes(model: Model, kwargs: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape and number of batch dims of each continuous latent site, from one prior run."""
+    hidden = list(model.enumerated_sites)
+    with torch.no_grad():
+        trace = poutine.trace(poutine.block(model, hide=hidden)).get_trace(**kwargs)
+    shapes = {}
+    for name, site in trace.nodes.items():
+        if site["type"] == "sample" and not site["is_observed"] and not name.startswith("_"):
+            if type(site["fn"]).__name__ == "_Subsample":
+                continue
+            shapes[name] = (tuple(site["value"].shape), len(site["fn"].batch_shape))
+    return shapes
+
+
+def marginal_log_likelihood(model: Model, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+    """log p(x_i | theta) for each datum, every enumerated site summed out exactly.
+
+    Parameters
+    ----------
+    model : Model
+    params : dict
+        One value of each continuous latent site (site shapes, no draw dims).
+    data : Dataset
+
+    Returns
+    -------
+    Tensor, shape (num_data,)
+    """
+    kwargs = model.model_kwargs(data)
+    first_dim = -model.max_plate_nesting - 1
+    conditioned = poutine.condition(model, data=params)
+    trace = poutine.trace(poutine.enum(conditioned, first_available_dim=first_dim)).get_trace(**kwargs)
+    trace.compute_log_prob()
+    trace.pack_tensors()
+    plate_symbols = set(trace.plate_to_symbol.values())
+    log_factors: OrderedDict[frozenset[str], list[torch.Tensor]] = OrderedDict()
+    sum_dims: set[str] = set()
+    for name, site in trace.nodes.items():
+        if site["type"] != "sample" or name in params or type(site["fn"]).__name__ == "_Subsample":
+            continue
+        ordinal = frozenset(
+            trace.plate_to_symbol[frame.name] for frame in site["cond_indep_stack"] if frame.vectorized
+        )
+        log_prob = site["packed"]["log_prob"]
+        log_factors.setdefault(ordinal, []).append(log_prob)
+        sum_dims.update(set(log_prob._pyro_dims) - plate_symbols)
+    target = frozenset({trace.plate_to_symbol[model.data_plate]})
+    result = contract_to_tensor(log_factors, sum_dims, target_ordinal=target)
+    return result.reshape(-1)
+
+
+def pointwise_log_likelihood(
+    model: Model, draws: dict[str, torch.Tensor], data: Dataset, chunk_elements: int = 2**24
+) -> torch.Tensor:
+    """log p(x_i | theta_s) for flat draws ``s``: the model's fast path, else enumeration.
+
+    Returns
+    -------
+    Tensor, shape (num_draws, num_data)
+    """
+    total = num_draws(draws)
+    with torch.no_grad():
+        try:
+            per_draw = max(1, chunk_elements // max(1, data.x.numel()))
+            chunks = []
+            for start in range(0, total, per_draw):
+                chunk = {name: value[start : start + per_draw] for name, value in draws.items()}
+                chunks.append(model.log_likelihood(chunk, data))
+            return torch.cat(chunks)
+        except NotImplementedError:
+            rows = [marginal_log_likelihood(model, select_draw(draws, s), data) for s in range(total)]
+            return torch.stack(rows)
+
+
+def simulate(model: Model, draws: dict[str, torch.Tensor], kwargs: dict[str, Any]) -> torch.Tensor:
+    """One simulated data set per flat draw: the observed site, shaped (num_draws, ...)."""
+    shapes = latent_shapes(model, kwargs)
+    total = num_draws(draws)
+    nesting = model.max_plate_nesting
+    conditioned = {}
+    for name, value in draws.items():
+        if name not in shapes:
+            continue
+        shape, batch_dims = shapes[name]
+        conditioned[name] = value.reshape((total,) + (1,) * (nesting - batch_dims) + shape)
+    with torch.no_grad():
+        prototype = poutine.trace(model).get_trace(**kwargs)
+        with pyro.plate("_draws", total, dim=-nesting - 1):
+            trace = poutine.trace(poutine.condition(model, data=conditioned)).get_trace(**kwargs)
+    value = trace.nodes[model.observed_site]["value"]
+    return value.reshape((total,) + tuple(prototype.nodes[model.observed_site]["value"].shape))
+
+
+def discrete_values(
+    model: Model, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
+) -> dict[str, torch.Tensor]:
+    """MAP (temperature 0) or sampled (temperature 1) values of the enumerated sites given data."""
+    kwargs = model.model_kwargs(data)
+    conditioned = poutine.condition(model, data=params)
+    inferred = infer_discrete(
+        conditioned, first_available_dim=-model.max_plate_nesting - 1, temperature=temperature
+    )
+    with torch.no_grad():
+        trace = poutine.trace(inferred).get_trace(**kwargs)
+    return {name: trace.nodes[name]["value"] for name in model.enumerated_sites if name in trace.nodes}

@@ -1,0 +1,93 @@
+"""What every inference method shares: isolation from global state, seeding, progress, errors.
+
+Pyro keeps parameters in one global store, so two guides of the same model fitted in one notebook
+silently share parameters (both autoguides name theirs "AutoNormal.locs...", say). zoo runs every
+fit and every evaluation inside :func:`isolated`: parameters (an autoguide's, or those a
+hand-written guide registers with ``pyro.param``) go to a private store that the `Fit` keeps, and
+the global random number generator is forked, so a user's own ``pyro.param`` entries and random
+state are untouched and two fits in one process give what each gives alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyro
+import torch
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from zoo.results import Fit
+
+__all__ = ["FitError", "isolated", "progress_bar", "check_positive_int", "check_positive_float"]
+
+
+class FitError(RuntimeError):
+    """A fit that could not go on (e.g. its loss became NaN).
+
+    Attributes
+    ----------
+    fit : zoo.Fit or None
+        The partial fit, holding the last parameters whose loss was finite.
+    step : int or None
+        The step at which the fit stopped.
+    """
+
+    def __init__(self, message: str, fit: "Fit | None" = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.fit = fit
+        self.step = step
+
+
+@contextlib.contextmanager
+def isolated(param_state: dict[str, Any] | None = None, seed: int | None = None) -> Iterator[dict[str, Any]]:
+    """Run Pyro code with a private parameter store and, if ``seed`` is given, a private RNG.
+
+    Parameters
+    ----------
+    param_state : dict, optional
+        A parameter-store state from an earlier call, to continue with; a fresh store otherwise.
+    seed : int, optional
+        Seed for torch's global generator inside the block; the caller's generator state is
+        restored afterwards.
+
+    Yields
+    ------
+    dict
+        The private store's state; it is filled in when the block exits.
+    """
+    store = pyro.get_param_store()
+    rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
+    with rng, store.scope(param_state) as state:
+        if seed is not None:
+            torch.manual_seed(int(seed))
+        yield state
+
+
+def progress_bar(total: int, description: str, enabled: bool) -> tqdm:
+    """A tqdm bar, silent unless ``enabled`` and standard error is a terminal."""
+    interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+    return tqdm(total=total, desc=description, disable=not (enabled and interactive), leave=False)
+
+
+def check_positive_int(value: Any, argument: str, minimum: int = 1) -> None:
+    """Raise TypeError / ValueError unless ``value`` is an integer >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{argument} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{argument} must be at least {minimum}, got {value}")
+
+
+def check_positive_float(value: Any, argument: str, allow_zero: bool = False) -> None:
+    """Raise TypeError / ValueError unless ``value`` is a finite number > 0 (or >= 0)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{argument} must be a number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError(f"{argument} must be finite, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        expected = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"{argument} must be {expected}, got {value}")

@@ -1,0 +1,119 @@
+"""What every zoo model declares.
+
+A zoo model is a :class:`~pyro.nn.PyroModule` whose ``forward`` is p(x, z) written in Pyro
+primitives. Besides its generative story it declares, as data, what the runner and the result
+need to know about it:
+
+========================  =====================================================================
+``enumerated_sites``      discrete sample sites that inference sums out by enumeration
+``max_plate_nesting``     how many plates nest at most (enumeration dims go to the left of them)
+``data_plate``            the plate over independent data points (or sequences)
+``observed_site``         the sample site that holds the data
+``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
+``default_guide``         the guide ``zoo.SVI()`` uses when none is named
+========================  =====================================================================
+
+It holds no optimizer, no loop and no loss: those live in ``zoo.infer``.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from pyro.nn import PyroModule
+
+from zoo.datasets.dataset import Dataset
+
+__all__ = ["Model"]
+
+
+class Model(PyroModule):
+    """Base class of zoo models. Subclasses write ``forward`` and override what applies."""
+
+    #: The name in the registry and on the command line (``zoo fit gmm``).
+    registry_name: ClassVar[str] = ""
+    enumerated_sites: ClassVar[tuple[str, ...]] = ()
+    max_plate_nesting: ClassVar[int] = 1
+    data_plate: ClassVar[str] = "data"
+    observed_site: ClassVar[str] = "x"
+    methods: ClassVar[tuple[str, ...]] = ("svi", "nuts")
+    default_guide: ClassVar[str] = "normal"
+    #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
+    unsupported_guides: ClassVar[tuple[str, ...]] = ()
+
+    # ----------------------------------------------------------------- identity
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments (JSON-serialisable) that rebuild this model."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.config().items() if value is not None)
+        return f"{type(self).__name__}({arguments})"
+
+    # ---------------------------------------------------------------- data
+    def validate(self, data: Dataset) -> None:
+        """Raise ValueError if this model cannot take ``data``. Called before any work starts."""
+
+    def prepare(self, data: Dataset) -> "Model":
+        """Return the model to fit to ``data``: a copy, with data-dependent settings resolved.
+
+        The runner never mutates the user's model: it fits the copy this returns, which the
+        `Fit` keeps. Override to resolve empirical priors from the training data.
+        """
+        self.validate(data)
+        return copy.deepcopy(self)
+
+    def model_kwargs(
+        self,
+        data: Dataset | None = None,
+        *,
+        num_samples: int | None = None,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Keyword arguments of ``forward``: to condition on ``data``, or to generate ``num_samples``.
+
+        ``batch_size`` asks for a random subsample of the data plate of that size (minibatch SVI).
+        """
+        if data is not None:
+            return {"x": data.x, "batch_size": batch_size}
+        return {"x": None, "num_data": num_samples}
+
+    def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Data-driven starting values of (some of) the continuous latent sites."""
+        return {}
+
+    # ---------------------------------------------------------------- results
+    def dims(self) -> dict[str, list[str]]:
+        """ArviZ dims of each site, without the (chain, draw) dims."""
+        return {}
+
+    def coords(self, data: Dataset | None = None) -> dict[str, list[Any]]:
+        """ArviZ coordinates for the dims named in :meth:`dims`."""
+        return {}
+
+    def relabel(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Undo label switching in posterior draws shaped (chain, draw, ...). Default: none."""
+        return draws
+
+    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """Exact log p(x_i | theta_s) per draw and datum, shaped (num_draws, num_data).
+
+        Discrete latents are summed out. Optional: a model overrides this with a fast closed
+        form; otherwise zoo sums out the enumerated sites of ``forward`` itself (the definition),
+        and the contract tests check that both agree.
+        """
+        raise NotImplementedError
+
+    def guides(self) -> dict[str, Callable[..., Any]]:
+        """Guides this model offers by name (e.g. an amortized encoder), built for this model."""
+        return {}
+
+    def capability(self, name: str) -> bool:
+        """Whether the model can do ``name`` ("log_prob", "sample", "discrete")."""
+        if name == "discrete":
+            return bool(self.enumerated_sites)
+        return True

@@ -1,0 +1,374 @@
+r"""Gaussian mixture: each point is drawn from one of K Gaussian components.
+
+Generative story
+----------------
+For a data set of N points in D dimensions and K components::
+
+    weights            ~ Dirichlet(weight_concentration * 1_K)
+    for k in 1..K:
+        locs[k]        ~ Normal(prior_center, location_scale * prior_spread)      (per feature)
+        scales[k]      ~ LogNormal(log(prior_spread), scale_log_sd)               (per feature)
+        corr_cholesky[k] ~ LKJCholesky(D, correlation_concentration)              (full only)
+    for i in 1..N:
+        assignment[i]  ~ Categorical(weights)                                     (enumerated)
+        x[i]           ~ MultivariateNormal(locs[a], scale_tril = diag(scales[a]) @ corr_cholesky[a])
+                         with a = assignment[i]
+
+``prior_center`` and ``prior_spread`` default to the mean and standard deviation of the training
+data (an empirical prior, as scikit-learn's ``BayesianGaussianMixture`` does), so the priors are
+weakly informative in the data's own units. The LogNormal prior on scales vanishes at zero, so a
+MAP fit cannot collapse a component onto a single point (the Bayesian regularisation of Fraley and
+Raftery, 2007, in place of scikit-learn's ``reg_covar``).
+
+Sample sites
+------------
+=================  ===============  ===========================================================
+name               shape            support
+=================  ===============  ===========================================================
+``weights``        (K,)             simplex
+``locs``           (K, D)           real
+``scales``         (K, D)           positive
+``corr_cholesky``  (K, D, D)        Cholesky factor of a correlation matrix (full, D >= 2)
+``assignment``     (N,)             {0, ..., K-1}; enumerated, never seen by a guide
+``x``              (N, D)           real; observed
+=================  ===============  ===========================================================
+
+Label switching
+---------------
+The likelihood is the same under any permutation of the components, so the posterior has K!
+symmetric modes and chains (or guides) can settle in different ones. zoo starts every fit from a
+k-means++ initialisation whose components are ordered by their location on the first feature,
+and relabels every posterior draw the same way (components sorted by ``locs[:, 0]``), so draws
+from different chains describe the same component under the same index and R-hat is not inflated
+by label switching. When two components share their first-feature location this ordering is
+ambiguous; the relabelling then cannot help.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+
+from zoo.datasets.dataset import Dataset
+from zoo.models.base import Model
+from zoo.models.registry import register
+
+__all__ = ["GaussianMixture", "kmeans_plus_plus"]
+
+COVARIANCES = ("full", "diag")
+
+
+def kmeans_plus_plus(
+    x: torch.Tensor, num_components: int, seed: int = 0, num_iterations: int = 10
+) -> torch.Tensor:
+    """k-means++ seeding followed by a few Lloyd iterations.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, D)
+    num_components : int
+    seed : int
+        Seed of a private generator (the global RNG is not touched).
+    num_iterations : int
+        Lloyd iterations after seeding.
+
+    Returns
+    -------
+    Tensor, shape (num_components, D)
+        Cluster centres, sorted by their first coordinate.
+    """
+    generator = torch.Generator().manual_seed(int(seed))
+    num_data = x.shape[0]
+    first = torch.randint(num_data, (1,), generator=generator)
+    centres = [x[first[0]]]
+    distance = ((x - centres[0]) ** 2).sum(-1)
+    for _ in range(1, num_components):
+        total = distance.sum()
+        probs = distance / total if total > 0 else torch.full_like(distance, 1.0 / num_data)
+        index = torch.multinomial(probs, 1, generator=generator)[0]
+        centres.append(x[index])
+        distance = torch.minimum(distance, ((x - x[index]) ** 2).sum(-1))
+    centre = torch.stack(centres)
+    for _ in range(num_iterations):
+        label = torch.cdist(x, centre).argmin(-1)
+        counts = torch.bincount(label, minlength=num_components).to(x.dtype)
+        sums = torch.zeros_like(centre).index_add_(0, label, x)
+        moved = sums / counts.clamp(min=1).unsqueeze(-1)
+        centre = torch.where(counts.unsqueeze(-1) > 0, moved, centre)
+    return centre[centre[:, 0].argsort()]
+
+
+@register("gmm")
+class GaussianMixture(Model):
+    """Bayesian Gaussian mixture with the assignment of each point summed out.
+
+    Parameters
+    ----------
+    num_components : int
+        K, the number of mixture components (>= 1).
+    covariance : {"full", "diag"}
+        Full covariance matrices (scales and an LKJ correlation) or diagonal ones.
+    weight_concentration : float
+        Concentration of the symmetric Dirichlet prior on the weights (1 is uniform on the simplex).
+    location_scale : float
+        Prior sd of each location, in units of ``prior_spread``.
+    scale_log_sd : float
+        sd of log(scale) under its LogNormal prior.
+    correlation_concentration : float
+        LKJ concentration (1 is uniform over correlation matrices; 2 mildly favours small
+        correlations).
+    prior_center, prior_spread : list of float, optional
+        Per-feature centre and spread of the priors; default: the training data's mean and sd.
+
+    Examples
+    --------
+    >>> import zoo
+    >>> model = zoo.models.GaussianMixture(num_components=2)
+    >>> fit = zoo.fit(model, zoo.datasets.load("old_faithful"), zoo.SVI(guide="delta"))
+    """
+
+    registry_name = "gmm"
+    enumerated_sites = ("assignment",)
+    max_plate_nesting = 1
+    data_plate = "data"
+    observed_site = "x"
+    methods = ("svi", "nuts")
+    default_guide = "mvn"
+
+    def __init__(
+        self,
+        num_components: int,
+        covariance: str = "full",
+        weight_concentration: float = 1.0,
+        location_scale: float = 2.0,
+        scale_log_sd: float = 1.0,
+        correlation_concentration: float = 2.0,
+        prior_center: list[float] | None = None,
+        prior_spread: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(num_components, bool) or not isinstance(num_components, int):
+            raise TypeError(f"num_components must be an integer, got {num_components!r}")
+        if num_components < 1:
+            raise ValueError(f"num_components must be at least 1, got {num_components}")
+        if covariance not in COVARIANCES:
+            raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
+        for name, value in [
+            ("weight_concentration", weight_concentration),
+            ("location_scale", location_scale),
+            ("scale_log_sd", scale_log_sd),
+            ("correlation_concentration", correlation_concentration),
+        ]:
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if (prior_center is None) != (prior_spread is None):
+            raise ValueError("prior_center and prior_spread must be given together, or neither")
+        if prior_spread is not None and any(s <= 0 for s in prior_spread):
+            raise ValueError(f"prior_spread must be positive, got {prior_spread}")
+        if prior_center is not None and len(prior_center) != len(prior_spread or []):
+            raise ValueError("prior_center and prior_spread must have one entry per feature")
+        self.num_components = num_components
+        self.covariance = covariance
+        self.weight_concentration = float(weight_concentration)
+        self.location_scale = float(location_scale)
+        self.scale_log_sd = float(scale_log_sd)
+        self.correlation_concentration = float(correlation_concentration)
+        self.prior_center = None if prior_center is None else [float(c) for c in prior_center]
+        self.prior_spread = None if prior_spread is None else [float(s) for s in prior_spread]
+
+    # ------------------------------------------------------------------ declarations
+    def config(self) -> dict[str, Any]:
+        return {
+            "num_components": self.num_components,
+            "covariance": self.covariance,
+            "weight_concentration": self.weight_concentration,
+            "location_scale": self.location_scale,
+            "scale_log_sd": self.scale_log_sd,
+            "correlation_concentration": self.correlation_concentration,
+            "prior_center": self.prior_center,
+            "prior_spread": self.prior_spread,
+        }
+
+    @property
+    def num_features(self) -> int | None:
+        """D, once known from the data (``prior_center``)."""
+        return None if self.prior_center is None else len(self.prior_center)
+
+    @property
+    def has_correlations(self) -> bool:
+        return self.covariance == "full" and (self.num_features or 0) >= 2
+
+    def validate(self, data: Dataset) -> None:
+        if data.x.dim() != 2:
+            raise ValueError(
+                f"data.x must be 2-D (num_data, num_features) for a Gaussian mixture, "
+                f"got shape {tuple(data.x.shape)}"
+            )
+        if data.lengths is not None:
+            raise ValueError("a Gaussian mixture takes independent points, not sequences (lengths given)")
+        if self.num_components > len(data):
+            raise ValueError(
+                f"num_components={self.num_components} is larger than the number of points "
+                f"({len(data)}); use at most {len(data)} components"
+            )
+        if self.num_features is not None and data.num_features != self.num_features:
+            raise ValueError(
+                f"data has {data.num_features} features but the model was set up for {self.num_features}"
+            )
+
+    def prepare(self, data: Dataset) -> "GaussianMixture":
+        self.validate(data)
+        config = self.config()
+        if config["prior_center"] is None:
+            spread = data.x.std(0) if len(data) > 1 else torch.ones(data.num_features)
+            spread = torch.where(spread > 0, spread, torch.ones_like(spread))
+            config["prior_center"] = data.x.mean(0).tolist()
+            config["prior_spread"] = spread.tolist()
+        return GaussianMixture(**config)
+
+    def _check_ready(self) -> None:
+        if self.prior_center is None:
+            raise ValueError(
+                "this GaussianMixture has no prior_center / prior_spread yet: fit it with zoo.fit "
+                "(which sets them from the data), or pass them to the constructor"
+            )
+
+    def dims(self) -> dict[str, list[str]]:
+        dims = {
+            "weights": ["component"],
+            "locs": ["component", "feature"],
+            "scales": ["component", "feature"],
+            "x": ["datum", "feature"],
+        }
+        if self.has_correlations:
+            dims["corr_cholesky"] = ["component", "feature", "feature_bis"]
+        return dims
+
+    def coords(self, data: Dataset | None = None) -> dict[str, list[Any]]:
+        num_features = self.num_features or (data.num_features if data is not None else 1)
+        names = list(data.feature_names) if data is not None and data.feature_names else list(range(num_features))
+        return {
+            "component": list(range(self.num_components)),
+            "feature": names,
+            "feature_bis": names,
+        }
+
+    # ------------------------------------------------------------------ the model
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        self._check_ready()
+        center = torch.tensor(self.prior_center)
+        spread = torch.tensor(self.prior_spread)
+        num_components, num_features = self.num_components, len(self.prior_center)
+        if x is not None:
+            num_data = x.shape[0]
+        elif num_data is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+
+        weights = pyro.sample(
+            "weights", dist.Dirichlet(torch.full((num_components,), self.weight_concentration))
+        )
+        with pyro.plate("components", num_components):
+            locs = pyro.sample(
+                "locs", dist.Normal(center, self.location_scale * spread).to_event(1)
+            )
+            scales = pyro.sample(
+                "scales", dist.LogNormal(spread.log(), self.scale_log_sd).to_event(1)
+            )
+            if self.has_correlations:
+                corr_cholesky = pyro.sample(
+                    "corr_cholesky", dist.LKJCholesky(num_features, self.correlation_concentration)
+                )
+
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
+            # Under enumeration `assignment` has shape (K, 1): its own dim left of the data plate.
+            # Under a plate of posterior draws (dim -2) `weights` is (S, 1, K) and the
+            # component-indexed sites are (S, K, ...); we add a singleton data dim to the latter
+            # before gathering, so Vindex broadcasts (S, 1) with the assignment's (..., N) shape.
+            assignment = pyro.sample(
+                "assignment", dist.Categorical(weights), infer={"enumerate": "parallel"}
+            )
+            loc = Vindex(locs.unsqueeze(-3))[..., assignment, :]
+            scale = Vindex(scales.unsqueeze(-3))[..., assignment, :]
+            observed = None if x is None else x.index_select(0, index)
+            if self.has_correlations:
+                tril = Vindex(corr_cholesky.unsqueeze(-4))[..., assignment, :, :]
+                distribution = dist.MultivariateNormal(loc, scale_tril=scale.unsqueeze(-1) * tril)
+            else:
+                distribution = dist.Normal(loc, scale).to_event(1)
+            return pyro.sample(self.observed_site, distribution, obs=observed)
+
+    # ------------------------------------------------------------------ fast exact paths
+    def component_distribution(self, draws: dict[str, torch.Tensor]) -> dist.Distribution:
+        """The K component densities for parameters with any batch shape B: batch (*B, K)."""
+        locs, scales = draws["locs"], draws["scales"]
+        if self.has_correlations:
+            tril = scales.unsqueeze(-1) * draws["corr_cholesky"]
+            return dist.MultivariateNormal(locs, scale_tril=tril)
+        return dist.Normal(locs, scales).to_event(1)
+
+    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """log p(x_i | theta_s) = logsumexp_k [log w_k + log N(x_i | mu_k, Sigma_k)]: (S, N)."""
+        components = self.component_distribution(draws)  # batch (S, K)
+        x = data.x.unsqueeze(-2).unsqueeze(-2)  # (N, 1, 1, D) against batch (S, K)
+        joint = components.log_prob(x) + draws["weights"].log()  # (N, S, K)
+        return joint.logsumexp(-1).transpose(0, 1)
+
+    def responsibilities(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """p(assignment_i = k | x_i, theta_s), shaped (S, N, K)."""
+        components = self.component_distribution(draws)
+        x = data.x.unsqueeze(-2).unsqueeze(-2)
+        joint = components.log_prob(x) + draws["weights"].log()
+        return joint.softmax(-1).transpose(0, 1)
+
+    def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
+        """k-means++ centres, and each cluster's weight, sd and correlation."""
+        self._check_ready()
+        x = data.x
+        centres = kmeans_plus_plus(x, self.num_components, seed=seed)
+        label = torch.cdist(x, centres).argmin(-1)
+        spread = torch.tensor(self.prior_spread)
+        weights, scales, cholesky = [], [], []
+        for k in range(self.num_components):
+            members = x[label == k]
+            weights.append(max(len(members), 1))
+            if len(members) > x.shape[1] + 1:
+                centred = members - members.mean(0)
+                covariance = centred.T @ centred / (len(members) - 1)
+                sd = covariance.diagonal().sqrt().clamp(min=1e-3 * spread)
+                correlation = covariance / (sd.unsqueeze(-1) * sd)
+                eye = torch.eye(x.shape[1])
+                correlation = 0.9 * correlation + 0.1 * eye  # keep it well inside the support
+            else:
+                sd, correlation = 0.5 * spread, torch.eye(x.shape[1])
+            scales.append(sd)
+            cholesky.append(torch.linalg.cholesky(correlation))
+        values = {
+            "weights": torch.tensor(weights, dtype=x.dtype) / sum(weights),
+            "locs": centres,
+            "scales": torch.stack(scales),
+        }
+        if self.has_correlations:
+            values["corr_cholesky"] = torch.stack(cholesky)
+        return values
+
+    def relabel(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Sort the components of every draw by their location on the first feature."""
+        order = draws["locs"][..., 0].argsort(-1)  # (..., K)
+        relabelled = dict(draws)
+        for name in ("weights", "locs", "scales", "corr_cholesky"):
+            if name not in draws:
+                continue
+            value = draws[name]
+            index = order.reshape(order.shape + (1,) * (value.dim() - order.dim())).expand_as(value)
+            relabelled[name] = value.gather(order.dim() - 1, index)
+        return relabelled

@@ -1,0 +1,244 @@
+"""`Fit`: what every inference method returns.
+
+A `Fit` is a value. It holds the fitted model (the runner's own copy, with data-dependent settings
+resolved), the method that produced it, posterior draws shaped (chain, draw, ...), the loss
+history, timings and diagnostics. Every answer derives from the draws and the model's one core
+density, ``log p(x | theta)`` with discrete latents summed out:
+
+* :meth:`Fit.log_prob` — per-datum log predictive density, log mean_s p(x | theta_s);
+* :meth:`Fit.sample` — new data from the posterior predictive;
+* :meth:`Fit.discrete` — MAP (or sampled) values of the enumerated sites;
+* :meth:`Fit.to_arviz` — an ``arviz.InferenceData`` whose log_likelihood group is the exact
+  marginal pointwise log-likelihood.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.infer import evaluate
+from zoo.infer.runtime import check_positive_int, isolated
+from zoo.models.base import Model
+
+__all__ = ["Fit"]
+
+
+@dataclass
+class Fit:
+    """The result of ``zoo.fit``.
+
+    Attributes
+    ----------
+    model : zoo.models.Model
+        The fitted model (a copy of the one given to ``zoo.fit``).
+    method : zoo.SVI or zoo.NUTS or ...
+        The method configuration.
+    draws : dict of str to Tensor
+        Posterior draws of each continuous latent site, shaped (chain, draw, *site_shape).
+    point : dict of str to Tensor
+        One representative value per site (site shapes): the guide's median for SVI (the MAP for
+        ``guide="delta"``), the draw of highest posterior density for MCMC.
+    losses : Tensor, shape (num_steps,)
+        Loss per datum (negative ELBO divided by the number of observations) at each step; empty
+        for MCMC.
+    sample_stats : dict of str to Tensor
+        Per-draw statistics shaped (chain, draw): NUTS's ``diverging``, ``acceptance_rate``,
+        ``step_size`` and ``lp`` (log density).
+    diagnostics : dict
+        Summary numbers: e.g. ``num_divergences``, ``max_rhat``, ``min_ess_bulk``, ``converged``.
+    wall_time : float
+        Seconds spent fitting.
+    train : Dataset
+        The data the model was fitted to.
+    guide : callable or None
+        The trained guide (SVI); None for MCMC and after ``zoo.load``.
+    interrupted : bool
+        True if the fit was stopped by Ctrl-C (or by a non-finite loss) before it finished.
+    """
+
+    model: Model
+    method: Any
+    draws: dict[str, torch.Tensor]
+    point: dict[str, torch.Tensor]
+    train: Dataset
+    losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    sample_stats: dict[str, torch.Tensor] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    wall_time: float = 0.0
+    guide: Callable[..., Any] | None = None
+    param_state: dict[str, Any] | None = field(default=None, repr=False)
+    interrupted: bool = False
+
+    # ------------------------------------------------------------------ shapes
+    @property
+    def num_chains(self) -> int:
+        return int(next(iter(self.draws.values())).shape[0])
+
+    @property
+    def num_draws(self) -> int:
+        """Draws per chain."""
+        return int(next(iter(self.draws.values())).shape[1])
+
+    @property
+    def method_name(self) -> str:
+        """A short label: "svi:mvn", "nuts", ..."""
+        label = getattr(self.method, "label", None)
+        return label() if callable(label) else type(self.method).__name__.lower()
+
+    def posterior_mean(self) -> dict[str, torch.Tensor]:
+        """Mean of the draws of each site over chains and draws."""
+        return {name: value.mean((0, 1)) for name, value in self.draws.items()}
+
+    # ------------------------------------------------------------------ densities
+    def log_likelihood(self, data: Any = None) -> torch.Tensor:
+        """log p(x_i | theta) for every draw: shape (chain, draw, num_data), latents summed out.
+
+        Parameters
+        ----------
+        data : Dataset, tensor or array, optional
+            Defaults to the training data.
+        """
+        data = self._data(data)
+        with isolated(self.param_state):
+            flat = evaluate.pointwise_log_likelihood(self.model, evaluate.flatten_draws(self.draws), data)
+        return flat.reshape(self.num_chains, self.num_draws, -1)
+
+    def log_prob(self, data: Any = None) -> torch.Tensor:
+        """Per-datum log predictive density: log of the mean over draws of p(x_i | theta).
+
+        Parameters
+        ----------
+        data : Dataset, tensor or array, optional
+            Defaults to the training data.
+
+        Returns
+        -------
+        Tensor, shape (num_data,)
+            For sequence models, one number per sequence.
+        """
+        self._require("log_prob")
+        per_draw = self.log_likelihood(data).reshape(self.num_chains * self.num_draws, -1)
+        return per_draw.logsumexp(0) - math.log(per_draw.shape[0])
+
+    # ------------------------------------------------------------------ generation
+    def sample(self, num_samples: int, seed: int | None = None, **options: Any) -> torch.Tensor:
+        """New data from the posterior predictive: each sample from its own posterior draw.
+
+        Parameters
+        ----------
+        num_samples : int
+        seed : int, optional
+            Seed of a private generator; the same seed gives the same samples.
+        **options
+            Model-specific options (e.g. ``length`` for sequences).
+
+        Returns
+        -------
+        Tensor, shape (num_samples, ...)
+            One datum per row, shaped like a row of the training data.
+        """
+        self._require("sample")
+        check_positive_int(num_samples, "num_samples")
+        flat = evaluate.flatten_draws(self.draws)
+        total = evaluate.num_draws(flat)
+        with isolated(self.param_state, seed=0 if seed is None else seed):
+            chosen = torch.randint(total, (num_samples,))
+            draws = {name: value[chosen] for name, value in flat.items()}
+            kwargs = self.model.model_kwargs(None, num_samples=1, **options)
+            simulated = evaluate.simulate(self.model, draws, kwargs)
+        return simulated.reshape((num_samples,) + simulated.shape[2:])
+
+    def posterior_predictive(self, data: Any = None, seed: int = 0) -> torch.Tensor:
+        """One replicate of the data per posterior draw: shape (chain, draw, *data.x.shape)."""
+        data = self._data(data)
+        kwargs = self.model.model_kwargs(None, num_samples=len(data))
+        with isolated(self.param_state, seed=seed):
+            simulated = evaluate.simulate(self.model, evaluate.flatten_draws(self.draws), kwargs)
+        return simulated.reshape((self.num_chains, self.num_draws) + simulated.shape[1:])
+
+    # ------------------------------------------------------------------ discrete latents
+    def discrete(self, data: Any = None, temperature: int = 0, seed: int | None = None) -> Any:
+        """Values of the enumerated sites given data (cluster labels, Viterbi paths, classes).
+
+        Parameters
+        ----------
+        data : Dataset, tensor or array, optional
+            Defaults to the training data.
+        temperature : {0, 1}
+            0: the jointly most probable values under the point estimate ``fit.point`` (for an
+            HMM, the Viterbi path). 1: one exact sample from p(z | x, theta), theta being a
+            posterior draw chosen at random, i.e. a sample from p(z | x).
+        seed : int, optional
+            Seed for temperature 1.
+
+        Returns
+        -------
+        Tensor, or dict of str to Tensor when the model has several enumerated sites
+            Shaped like the site: (num_data,) for a mixture.
+        """
+        self._require("discrete")
+        if temperature not in (0, 1):
+            raise ValueError(f"temperature must be 0 (MAP) or 1 (sample), got {temperature!r}")
+        data = self._data(data)
+        with isolated(self.param_state, seed=0 if seed is None else seed):
+            if temperature == 0:
+                params = self.point
+            else:
+                flat = evaluate.flatten_draws(self.draws)
+                params = evaluate.select_draw(flat, int(torch.randint(evaluate.num_draws(flat), ())))
+            values = evaluate.discrete_values(self.model, params, data, temperature)
+        return next(iter(values.values())) if len(values) == 1 else values
+
+    # ------------------------------------------------------------------ ArviZ and files
+    def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:
+        """An ``arviz.InferenceData``; see :func:`zoo.diagnostics.to_inference_data`."""
+        from zoo import diagnostics
+
+        return diagnostics.to_inference_data(self, data, posterior_predictive=posterior_predictive)
+
+    def summary(self, **options: Any) -> Any:
+        """ArviZ's summary table (pandas DataFrame) of the posterior draws."""
+        from zoo import diagnostics
+
+        return diagnostics.summary(self, **options)
+
+    def save(self, path: str | Path) -> Path:
+        """Save to ``path`` (a safe, tensor-only file); ``zoo.load`` restores it."""
+        from zoo import io
+
+        return io.save_fit(self, path)
+
+    # ------------------------------------------------------------------ helpers
+    def _data(self, data: Any) -> Dataset:
+        if data is None:
+            return self.train
+        dataset = as_dataset(data)
+        self.model.validate(dataset)
+        return dataset
+
+    def _require(self, capability: str) -> None:
+        if not self.model.capability(capability):
+            message = getattr(self.model, "capability_message", lambda name: None)(capability)
+            raise ValueError(
+                message or f"{type(self.model).__name__} does not support {capability}"
+            )
+
+    def replace(self, **changes: Any) -> "Fit":
+        """A copy with some fields changed."""
+        return dataclasses.replace(self, **changes)
+
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{name}{tuple(value.shape[2:])}" for name, value in self.draws.items())
+        flags = " interrupted" if self.interrupted else ""
+        return (
+            f"Fit({type(self.model).__name__}, {self.method_name}, chains={self.num_chains}, "
+            f"draws={self.num_draws}, sites=[{sites}], {self.wall_time:.2f}s{flags})"
+        )

@@ -14,14 +14,17 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 import pandas as pd
+
+with warnings.catch_warnings():  # arviz 0.23 warns on import about its coming 1.x refactor
+    warnings.simplefilter("ignore", FutureWarning)
+    import arviz as az
 
 if TYPE_CHECKING:
     from zoo.results import Fit
 
-__all__ = ["to_inference_data", "summary", "convergence", "loo", "compare"]
+__all__ = ["to_inference_data", "summary", "convergence", "loo", "compare", "to_netcdf"]
 
 
 def _numpy(draws: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -82,18 +85,27 @@ def summary(fit: "Fit", var_names: list[str] | None = None, **options: Any) -> p
 
 
 def convergence(fit: "Fit") -> dict[str, float]:
-    """Worst R-hat and smallest bulk / tail ESS over every scalar of every site."""
-    idata = az.from_dict(posterior=_numpy(fit.draws))
+    """Worst R-hat and smallest bulk / tail ESS over every scalar of every site.
+
+    Scalars that do not vary (the unit diagonal and zero upper triangle of a correlation
+    Cholesky factor, up to rounding) are left out: their R-hat is rounding noise.
+    """
+    draws = _numpy(fit.draws)
+    idata = az.from_dict(posterior=draws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         rhat = az.rhat(idata)
         ess_bulk = az.ess(idata, method="bulk")
         ess_tail = az.ess(idata, method="tail")
+    varies = {
+        name: (value.std(axis=(0, 1)) > 1e-6 * (1 + np.abs(value.mean(axis=(0, 1))))).ravel()
+        for name, value in draws.items()
+    }
 
     def extreme(dataset: Any, reduce: Any) -> float:
-        values = [np.asarray(dataset[name]).ravel() for name in dataset.data_vars]
+        values = [np.asarray(dataset[name]).ravel()[varies[name]] for name in dataset.data_vars]
         values = np.concatenate(values) if values else np.array([np.nan])
-        values = values[np.isfinite(values)]  # constant scalars (e.g. a unit diagonal) have none
+        values = values[np.isfinite(values)]
         return float(reduce(values)) if values.size else float("nan")
 
     return {
@@ -117,3 +129,8 @@ def compare(fits: dict[str, "Fit"], data: Any = None, **options: Any) -> pd.Data
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return az.compare(idatas, **options)
+
+
+def to_netcdf(idata: az.InferenceData, path: Any) -> None:
+    """Write an InferenceData to a NetCDF file."""
+    idata.to_netcdf(str(path))

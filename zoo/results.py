@@ -14,9 +14,10 @@ density, ``log p(x | theta)`` with discrete latents summed out:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.infer import evaluate
-from zoo.infer.runtime import check_positive_int, isolated
+from zoo.infer.runtime import check_positive_int, isolated, threads
 from zoo.models.base import Model
 
 __all__ = ["Fit"]
@@ -91,7 +92,7 @@ class Fit:
     def method_name(self) -> str:
         """A short label: "svi:mvn", "nuts", ..."""
         label = getattr(self.method, "label", None)
-        return label() if callable(label) else type(self.method).__name__.lower()
+        return label(self.model) if callable(label) else type(self.method).__name__.lower()
 
     def posterior_mean(self) -> dict[str, torch.Tensor]:
         """Mean of the draws of each site over chains and draws."""
@@ -107,7 +108,7 @@ class Fit:
             Defaults to the training data.
         """
         data = self._data(data)
-        with isolated(self.param_state):
+        with self._context():
             flat = evaluate.pointwise_log_likelihood(self.model, evaluate.flatten_draws(self.draws), data)
         return flat.reshape(self.num_chains, self.num_draws, -1)
 
@@ -149,7 +150,7 @@ class Fit:
         check_positive_int(num_samples, "num_samples")
         flat = evaluate.flatten_draws(self.draws)
         total = evaluate.num_draws(flat)
-        with isolated(self.param_state, seed=0 if seed is None else seed):
+        with self._context(seed=0 if seed is None else seed):
             chosen = torch.randint(total, (num_samples,))
             draws = {name: value[chosen] for name, value in flat.items()}
             kwargs = self.model.model_kwargs(None, num_samples=1, **options)
@@ -160,7 +161,7 @@ class Fit:
         """One replicate of the data per posterior draw: shape (chain, draw, *data.x.shape)."""
         data = self._data(data)
         kwargs = self.model.model_kwargs(None, num_samples=len(data))
-        with isolated(self.param_state, seed=seed):
+        with self._context(seed=seed):
             simulated = evaluate.simulate(self.model, evaluate.flatten_draws(self.draws), kwargs)
         return simulated.reshape((self.num_chains, self.num_draws) + simulated.shape[1:])
 
@@ -188,7 +189,7 @@ class Fit:
         if temperature not in (0, 1):
             raise ValueError(f"temperature must be 0 (MAP) or 1 (sample), got {temperature!r}")
         data = self._data(data)
-        with isolated(self.param_state, seed=0 if seed is None else seed):
+        with self._context(seed=0 if seed is None else seed):
             if temperature == 0:
                 params = self.point
             else:
@@ -217,6 +218,12 @@ class Fit:
         return io.save_fit(self, path)
 
     # ------------------------------------------------------------------ helpers
+    @contextlib.contextmanager
+    def _context(self, seed: int | None = None) -> Iterator[None]:
+        """Evaluate in the fit's own parameter store, with its model's thread count."""
+        with isolated(self.param_state, seed=seed), threads(self.model.num_threads):
+            yield
+
     def _data(self, data: Any) -> Dataset:
         if data is None:
             return self.train

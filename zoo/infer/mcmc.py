@@ -17,7 +17,7 @@ from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from pyro.infer.mcmc import NUTS as PyroNUTS
 
 from zoo.datasets.dataset import Dataset
-from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar
+from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit
 
@@ -41,7 +41,10 @@ class NUTS:
     max_tree_depth : int
         At most 2**max_tree_depth leapfrog steps per draw.
     jit_compile : bool
-        Compile the potential energy with the PyTorch JIT (faster for small models).
+        Compile the potential energy with the PyTorch JIT (measured no faster here, so off).
+    num_threads : int, optional
+        Torch threads while sampling; default: the model's ``num_threads`` (1 for the small
+        models, whose many small operations several threads only slow down).
     seed : int
         Chain c uses seed + c.
     progress : bool
@@ -53,7 +56,8 @@ class NUTS:
     num_chains: int = 2
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
-    jit_compile: bool = True
+    jit_compile: bool = False
+    num_threads: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -67,9 +71,11 @@ class NUTS:
         if not self.target_accept_prob < 1:
             raise ValueError(f"target_accept_prob must be in (0, 1), got {self.target_accept_prob}")
         check_positive_int(self.max_tree_depth, "max_tree_depth")
+        if self.num_threads is not None:
+            check_positive_int(self.num_threads, "num_threads")
         check_positive_int(self.seed, "seed", minimum=0)
 
-    def label(self) -> str:
+    def label(self, model: Model | None = None) -> str:
         return "nuts"
 
     def validate(self, model: Model, data: Dataset) -> None:
@@ -88,7 +94,7 @@ def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
     interrupted = False
     total = method.num_warmup + method.num_samples
     bar = progress_bar(total * method.num_chains, "NUTS", method.progress)
-    with isolated(seed=method.seed) as param_state:
+    with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
         try:
             for chain in range(method.num_chains):
                 torch.manual_seed(method.seed + chain)

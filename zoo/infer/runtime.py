@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from zoo.results import Fit
 
-__all__ = ["FitError", "isolated", "progress_bar", "check_positive_int", "check_positive_float"]
+__all__ = ["FitError", "isolated", "threads", "progress_bar", "check_positive_int", "check_positive_float"]
 
 
 class FitError(RuntimeError):
@@ -65,6 +65,25 @@ def isolated(param_state: dict[str, Any] | None = None, seed: int | None = None)
         if seed is not None:
             torch.manual_seed(int(seed))
         yield state
+
+
+@contextlib.contextmanager
+def threads(num_threads: int | None) -> Iterator[None]:
+    """Run torch on ``num_threads`` intra-op threads inside the block (None: leave as is).
+
+    Samplers make many small tensor operations one after the other; on them several threads
+    only add start-up and contention costs (measured: 10x slower NUTS with 2 threads than with
+    1 on a busy 2-core machine).
+    """
+    if num_threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def progress_bar(total: int, description: str, enabled: bool) -> tqdm:

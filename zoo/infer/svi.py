@@ -26,7 +26,7 @@ from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
 from zoo.datasets.dataset import Dataset
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, select_draw
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
-from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar
+from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit
 
@@ -61,6 +61,8 @@ class SVI:
         Draws taken from the trained guide (one chain).
     optimizer : {"auto", "adam", "lbfgs"}
         "auto": L-BFGS for point-mass guides on full batches, Adam otherwise.
+    num_threads : int, optional
+        Torch threads while fitting; default: the model's ``num_threads``.
     seed : int
     progress : bool
         Show a progress bar (only when standard error is a terminal).
@@ -74,6 +76,7 @@ class SVI:
     tolerance: float = 1e-6
     num_posterior_samples: int = 1000
     optimizer: str = "auto"
+    num_threads: int | None = None
     seed: int = 0
     progress: bool = True
 
@@ -91,14 +94,19 @@ class SVI:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         check_positive_int(self.seed, "seed", minimum=0)
+        if self.num_threads is not None:
+            check_positive_int(self.num_threads, "num_threads")
         if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
             raise TypeError(f"guide must be a name or a callable, got {type(self.guide).__name__}")
 
     def guide_name(self, model: Model) -> str | Callable[..., Any]:
         return model.default_guide if self.guide is None else self.guide
 
-    def label(self) -> str:
-        guide = self.guide if isinstance(self.guide, str) or self.guide is None else "custom"
+    def label(self, model: Model | None = None) -> str:
+        """"svi:GUIDE", the guide resolved against ``model`` when it is the default."""
+        guide = self.guide_name(model) if model is not None else self.guide
+        if guide is not None and not isinstance(guide, str):
+            guide = "custom"
         return f"svi:{guide or 'default'}"
 
     def validate(self, model: Model, data: Dataset) -> None:
@@ -121,10 +129,14 @@ def _use_lbfgs(method: SVI, guide_name: Any) -> bool:
     return guide_name in DETERMINISTIC_GUIDES and method.batch_size is None
 
 
-def _parameters(model: Model, guide: Any) -> list[torch.nn.Parameter]:
+def _parameters(model: Model, guide: Any) -> list[torch.Tensor]:
+    """Everything to optimise: the model's and guide's module parameters, and what a
+    hand-written guide registered with ``pyro.param`` (in the fit's private store)."""
     parameters = list(model.parameters())
     if isinstance(guide, torch.nn.Module):
         parameters += list(guide.parameters())
+    store = pyro.get_param_store()
+    parameters += [store._params[name] for name in store.keys()]
     seen, unique = set(), []
     for parameter in parameters:
         if id(parameter) not in seen and parameter.requires_grad:
@@ -146,7 +158,7 @@ def run_svi(model: Model, data: Dataset, method: SVI) -> Fit:
     """Fit ``model`` (already prepared for ``data``) by SVI. See :class:`SVI`."""
     guide_name = method.guide_name(model)
     start = time.perf_counter()
-    with isolated(seed=method.seed) as param_state:
+    with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
         guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed))
         kwargs = model.model_kwargs(data, batch_size=method.batch_size)
         if model.enumerated_sites:
@@ -179,7 +191,7 @@ def run_svi(model: Model, data: Dataset, method: SVI) -> Fit:
         losses: list[float] = []
         interrupted, failure = False, None
         snapshot = [parameter.detach().clone() for parameter in parameters]
-        bar = progress_bar(method.num_steps, f"SVI {method.label()}", method.progress)
+        bar = progress_bar(method.num_steps, f"SVI {method.label(model)}", method.progress)
 
         def closure() -> torch.Tensor:
             optimizer.zero_grad()
@@ -252,7 +264,7 @@ def run_svi(model: Model, data: Dataset, method: SVI) -> Fit:
     )
     if failure is not None:
         raise FitError(
-            f"the loss became NaN or infinite at step {failure} of SVI ({method.label()}); the fit "
+            f"the loss became NaN or infinite at step {failure} of SVI ({method.label(model)}); the fit "
             "stopped and kept its last parameters with a finite loss (the partial Fit is "
             "error.fit). Try a smaller learning_rate, or check the data's scale.",
             fit=fit,
@@ -275,7 +287,9 @@ def _posterior_draws(
     with torch.no_grad():
         samples = Predictive(guide, num_samples=num_samples, parallel=True)(**kwargs)
         draws = {
-            name: samples[name].reshape((1, num_samples) + shapes[name][0])
+            # detach: under no_grad a view of a parameter (AutoDelta's real-valued sites) still
+            # requires grad, and relabelling would then give draws with a grad_fn.
+            name: samples[name].detach().reshape((1, num_samples) + shapes[name][0])
             for name in shapes
             if name in samples
         }

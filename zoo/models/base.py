@@ -11,6 +11,9 @@ need to know about it:
 ``observed_site``         the sample site that holds the data
 ``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
+``num_threads``           torch threads inference should use (1 for models made of many small
+                          tensor operations, where more threads only add contention; None
+                          leaves torch's setting, for network models with large matrices)
 ========================  =====================================================================
 
 It holds no optimizer, no loop and no loss: those live in ``zoo.infer``.
@@ -41,10 +44,16 @@ class Model(PyroModule):
     observed_site: ClassVar[str] = "x"
     methods: ClassVar[tuple[str, ...]] = ("svi", "nuts")
     default_guide: ClassVar[str] = "normal"
+    num_threads: ClassVar[int | None] = 1
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- identity
+    @classmethod
+    def example(cls) -> tuple["Model", Dataset]:
+        """A small instance and data set it fits in seconds: what the contract tests run on."""
+        raise NotImplementedError(f"{cls.__name__} must define example() to join the registry")
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable) that rebuild this model."""
         raise NotImplementedError

@@ -138,7 +138,7 @@ class GaussianMixture(Model):
     data_plate = "data"
     observed_site = "x"
     methods = ("svi", "nuts")
-    default_guide = "mvn"
+    default_guide = "normal"
 
     def __init__(
         self,
@@ -182,6 +182,12 @@ class GaussianMixture(Model):
         self.prior_spread = None if prior_spread is None else [float(s) for s in prior_spread]
 
     # ------------------------------------------------------------------ declarations
+    @classmethod
+    def example(cls) -> tuple["GaussianMixture", Dataset]:
+        from zoo.datasets import simulate
+
+        return cls(num_components=2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
+
     def config(self) -> dict[str, Any]:
         return {
             "num_components": self.num_components,

@@ -1,0 +1,247 @@
+"""The contract every registered model obeys, checked over the whole registry.
+
+A model joins these checks by registering itself and defining ``example()``; nothing here names
+a particular model. Checks a model cannot take (by its declared methods and capabilities) are
+skipped, never weakened.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+
+import zoo
+from zoo.infer import evaluate
+from zoo.infer.guides import guide_names, make_guide
+from zoo.infer.runtime import isolated
+from zoo.models import registry
+
+MODEL_NAMES = registry.names()
+
+
+def example(name: str) -> tuple[zoo.models.Model, zoo.Dataset]:
+    return registry.get(name).example()
+
+
+def quick_svi(guide: str = "normal", **options: object) -> zoo.SVI:
+    settings = {"guide": guide, "num_steps": 3, "num_posterior_samples": 4, "progress": False}
+    settings.update(options)
+    return zoo.SVI(**settings)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_registry_entry_is_complete(name: str) -> None:
+    model, data = example(name)
+    assert type(model).registry_name == name
+    assert model.methods, "a model must support at least one method"
+    assert model.default_guide in guide_names(model)
+    rebuilt = type(model)(**model.config())
+    assert rebuilt.config() == model.config()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_prior_predictive_shapes(name: str) -> None:
+    model, data = example(name)
+    prepared = model.prepare(data)
+    with isolated(seed=0):
+        trace = poutine.trace(prepared).get_trace(**prepared.model_kwargs(None, num_samples=7))
+    value = trace.nodes[prepared.observed_site]["value"]
+    assert value.shape[0] == 7
+    assert tuple(value.shape[1:]) == tuple(data.x.shape[1:])
+    for site in prepared.enumerated_sites:
+        assert site in trace.nodes
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_model_does_not_mutate_and_prepare_copies(name: str) -> None:
+    model, data = example(name)
+    before = model.config()
+    zoo.fit(model, data, quick_svi(guide="delta"))
+    assert model.config() == before
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_finite_svi_step_per_guide(name: str) -> None:
+    model, data = example(name)
+    if "svi" not in model.methods:
+        pytest.skip("model does not take SVI")
+    for guide in guide_names(model):
+        fit = zoo.fit(model, data, quick_svi(guide=guide, num_steps=2))
+        assert torch.isfinite(fit.losses).all(), guide
+        assert fit.num_chains == 1 and fit.num_draws == 4
+        for value in fit.draws.values():
+            assert torch.isfinite(value).all(), guide
+        assert torch.isfinite(fit.log_prob(data)).all(), guide
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_guide_covers_exactly_the_non_enumerated_latents(name: str) -> None:
+    model, data = example(name)
+    prepared = model.prepare(data)
+    kwargs = prepared.model_kwargs(data)
+    with isolated(seed=0):
+        model_trace = poutine.trace(prepared).get_trace(**kwargs)
+        latent = {
+            site
+            for site, node in model_trace.nodes.items()
+            if node["type"] == "sample" and not node["is_observed"]
+            and type(node["fn"]).__name__ != "_Subsample"
+        }
+        for guide_name in guide_names(prepared):
+            guide = make_guide(prepared, guide_name)
+            guide_trace = poutine.trace(guide).get_trace(**kwargs)
+            sampled = {
+                site
+                for site, node in guide_trace.nodes.items()
+                if node["type"] == "sample" and not node["infer"].get("is_auxiliary")
+                and type(node["fn"]).__name__ != "_Subsample"
+            }
+            assert sampled == latent - set(prepared.enumerated_sites), guide_name
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_same_seed_same_result_other_seed_other_result(name: str) -> None:
+    model, data = example(name)
+    first = zoo.fit(model, data, quick_svi(seed=3))
+    second = zoo.fit(model, data, quick_svi(seed=3))
+    third = zoo.fit(model, data, quick_svi(seed=4))
+    for site in first.draws:
+        assert torch.equal(first.draws[site], second.draws[site])
+    assert torch.equal(first.losses, second.losses)
+    assert any(not torch.equal(first.draws[site], third.draws[site]) for site in first.draws)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_two_fits_in_one_process_are_independent(name: str) -> None:
+    model, data = example(name)
+    pyro.get_param_store().clear()
+    user_value = torch.tensor([1.0, 2.0])
+    pyro.param("users_own_parameter", user_value.clone())
+    torch.manual_seed(123)
+    expected_next_random = torch.rand(3)
+    torch.manual_seed(123)
+
+    alone = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
+    zoo.fit(model, data, quick_svi(guide="mvn", num_steps=5))
+    again = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
+    for site in alone.draws:
+        assert torch.equal(alone.draws[site], again.draws[site])
+    assert torch.equal(alone.losses, again.losses)
+    # the user's parameter store and random stream are untouched
+    assert list(pyro.get_param_store().keys()) == ["users_own_parameter"]
+    assert torch.equal(pyro.param("users_own_parameter").detach(), user_value)
+    assert torch.equal(torch.rand(3), expected_next_random)
+    pyro.get_param_store().clear()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_save_load_round_trip(name: str, tmp_path: object) -> None:
+    model, data = example(name)
+    fit = zoo.fit(model, data, quick_svi(guide="mvn", num_steps=5))
+    path = fit.save(tmp_path / "fit.zoo")  # type: ignore[operator]
+    loaded = zoo.load(path)
+    assert torch.equal(loaded.log_prob(data), fit.log_prob(data))
+    if fit.model.capability("sample"):
+        assert torch.equal(loaded.sample(6, seed=5), fit.sample(6, seed=5))
+    original, restored = fit.to_arviz(), loaded.to_arviz()
+    assert set(original.groups()) == set(restored.groups())
+    for group in original.groups():
+        assert original[group].equals(restored[group]), group
+
+
+def test_load_refuses_foreign_and_tampered_files(tmp_path: object) -> None:
+    foreign = tmp_path / "foreign.zoo"  # type: ignore[operator]
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(ValueError, match="not a zoo fit file"):
+        zoo.load(foreign)
+    garbage = tmp_path / "garbage.zoo"  # type: ignore[operator]
+    garbage.write_bytes(b"this is not a torch file at all")
+    with pytest.raises(ValueError, match="not a zoo fit file"):
+        zoo.load(garbage)
+
+    class Evil:
+        def __reduce__(self) -> tuple:
+            return (print, ("pwned",))
+
+    evil = tmp_path / "evil.zoo"  # type: ignore[operator]
+    torch.save({"format": "zoo.fit", "payload": Evil()}, evil)
+    with pytest.raises(ValueError, match="not a zoo fit file"):
+        zoo.load(evil)
+    with pytest.raises(FileNotFoundError):
+        zoo.load(tmp_path / "missing.zoo")  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
+    model, data = example(name)
+    fit = zoo.fit(model, data, quick_svi(guide="normal", num_posterior_samples=3))
+    flat = evaluate.flatten_draws(fit.draws)
+    try:
+        fast = fit.model.log_likelihood(flat, data)
+    except NotImplementedError:
+        pytest.skip("model has no fast path: the enumerated definition is used directly")
+    with isolated():
+        enumerated = torch.stack(
+            [evaluate.marginal_log_likelihood(fit.model, evaluate.select_draw(flat, s), data) for s in range(3)]
+        )
+    torch.testing.assert_close(fast, enumerated, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_arviz_log_likelihood_is_the_exact_marginal(name: str) -> None:
+    model, data = example(name)
+    fit = zoo.fit(model, data, quick_svi(guide="normal"))
+    idata = fit.to_arviz()
+    stored = torch.as_tensor(idata.log_likelihood[model.observed_site].values)
+    assert stored.shape == (1, 4, len(data))
+    torch.testing.assert_close(stored, fit.log_likelihood(data))
+    expected = fit.log_likelihood(data).reshape(4, -1).logsumexp(0) - math.log(4)
+    torch.testing.assert_close(fit.log_prob(data), expected)
+    assert {"posterior", "log_likelihood", "posterior_predictive", "observed_data"} <= set(idata.groups())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_short_nuts_run(name: str) -> None:
+    model, data = example(name)
+    if "nuts" not in model.methods:
+        pytest.skip("model does not take NUTS")
+    fit = zoo.fit(
+        model, data, zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, jit_compile=False, progress=False)
+    )
+    assert fit.num_chains == 2 and fit.num_draws == 10
+    assert set(fit.sample_stats) >= {"diverging", "acceptance_rate", "step_size", "lp"}
+    assert fit.sample_stats["lp"].shape == (2, 10)
+    assert "max_rhat" in fit.diagnostics
+    assert torch.isfinite(fit.log_prob(data)).all()
+    if fit.model.capability("discrete"):
+        labels = fit.discrete(data)
+        assert labels.shape[0] == len(data)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_bad_inputs_are_refused_before_any_work(name: str) -> None:
+    model, data = example(name)
+    with pytest.raises(ValueError, match="NaN"):
+        bad = data.x.clone()
+        bad.view(-1)[0] = float("nan")
+        zoo.fit(model, bad, quick_svi())
+    with pytest.raises(ValueError, match="empty"):
+        zoo.fit(model, data.x[:0], quick_svi())
+    with pytest.raises(ValueError, match="unknown guide 'nonsense'.*valid guides: delta"):
+        zoo.fit(model, data, quick_svi(guide="nonsense"))
+    with pytest.raises(ValueError, match="num_steps must be at least 1"):
+        zoo.SVI(num_steps=0)
+    with pytest.raises(ValueError, match="learning_rate must be positive"):
+        zoo.SVI(learning_rate=-0.1)
+    with pytest.raises(TypeError, match="method must be one of"):
+        zoo.fit(model, data, "svi")
+    with pytest.raises(TypeError, match="model must be a zoo model"):
+        zoo.fit(object(), data, quick_svi())  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        zoo.fit(model, data.x.reshape(-1), quick_svi())  # wrong number of dimensions
+    with pytest.raises(ValueError, match="batch_size"):
+        zoo.fit(model, data, quick_svi(batch_size=len(data) + 1))

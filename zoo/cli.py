@@ -1,0 +1,204 @@
+"""The ``zoo`` command: ``zoo list``, ``zoo fit MODEL ...``, ``zoo tour``.
+
+Each registered model gets its own ``zoo fit NAME`` sub-command whose options are its
+constructor's arguments (``--num-components`` for ``gmm``), read from its signature, so a new
+model needs no change here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model_class: type) -> list[str]:
+    """One option per constructor argument of ``model_class`` with a simple type."""
+    names = []
+    for name, parameter in inspect.signature(model_class.__init__).parameters.items():
+        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            continue
+        default = parameter.default
+        annotation = str(parameter.annotation)
+        if isinstance(default, bool) or "bool" in annotation:
+            kind: Any = lambda text: text.lower() in ("1", "true", "yes")  # noqa: E731
+        elif isinstance(default, int) or annotation == "int":
+            kind = int
+        elif isinstance(default, float) or annotation == "float":
+            kind = float
+        elif isinstance(default, str) or annotation == "str":
+            kind = str
+        else:
+            continue  # lists and other structures are not command-line material
+        required = default is inspect.Parameter.empty
+        parser.add_argument(
+            _option(name),
+            dest=f"model_{name}",
+            type=kind,
+            required=required,
+            default=None if required else default,
+            help=f"model argument {name}" + ("" if required else f" (default {default!r})"),
+        )
+        names.append(name)
+    return names
+
+
+def _method(arguments: argparse.Namespace) -> Any:
+    import zoo
+
+    if arguments.method == "svi":
+        return zoo.SVI(
+            guide=arguments.guide,
+            num_steps=arguments.num_steps,
+            learning_rate=arguments.learning_rate,
+            seed=arguments.seed,
+            progress=not arguments.quiet,
+        )
+    if arguments.method == "nuts":
+        return zoo.NUTS(
+            num_warmup=arguments.num_warmup,
+            num_samples=arguments.num_samples,
+            num_chains=arguments.num_chains,
+            seed=arguments.seed,
+            progress=not arguments.quiet,
+        )
+    raise ValueError(f"unknown method {arguments.method!r}; valid methods: svi, nuts")
+
+
+def command_list(arguments: argparse.Namespace) -> int:
+    import zoo
+    from zoo.infer import METHODS
+    from zoo.infer.guides import GUIDES
+
+    print("Models (zoo fit NAME):")
+    for name in zoo.models.names():
+        cls = zoo.models.get(name)
+        summary = (cls.__doc__ or "").strip().splitlines()[0]
+        print(f"  {name:<12} {cls.__name__:<22} methods: {', '.join(cls.methods):<14} {summary}")
+    print("\nMethods (--method):")
+    for kind, (config, _) in METHODS.items():
+        print(f"  {kind:<12} zoo.{config.__name__}: {(config.__doc__ or '').strip().splitlines()[0]}")
+    print("\nGuides (--guide, for svi):")
+    for name, (_, what) in GUIDES.items():
+        print(f"  {name:<12} {what}")
+    print("\nData sets (--dataset):")
+    for name in zoo.datasets.names():
+        print(f"  {zoo.datasets.describe(name)}")
+    return 0
+
+
+def _figure(fit: Any, train: Any) -> Any:
+    """The fit over its data where the model has a picture for it, else its loss curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo import plots
+
+    figure, ax = plt.subplots(figsize=(5, 4))
+    if fit.model.registry_name == "gmm" and train.x.dim() == 2 and train.num_features == 2:
+        plots.plot_mixture(fit, train, ax=ax)
+    elif fit.losses.numel():
+        plots.plot_losses({fit.method_name: fit}, ax=ax)
+    else:
+        ax.plot(fit.sample_stats["lp"].T.numpy())
+        ax.set(xlabel="draw", ylabel="log density", title="NUTS trace of the log density")
+    figure.tight_layout()
+    return figure
+
+
+def command_fit(arguments: argparse.Namespace) -> int:
+    import zoo
+    from zoo import diagnostics, report
+
+    model_class = zoo.models.get(arguments.model)
+    options = {name: getattr(arguments, f"model_{name}") for name in arguments.model_options}
+    model = model_class(**options)
+    data = zoo.datasets.load(arguments.dataset)
+    train, test = data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
+    method = _method(arguments)
+    fit = zoo.fit(model, train, method)
+    table = report.comparison_table({fit.method_name: fit}, test)
+    print(f"{type(model).__name__} on {data.name}: {len(train)} training rows, {len(test)} held out\n")
+    print(table.to_string(float_format=lambda value: f"{value:.4f}"))
+    print("\nPosterior summary:")
+    print(fit.summary(kind="stats").to_string(float_format=lambda value: f"{value:.3f}"))
+    if arguments.out:
+        out = Path(arguments.out)
+        out.mkdir(parents=True, exist_ok=True)
+        idata = fit.to_arviz(test)
+        diagnostics.to_netcdf(idata, out / "inference_data.nc")
+        table.to_csv(out / "summary.csv")
+        figure = _figure(fit, train)
+        figure.savefig(out / "fit.png", dpi=100, bbox_inches="tight")
+        print(f"\nWrote {out / 'inference_data.nc'}, {out / 'summary.csv'} and {out / 'fit.png'}")
+    return 0
+
+
+def command_tour(arguments: argparse.Namespace) -> int:
+    from zoo import tour
+
+    start = time.perf_counter()
+    tour.run(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
+    print(f"\nTour finished in {time.perf_counter() - start:.1f} s; open {Path(arguments.out) / 'index.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import zoo
+
+    parser = argparse.ArgumentParser(prog="zoo", description="Classic generative models in Pyro.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    listing = commands.add_parser("list", help="models, methods, guides and data sets")
+    listing.set_defaults(handler=command_list)
+
+    fitting = commands.add_parser("fit", help="fit a model to a bundled data set")
+    models = fitting.add_subparsers(dest="model", required=True, metavar="MODEL")
+    for name in zoo.models.names():
+        model_class = zoo.models.get(name)
+        sub = models.add_parser(name, help=f"fit {model_class.__name__}")
+        sub.set_defaults(handler=command_fit, model_options=_add_model_options(sub, model_class))
+        sub.add_argument("--dataset", required=True, help="a name from `zoo list`")
+        sub.add_argument("--method", default="svi", choices=["svi", "nuts"])
+        sub.add_argument("--guide", default=None, help="guide name for svi (default: the model's)")
+        sub.add_argument("--num-steps", type=int, default=2000)
+        sub.add_argument("--learning-rate", type=float, default=None)
+        sub.add_argument("--num-warmup", type=int, default=500)
+        sub.add_argument("--num-samples", type=int, default=500)
+        sub.add_argument("--num-chains", type=int, default=2)
+        sub.add_argument("--seed", type=int, default=0)
+        sub.add_argument("--test-fraction", type=float, default=0.2)
+        sub.add_argument("--out", default=None, help="folder for the InferenceData, table and figure")
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    touring = commands.add_parser("tour", help="fit every model on its bundled data; write a report")
+    touring.add_argument("--out", default="zoo-tour", help="folder for the report (default zoo-tour)")
+    touring.add_argument("--fast", action="store_true", help="small budgets (for tests)")
+    touring.add_argument("--quiet", action="store_true", help="no progress bars")
+    touring.set_defaults(handler=command_tour)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    arguments = parser.parse_args(argv)
+    try:
+        return int(arguments.handler(arguments))
+    except (ValueError, TypeError) as error:
+        print(f"zoo: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

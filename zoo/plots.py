@@ -1,0 +1,299 @@
+"""Matplotlib figures that more than one notebook or command uses.
+
+Every function draws on a given ``matplotlib.axes.Axes`` (or on a new small figure when none is
+given) and returns the axes, so figures compose into grids. Figures are kept small (5 x 4 inches
+at 80 dpi) so that notebooks committed with their outputs stay small.
+
+No arviz here: ArviZ's own plots are called directly on ``fit.to_arviz()`` (see
+:mod:`zoo.diagnostics`).
+
+Functions
+---------
+plot_mixture
+    Data, and the 2-sd covariance ellipses of each component of a Gaussian mixture fit: bold at
+    the point estimate, faint for random posterior draws.
+plot_losses
+    Loss per datum against step for several SVI fits.
+plot_samples
+    New samples from a fit drawn over the data.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.patches import Ellipse
+
+from zoo.datasets.dataset import Dataset, as_dataset
+
+if TYPE_CHECKING:
+    from zoo.results import Fit
+
+__all__ = ["plot_mixture", "plot_losses", "plot_samples", "FIGSIZE", "DPI"]
+
+#: Default size (inches) and resolution of a figure made by this module.
+FIGSIZE: tuple[float, float] = (5.0, 4.0)
+DPI: int = 80
+
+#: Colours of the data and of generated samples.
+DATA_COLOR = "0.55"
+SAMPLE_COLOR = "tab:orange"
+
+
+def _axes(ax: Axes | None) -> Axes:
+    """``ax``, or the axes of a new small figure."""
+    if ax is not None:
+        return ax
+    _, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    return ax
+
+
+def _dataset(fit: "Fit", data: Any) -> Dataset:
+    """``data`` as a Dataset, defaulting to the fit's training data."""
+    return fit.train if data is None else as_dataset(data)
+
+
+def _numpy(value: torch.Tensor) -> np.ndarray:
+    return value.detach().cpu().numpy()
+
+
+def _feature_names(data: Dataset, fit: "Fit | None" = None) -> list[str]:
+    names = data.feature_names or (fit.train.feature_names if fit is not None else None)
+    if names:
+        return [str(name) for name in names]
+    return [f"feature {index}" for index in range(data.x.shape[-1])]
+
+
+def _covariances(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Component covariance matrices (..., K, D, D) from ``scales`` and, if any, ``corr_cholesky``."""
+    scales = params["scales"]
+    if "corr_cholesky" in params:
+        tril = scales.unsqueeze(-1) * params["corr_cholesky"]
+        return tril @ tril.transpose(-1, -2)
+    return torch.diag_embed(scales**2)
+
+
+def _ellipse(loc: np.ndarray, covariance: np.ndarray, num_sd: float, **style: Any) -> Ellipse:
+    """The ellipse {x : (x - loc)^T covariance^-1 (x - loc) = num_sd^2} as a patch."""
+    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+    eigenvalues = np.clip(eigenvalues, 0.0, None)
+    angle = math.degrees(math.atan2(eigenvectors[1, -1], eigenvectors[0, -1]))
+    width, height = 2 * num_sd * np.sqrt(eigenvalues[::-1])
+    return Ellipse(tuple(loc), width=width, height=height, angle=angle, fill=False, **style)
+
+
+def plot_mixture(
+    fit: "Fit",
+    data: Any = None,
+    ax: Axes | None = None,
+    num_draws: int = 20,
+    title: str | None = None,
+    num_sd: float = 2.0,
+    seed: int = 0,
+) -> Axes:
+    """Data and the covariance ellipses of each component of a 2-D Gaussian mixture fit.
+
+    Each component k is drawn as the ellipse at ``num_sd`` standard deviations (Mahalanobis
+    distance) around its location: a bold one for the point estimate ``fit.point`` and faint
+    ones for ``num_draws`` posterior draws chosen at random, whose spread shows the posterior
+    uncertainty (a MAP fit's draws all coincide with its point, so it has none). The legend gives
+    each component's weight at the point estimate.
+
+    Parameters
+    ----------
+    fit : zoo.Fit
+        A fit of ``zoo.models.GaussianMixture`` (full or diagonal covariance).
+    data : Dataset, tensor or array, optional
+        The points to scatter, shape (N, 2); default the fit's training data.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new 5 x 4 inch figure.
+    num_draws : int
+        Posterior draws whose ellipses are drawn faintly (0 for none).
+    title : str, optional
+        Axes title; default the fit's method name.
+    num_sd : float
+        Size of the ellipses in standard deviations.
+    seed : int
+        Seed for choosing the draws.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the data are not 2-D points (shape (N, 2)) or the fit is not of a Gaussian mixture.
+    """
+    dataset = _dataset(fit, data)
+    if dataset.x.dim() != 2 or dataset.x.shape[-1] != 2:
+        raise ValueError(
+            f"plot_mixture draws 2-D data, shape (N, 2); got shape {tuple(dataset.x.shape)}"
+        )
+    if not {"weights", "locs", "scales"} <= set(fit.point):
+        raise ValueError(
+            "plot_mixture needs a Gaussian mixture fit (sites weights, locs, scales); "
+            f"this fit has sites {sorted(fit.point)}"
+        )
+    if num_draws < 0:
+        raise ValueError(f"num_draws must be non-negative, got {num_draws}")
+    ax = _axes(ax)
+    x = _numpy(dataset.x)
+    ax.scatter(x[:, 0], x[:, 1], s=8, color=DATA_COLOR, alpha=0.7, linewidths=0, label="data")
+
+    point = {name: value.detach() for name, value in fit.point.items()}
+    locs = _numpy(point["locs"])
+    weights = _numpy(point["weights"])
+    covariances = _numpy(_covariances(point))
+    num_components = locs.shape[0]
+    colors = [f"C{k % 10}" for k in range(num_components)]
+
+    if num_draws:
+        flat = {
+            name: value.detach().reshape((-1,) + value.shape[2:]) for name, value in fit.draws.items()
+        }
+        total = flat["locs"].shape[0]
+        generator = torch.Generator().manual_seed(int(seed))
+        chosen = torch.randperm(total, generator=generator)[: min(num_draws, total)]
+        draws = {name: value[chosen] for name, value in flat.items()}
+        draw_locs = _numpy(draws["locs"])
+        draw_covariances = _numpy(_covariances(draws))
+        varies = not (np.allclose(draw_locs, locs) and np.allclose(draw_covariances, covariances))
+        if varies:
+            for s in range(draw_locs.shape[0]):
+                for k in range(num_components):
+                    ax.add_patch(
+                        _ellipse(draw_locs[s, k], draw_covariances[s, k], num_sd,
+                                 color=colors[k], linewidth=0.6, alpha=0.25)
+                    )
+
+    for k in range(num_components):
+        ax.add_patch(
+            _ellipse(locs[k], covariances[k], num_sd, color=colors[k], linewidth=2.0,
+                     label=f"component {k}: w = {weights[k]:.2f}")
+        )
+        ax.plot(locs[k, 0], locs[k, 1], marker="x", color=colors[k], markersize=7, mew=2)
+
+    names = _feature_names(dataset, fit)
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(fit.method_name if title is None else title)
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    ax.autoscale_view()
+    return ax
+
+
+def plot_losses(fits: dict[str, "Fit"], ax: Axes | None = None) -> Axes:
+    """Loss per datum against optimisation step, one line per SVI fit.
+
+    Fits with no loss history (MCMC, exact posteriors) are skipped. The step axis is
+    logarithmic, so a fast start and a slow finish are both visible.
+
+    Parameters
+    ----------
+    fits : dict of str to zoo.Fit
+        Label -> fit.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new 5 x 4 inch figure.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        With one line per fit that has a loss history.
+    """
+    ax = _axes(ax)
+    finals = []
+    for label, fit in fits.items():
+        losses = _numpy(fit.losses).reshape(-1)
+        if losses.size == 0:
+            continue
+        steps = np.arange(1, losses.size + 1)
+        ax.plot(steps, losses, linewidth=1.2, label=f"{label} ({losses.size} steps)")
+        finals.append(losses[-min(losses.size, 50):])
+    ax.set_xscale("log")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss per datum (-ELBO / N)")
+    ax.set_title("SVI loss")
+    if finals:
+        # Early losses can be orders of magnitude above the final ones: frame the end of the
+        # curves, leaving the start to run off the top of the axes.
+        ends = np.concatenate(finals)
+        ends = ends[np.isfinite(ends)]
+        starts = np.concatenate([_numpy(fit.losses).reshape(-1)[:1] for fit in fits.values()
+                                 if fit.losses.numel()])
+        if ends.size:
+            low, high = float(ends.min()), float(ends.max())
+            span = max(high - low, 0.05 * max(abs(high), 1e-3))
+            top = min(float(np.nanmax(starts)), high + 4 * span)
+            ax.set_ylim(low - 0.5 * span, max(top, high + 0.5 * span))
+        ax.legend(fontsize="small", frameon=False)
+    else:
+        ax.text(0.5, 0.5, "no loss history (no SVI fit)", ha="center", va="center",
+                transform=ax.transAxes)
+    return ax
+
+
+def plot_samples(
+    fit: "Fit",
+    data: Any,
+    num_samples: int = 500,
+    ax: Axes | None = None,
+    seed: int = 0,
+) -> Axes:
+    """New samples from the fitted model drawn over the data.
+
+    Two features or more: a scatter of the first two. One feature: overlaid histograms.
+
+    Parameters
+    ----------
+    fit : zoo.Fit
+        Any fit that can ``sample``.
+    data : Dataset, tensor or array
+        The data to compare with, shape (N, D).
+    num_samples : int
+        Samples drawn with ``fit.sample(num_samples, seed=seed)``.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new 5 x 4 inch figure.
+    seed : int
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the data are not tabular (shape (N, D)).
+    """
+    dataset = as_dataset(data)
+    if dataset.x.dim() != 2:
+        raise ValueError(
+            f"plot_samples draws tabular data, shape (N, D); got shape {tuple(dataset.x.shape)}"
+        )
+    samples = _numpy(fit.sample(num_samples, seed=seed)).reshape(num_samples, -1)
+    x = _numpy(dataset.x)
+    names = _feature_names(dataset, fit)
+    ax = _axes(ax)
+    if x.shape[1] == 1:
+        bins = np.histogram_bin_edges(np.concatenate([x[:, 0], samples[:, 0]]), bins=30)
+        ax.hist(x[:, 0], bins=bins, density=True, color=DATA_COLOR, alpha=0.6,
+                label=f"data ({len(x)})")
+        ax.hist(samples[:, 0], bins=bins, density=True, histtype="step", color=SAMPLE_COLOR,
+                linewidth=1.5, label=f"samples ({num_samples})")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel("density")
+    else:
+        ax.scatter(x[:, 0], x[:, 1], s=10, color=DATA_COLOR, alpha=0.8, linewidths=0,
+                   label=f"data ({len(x)})")
+        ax.scatter(samples[:, 0], samples[:, 1], s=6, color=SAMPLE_COLOR, alpha=0.5,
+                   linewidths=0, label=f"samples ({num_samples})")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel(names[1])
+    ax.set_title(f"new data from {fit.method_name}")
+    ax.legend(fontsize="small", frameon=False, markerscale=2)
+    return ax

@@ -245,3 +245,25 @@ def test_bad_inputs_are_refused_before_any_work(name: str) -> None:
         zoo.fit(model, data.x.reshape(-1), quick_svi())  # wrong number of dimensions
     with pytest.raises(ValueError, match="batch_size"):
         zoo.fit(model, data, quick_svi(batch_size=len(data) + 1))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_fast_marginals_equal_enumeration(name: str) -> None:
+    model, data = example(name)
+    if not model.enumerated_sites:
+        pytest.skip("no enumerated sites")
+    fit = zoo.fit(model, data, quick_svi(guide="normal", num_posterior_samples=3))
+    flat = evaluate.flatten_draws(fit.draws)
+    try:
+        fast = fit.model.marginals(flat, data)
+    except NotImplementedError:
+        pytest.skip("model has no fast path")
+    with isolated():
+        for s in range(3):
+            enumerated = evaluate.posterior_marginals(fit.model, evaluate.select_draw(flat, s), data)
+            for site, probs in enumerated.items():
+                torch.testing.assert_close(fast[site][s], probs, rtol=1e-4, atol=1e-5)
+    averaged = fit.marginals(data)
+    averaged = averaged if isinstance(averaged, dict) else {model.enumerated_sites[0]: averaged}
+    for site, probs in averaged.items():
+        torch.testing.assert_close(probs.sum(-1), torch.ones(probs.shape[:-1]))

@@ -198,6 +198,37 @@ class Fit:
             values = evaluate.discrete_values(self.model, params, data, temperature)
         return next(iter(values.values())) if len(values) == 1 else values
 
+    def marginals(self, data: Any = None, num_draws: int | None = 100, seed: int = 0) -> Any:
+        """Posterior probabilities of the enumerated sites' values, p(z | x).
+
+        Averaged over posterior draws (``num_draws`` chosen at random; None for all), so the
+        parameters' uncertainty is included: responsibilities for a mixture, state marginals
+        (forward-backward) for an HMM, class probabilities for a classifier.
+
+        Returns
+        -------
+        Tensor, or dict of str to Tensor when the model has several enumerated sites
+            Probabilities shaped (*site_shape, num_values): (num_data, K) for a mixture.
+        """
+        self._require("discrete")
+        data = self._data(data)
+        flat = evaluate.flatten_draws(self.draws)
+        total = evaluate.num_draws(flat)
+        with self._context(seed=seed):
+            if num_draws is not None and num_draws < total:
+                chosen = torch.randperm(total)[:num_draws]
+                flat = {name: value[chosen] for name, value in flat.items()}
+            try:
+                per_draw = self.model.marginals(flat, data)
+            except NotImplementedError:
+                rows = [
+                    evaluate.posterior_marginals(self.model, evaluate.select_draw(flat, s), data)
+                    for s in range(evaluate.num_draws(flat))
+                ]
+                per_draw = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
+        averaged = {name: value.mean(0) for name, value in per_draw.items()}
+        return next(iter(averaged.values())) if len(averaged) == 1 else averaged
+
     # ------------------------------------------------------------------ ArviZ and files
     def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:
         """An ``arviz.InferenceData``; see :func:`zoo.diagnostics.to_inference_data`."""

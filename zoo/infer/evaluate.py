@@ -20,7 +20,7 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import infer_discrete
+from pyro.infer import TraceEnum_ELBO, infer_discrete
 from pyro.ops.contract import contract_to_tensor
 
 from zoo.datasets.dataset import Dataset
@@ -32,6 +32,7 @@ __all__ = [
     "pointwise_log_likelihood",
     "simulate",
     "discrete_values",
+    "posterior_marginals",
     "num_draws",
     "flatten_draws",
     "select_draw",
@@ -159,3 +160,25 @@ def discrete_values(
     with torch.no_grad():
         trace = poutine.trace(inferred).get_trace(**kwargs)
     return {name: trace.nodes[name]["value"] for name in model.enumerated_sites if name in trace.nodes}
+
+
+def posterior_marginals(
+    model: Model, params: dict[str, torch.Tensor], data: Dataset
+) -> dict[str, torch.Tensor]:
+    """p(z | x, theta) of each enumerated site, by Pyro's exact marginal computation.
+
+    Returns
+    -------
+    dict of str to Tensor
+        Probabilities shaped (*site_shape, num_values): (num_data, K) for a mixture.
+    """
+    kwargs = model.model_kwargs(data)
+    conditioned = poutine.condition(model, data=params)
+    elbo = TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting)
+    with torch.no_grad():
+        marginals = elbo.compute_marginals(conditioned, _empty_guide, **kwargs)
+    return {name: marginals[name].probs for name in model.enumerated_sites if name in marginals}
+
+
+def _empty_guide(*args: Any, **kwargs: Any) -> None:
+    """The guide of a model whose latents are all conditioned or enumerated."""

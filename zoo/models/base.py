@@ -117,6 +117,14 @@ class Model(PyroModule):
         """
         raise NotImplementedError
 
+    def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
+        """p(z | x, theta_s) of each enumerated site per draw: (num_draws, *site_shape, values).
+
+        Optional fast path (forward-backward for an HMM, responsibilities for a mixture); the
+        generic one runs Pyro's exact marginal computation on ``forward``.
+        """
+        raise NotImplementedError
+
     def guides(self) -> dict[str, Callable[..., Any]]:
         """Guides this model offers by name (e.g. an amortized encoder), built for this model."""
         return {}

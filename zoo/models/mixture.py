@@ -329,12 +329,12 @@ class GaussianMixture(Model):
         joint = components.log_prob(x) + draws["weights"].log()  # (N, S, K)
         return joint.logsumexp(-1).transpose(0, 1)
 
-    def responsibilities(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """p(assignment_i = k | x_i, theta_s), shaped (S, N, K)."""
+    def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
+        """Responsibilities p(assignment_i = k | x_i, theta_s): {"assignment": (S, N, K)}."""
         components = self.component_distribution(draws)
         x = data.x.unsqueeze(-2).unsqueeze(-2)
         joint = components.log_prob(x) + draws["weights"].log()
-        return joint.softmax(-1).transpose(0, 1)
+        return {"assignment": joint.softmax(-1).transpose(0, 1)}
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """k-means++ centres, and each cluster's weight, sd and correlation."""

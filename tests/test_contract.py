@@ -209,14 +209,17 @@ def test_short_nuts_run(name: str) -> None:
     model, data = example(name)
     if "nuts" not in model.methods:
         pytest.skip("model does not take NUTS")
-    fit = zoo.fit(
-        model, data, zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, jit_compile=False, progress=False)
-    )
+    method = zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, progress=False)
+    fit = zoo.fit(model, data, method)
     assert fit.num_chains == 2 and fit.num_draws == 10
+    again = zoo.fit(model, data, method)
+    for site in fit.draws:  # the same seed gives the same chains
+        assert torch.equal(fit.draws[site], again.draws[site])
     assert set(fit.sample_stats) >= {"diverging", "acceptance_rate", "step_size", "lp"}
     assert fit.sample_stats["lp"].shape == (2, 10)
     assert "max_rhat" in fit.diagnostics
     assert torch.isfinite(fit.log_prob(data)).all()
+    assert fit.log_prob(data.subset([0])).shape == (1,)  # one new datum is fine to score
     if fit.model.capability("discrete"):
         labels = fit.discrete(data)
         assert labels.shape[0] == len(data)

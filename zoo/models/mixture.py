@@ -217,11 +217,6 @@ class GaussianMixture(Model):
             )
         if data.lengths is not None:
             raise ValueError("a Gaussian mixture takes independent points, not sequences (lengths given)")
-        if self.num_components > len(data):
-            raise ValueError(
-                f"num_components={self.num_components} is larger than the number of points "
-                f"({len(data)}); use at most {len(data)} components"
-            )
         if self.num_features is not None and data.num_features != self.num_features:
             raise ValueError(
                 f"data has {data.num_features} features but the model was set up for {self.num_features}"
@@ -229,6 +224,11 @@ class GaussianMixture(Model):
 
     def prepare(self, data: Dataset) -> "GaussianMixture":
         self.validate(data)
+        if self.num_components > len(data):
+            raise ValueError(
+                f"num_components={self.num_components} is larger than the number of points "
+                f"({len(data)}); use at most {len(data)} components"
+            )
         config = self.config()
         if config["prior_center"] is None:
             spread = data.x.std(0) if len(data) > 1 else torch.ones(data.num_features)

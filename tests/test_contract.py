@@ -27,6 +27,12 @@ def example(name: str) -> tuple[zoo.models.Model, zoo.Dataset]:
     return registry.get(name).example()
 
 
+def supported(model: zoo.models.Model, guide: str) -> str:
+    """``guide`` if the model takes it, else its default guide: a model declares the generic
+    guides it cannot take (``unsupported_guides``, e.g. a full-rank Normal over a VAE's codes)."""
+    return guide if guide in guide_names(model) else model.default_guide
+
+
 def quick_svi(guide: str = "normal", **options: object) -> zoo.SVI:
     settings = {"guide": guide, "num_steps": 3, "num_posterior_samples": 4, "progress": False}
     settings.update(options)
@@ -60,7 +66,7 @@ def test_prior_predictive_shapes(name: str) -> None:
 def test_model_does_not_mutate_and_prepare_copies(name: str) -> None:
     model, data = example(name)
     before = model.config()
-    zoo.fit(model, data, quick_svi(guide="delta"))
+    zoo.fit(model, data, quick_svi(guide=supported(model, "delta")))
     assert model.config() == before
 
 
@@ -112,7 +118,10 @@ def test_same_seed_same_result_other_seed_other_result(name: str) -> None:
     for site in first.draws:
         assert torch.equal(first.draws[site], second.draws[site])
     assert torch.equal(first.losses, second.losses)
-    assert any(not torch.equal(first.draws[site], third.draws[site]) for site in first.draws)
+    if first.draws:
+        assert any(not torch.equal(first.draws[site], third.draws[site]) for site in first.draws)
+    else:  # no global latents (a VAE): the seed shows in the training noise
+        assert not torch.equal(first.losses, third.losses)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -126,7 +135,7 @@ def test_two_fits_in_one_process_are_independent(name: str) -> None:
     torch.manual_seed(123)
 
     alone = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
-    zoo.fit(model, data, quick_svi(guide="mvn", num_steps=5))
+    zoo.fit(model, data, quick_svi(guide=supported(model, "mvn"), num_steps=5))
     again = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
     for site in alone.draws:
         assert torch.equal(alone.draws[site], again.draws[site])
@@ -141,7 +150,7 @@ def test_two_fits_in_one_process_are_independent(name: str) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_save_load_round_trip(name: str, tmp_path: object) -> None:
     model, data = example(name)
-    fit = zoo.fit(model, data, quick_svi(guide="mvn", num_steps=5))
+    fit = zoo.fit(model, data, quick_svi(guide=supported(model, "mvn"), num_steps=5))
     path = fit.save(tmp_path / "fit.zoo")  # type: ignore[operator]
     loaded = zoo.load(path)
     assert torch.equal(loaded.log_prob(data), fit.log_prob(data))
@@ -178,6 +187,8 @@ def test_load_refuses_foreign_and_tampered_files(tmp_path: object) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
     model, data = example(name)
+    if model.local_sites:
+        pytest.skip("continuous local latents: log p(x) is an importance-sampling estimate, not enumerable")
     fit = zoo.fit(model, data, quick_svi(guide="normal", num_posterior_samples=3))
     flat = evaluate.flatten_draws(fit.draws)
     try:
@@ -201,7 +212,10 @@ def test_arviz_log_likelihood_is_the_exact_marginal(name: str) -> None:
     torch.testing.assert_close(stored, fit.log_likelihood(data))
     expected = fit.log_likelihood(data).reshape(4, -1).logsumexp(0) - math.log(4)
     torch.testing.assert_close(fit.log_prob(data), expected)
-    assert {"posterior", "log_likelihood", "posterior_predictive", "observed_data"} <= set(idata.groups())
+    expected = {"log_likelihood", "posterior_predictive", "observed_data"}
+    if fit.draws:  # a model with no global latent site (a VAE) has nothing to put in a posterior group
+        expected.add("posterior")
+    assert expected <= set(idata.groups())
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

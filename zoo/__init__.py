@@ -8,10 +8,10 @@
 
 from zoo import datasets, models
 from zoo.datasets import Dataset
-from zoo.infer import NUTS, SVI, FitError, fit
+from zoo.infer import NUTS, SVI, Exact, FitError, fit
 from zoo.io import load
 from zoo.results import Fit
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Dataset", "datasets", "models"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Dataset", "datasets", "models"]

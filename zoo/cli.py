@@ -37,6 +37,8 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type) -> li
             kind = float
         elif isinstance(default, str) or annotation == "str":
             kind = str
+        elif isinstance(default, (tuple, list)) and all(isinstance(item, int) for item in default):
+            kind = lambda text: [int(item) for item in text.split(",") if item]  # noqa: E731  "400,200"
         else:
             continue  # lists and other structures are not command-line material
         required = default is inspect.Parameter.empty
@@ -62,6 +64,12 @@ def _method(arguments: argparse.Namespace) -> Any:
             learning_rate=arguments.learning_rate,
             seed=arguments.seed,
             progress=not arguments.quiet,
+            batch_size=arguments.batch_size,
+            num_epochs=arguments.num_epochs,
+            num_threads=arguments.num_threads,
+            num_posterior_samples=arguments.num_posterior_samples,
+            device=arguments.device,
+            distributed=arguments.distributed,
         )
     if arguments.method == "nuts":
         return zoo.NUTS(
@@ -71,7 +79,15 @@ def _method(arguments: argparse.Namespace) -> Any:
             seed=arguments.seed,
             progress=not arguments.quiet,
         )
-    raise ValueError(f"unknown method {arguments.method!r}; valid methods: svi, nuts")
+    from zoo.infer import METHODS
+
+    if arguments.method not in METHODS:
+        raise ValueError(f"unknown method {arguments.method!r}; valid methods: {', '.join(METHODS)}")
+    # Any other registered method: pass the command-line values its config takes.
+    config = METHODS[arguments.method][0]
+    values = {"seed": arguments.seed, "progress": not arguments.quiet, "num_samples": arguments.num_samples}
+    fields = getattr(config, "__dataclass_fields__", {})
+    return config(**{name: value for name, value in values.items() if name in fields})
 
 
 def command_list(arguments: argparse.Namespace) -> int:
@@ -124,18 +140,31 @@ def command_fit(arguments: argparse.Namespace) -> int:
     model_class = zoo.models.get(arguments.model)
     options = {name: getattr(arguments, f"model_{name}") for name in arguments.model_options}
     model = model_class(**options)
-    data = zoo.datasets.load(arguments.dataset)
-    train, test = data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
+    data = zoo.datasets.load(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
+    if "split" in inspect.signature(zoo.datasets.real.__dict__.get(arguments.dataset, len)).parameters:
+        # a data set published with its own split (JSB chorales): train on train, test on test
+        train, test = data, zoo.datasets.load(arguments.dataset, split="test")
+    else:  # rows at random; a single sequence is split in time (its end held out)
+        train, test = data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
     method = _method(arguments)
     fit = zoo.fit(model, train, method)
+    if arguments.distributed:
+        import torch.distributed
+
+        if torch.distributed.get_rank() != 0:  # every process holds the same fit: one reports it
+            return 0
     table = report.comparison_table({fit.method_name: fit}, test)
-    print(f"{type(model).__name__} on {data.name}: {len(train)} training rows, {len(test)} held out\n")
+    unit = "rows" if train.lengths is None else f"sequences ({train.num_observations} steps)"
+    held = "" if test.lengths is None else f" ({test.num_observations} steps)"
+    print(f"{type(model).__name__} on {data.name}: {len(train)} training {unit}, {len(test)} held out{held}\n")
     print(table.to_string(float_format=lambda value: f"{value:.4f}"))
-    print("\nPosterior summary:")
-    print(fit.summary(kind="stats").to_string(float_format=lambda value: f"{value:.3f}"))
+    if fit.draws:  # a model with no global latents (a VAE) has no posterior to summarise
+        print("\nPosterior summary:")
+        print(fit.summary(kind="stats").to_string(float_format=lambda value: f"{value:.3f}"))
     if arguments.out:
         out = Path(arguments.out)
         out.mkdir(parents=True, exist_ok=True)
+        fit.save(out / "fit.zoo")
         idata = fit.to_arviz(test)
         diagnostics.to_netcdf(idata, out / "inference_data.nc")
         table.to_csv(out / "summary.csv")
@@ -156,6 +185,7 @@ def command_tour(arguments: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     import zoo
+    from zoo.infer import METHODS
 
     parser = argparse.ArgumentParser(prog="zoo", description="Classic generative models in Pyro.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -170,10 +200,18 @@ def build_parser() -> argparse.ArgumentParser:
         sub = models.add_parser(name, help=f"fit {model_class.__name__}")
         sub.set_defaults(handler=command_fit, model_options=_add_model_options(sub, model_class))
         sub.add_argument("--dataset", required=True, help="a name from `zoo list`")
-        sub.add_argument("--method", default="svi", choices=["svi", "nuts"])
+        sub.add_argument("--method", default="svi", choices=list(METHODS))
         sub.add_argument("--guide", default=None, help="guide name for svi (default: the model's)")
         sub.add_argument("--num-steps", type=int, default=2000)
         sub.add_argument("--learning-rate", type=float, default=None)
+        sub.add_argument("--batch-size", type=int, default=None, help="minibatch size for svi")
+        sub.add_argument("--num-epochs", type=int, default=None, help="train svi by epochs (replaces --num-steps)")
+        sub.add_argument("--num-threads", type=int, default=None, help="torch threads while fitting")
+        sub.add_argument("--num-posterior-samples", type=int, default=1000, help="draws kept by svi")
+        sub.add_argument("--device", default="cpu", help="torch device for svi (cpu, cuda)")
+        sub.add_argument("--distributed", action="store_true",
+                         help="data-parallel svi across the processes of a torchrun job")
+        sub.add_argument("--binarize", action="store_true", help="binarise image data (digits, mnist)")
         sub.add_argument("--num-warmup", type=int, default=500)
         sub.add_argument("--num-samples", type=int, default=500)
         sub.add_argument("--num-chains", type=int, default=2)

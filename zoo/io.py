@@ -35,6 +35,7 @@ def save_fit(fit: Any, path: str | Path) -> Path:
         "diagnostics": fit.diagnostics,
         "wall_time": fit.wall_time,
         "interrupted": fit.interrupted,
+        "draws_shape": None if fit.draws_shape is None else list(fit.draws_shape),
         "train": {
             "name": fit.train.name,
             "description": fit.train.description,
@@ -51,6 +52,7 @@ def save_fit(fit: Any, path: str | Path) -> Path:
         "point": {name: value.detach().cpu() for name, value in fit.point.items()},
         "losses": fit.losses.detach().cpu(),
         "sample_stats": {name: value.detach().cpu() for name, value in fit.sample_stats.items()},
+        "history": {name: value.detach().cpu() for name, value in fit.history.items()},
         "train": {
             name: value.detach().cpu()
             for name, value in (("x", fit.train.x), ("y", fit.train.y), ("lengths", fit.train.lengths))
@@ -117,6 +119,8 @@ def load(path: str | Path) -> Any:
             diagnostics=metadata["diagnostics"],
             wall_time=float(metadata["wall_time"]),
             interrupted=bool(metadata["interrupted"]),
+            history=dict(payload.get("history", {})),
+            draws_shape=None if metadata.get("draws_shape") is None else tuple(metadata["draws_shape"]),
         )
     except (KeyError, TypeError, ValueError, RuntimeError, json.JSONDecodeError) as error:
         raise _damaged(path, f"{type(error).__name__}: {error}") from None

@@ -70,7 +70,7 @@ def _feature_names(data: Dataset, fit: "Fit | None" = None) -> list[str]:
 
 
 def _covariances(params: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Component covariance matrices (..., K, D, D) from ``scales`` and, if any, ``corr_cholesky``."""
+    """Covariance matrices (..., K, D, D) from ``scales`` and, if present, ``corr_cholesky``."""
     scales = params["scales"]
     if "corr_cholesky" in params:
         tril = scales.unsqueeze(-1) * params["corr_cholesky"]
@@ -155,7 +155,8 @@ def plot_mixture(
 
     if num_draws:
         flat = {
-            name: value.detach().reshape((-1,) + value.shape[2:]) for name, value in fit.draws.items()
+            name: value.detach().reshape((-1,) + value.shape[2:])
+            for name, value in fit.draws.items()
         }
         total = flat["locs"].shape[0]
         generator = torch.Generator().manual_seed(int(seed))
@@ -207,34 +208,33 @@ def plot_losses(fits: dict[str, "Fit"], ax: Axes | None = None) -> Axes:
         With one line per fit that has a loss history.
     """
     ax = _axes(ax)
-    finals = []
+    ends, starts = [], []
     for label, fit in fits.items():
         losses = _numpy(fit.losses).reshape(-1)
         if losses.size == 0:
             continue
         steps = np.arange(1, losses.size + 1)
         ax.plot(steps, losses, linewidth=1.2, label=f"{label} ({losses.size} steps)")
-        finals.append(losses[-min(losses.size, 50):])
+        ends.append(losses[-50:])
+        starts.append(losses[0])
     ax.set_xscale("log")
     ax.set_xlabel("step")
     ax.set_ylabel("loss per datum (-ELBO / N)")
     ax.set_title("SVI loss")
-    if finals:
-        # Early losses can be orders of magnitude above the final ones: frame the end of the
-        # curves, leaving the start to run off the top of the axes.
-        ends = np.concatenate(finals)
-        ends = ends[np.isfinite(ends)]
-        starts = np.concatenate([_numpy(fit.losses).reshape(-1)[:1] for fit in fits.values()
-                                 if fit.losses.numel()])
-        if ends.size:
-            low, high = float(ends.min()), float(ends.max())
-            span = max(high - low, 0.05 * max(abs(high), 1e-3))
-            top = min(float(np.nanmax(starts)), high + 4 * span)
-            ax.set_ylim(low - 0.5 * span, max(top, high + 0.5 * span))
-        ax.legend(fontsize="small", frameon=False)
-    else:
+    if not ends:
         ax.text(0.5, 0.5, "no loss history (no SVI fit)", ha="center", va="center",
                 transform=ax.transAxes)
+        return ax
+    ax.legend(fontsize="small", frameon=False)
+    # Early losses can be orders of magnitude above the final ones: frame the ends of the
+    # curves and let the start run off the top of the axes.
+    end = np.concatenate(ends)
+    end = end[np.isfinite(end)]
+    if end.size:
+        low, high = float(end.min()), float(end.max())
+        span = max(high - low, 0.05 * max(abs(high), 1e-3))
+        top = float(np.nanmax(starts)) if np.isfinite(np.nanmax(starts)) else high
+        ax.set_ylim(low - 0.5 * span, max(min(top, high + 4 * span), high + 0.5 * span))
     return ax
 
 

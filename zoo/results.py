@@ -63,6 +63,14 @@ class Fit:
         The trained guide (SVI); None for MCMC and after ``zoo.load``.
     interrupted : bool
         True if the fit was stopped by Ctrl-C (or by a non-finite loss) before it finished.
+    history : dict of str to Tensor
+        Per-epoch records of SVI, each shaped (num_epochs,): "epoch_loss", "learning_rate",
+        "epoch_time" (seconds) and, with held-out data, "held_out_loss" (negative ELBO per
+        observation).
+    draws_shape : (int, int), optional
+        (chains, draws) of a fit whose model has no global latent site (a VAE: the decoder is a
+        point estimate, its codes are local), so ``draws`` is empty: every draw is the same
+        point, and per-draw quantities repeat.
     """
 
     model: Model
@@ -77,15 +85,21 @@ class Fit:
     guide: Callable[..., Any] | None = None
     param_state: dict[str, Any] | None = field(default=None, repr=False)
     interrupted: bool = False
+    history: dict[str, torch.Tensor] = field(default_factory=dict)
+    draws_shape: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ shapes
     @property
     def num_chains(self) -> int:
+        if not self.draws:
+            return int((self.draws_shape or (1, 1))[0])
         return int(next(iter(self.draws.values())).shape[0])
 
     @property
     def num_draws(self) -> int:
         """Draws per chain."""
+        if not self.draws:
+            return int((self.draws_shape or (1, 1))[1])
         return int(next(iter(self.draws.values())).shape[1])
 
     @property
@@ -99,26 +113,37 @@ class Fit:
         return {name: value.mean((0, 1)) for name, value in self.draws.items()}
 
     # ------------------------------------------------------------------ densities
-    def log_likelihood(self, data: Any = None) -> torch.Tensor:
+    def log_likelihood(self, data: Any = None, **options: Any) -> torch.Tensor:
         """log p(x_i | theta) for every draw: shape (chain, draw, num_data), latents summed out.
 
         Parameters
         ----------
         data : Dataset, tensor or array, optional
             Defaults to the training data.
+        **options
+            Passed to the model's ``log_likelihood`` (e.g. a VAE's ``num_particles``).
         """
         data = self._data(data)
+        if not self.draws:  # no global latents: one point, the same for every draw
+            with self._context():
+                row = self.model.log_likelihood({}, data, **options)
+            return row.reshape(1, 1, -1).expand(self.num_chains, self.num_draws, -1)
         with self._context():
-            flat = evaluate.pointwise_log_likelihood(self.model, evaluate.flatten_draws(self.draws), data)
+            flat = evaluate.pointwise_log_likelihood(
+                self.model, evaluate.flatten_draws(self.draws), data, **options
+            )
         return flat.reshape(self.num_chains, self.num_draws, -1)
 
-    def log_prob(self, data: Any = None) -> torch.Tensor:
+    def log_prob(self, data: Any = None, **options: Any) -> torch.Tensor:
         """Per-datum log predictive density: log of the mean over draws of p(x_i | theta).
 
         Parameters
         ----------
         data : Dataset, tensor or array, optional
             Defaults to the training data.
+        **options
+            Passed to the model's density (e.g. ``num_particles=K`` for a VAE's importance-
+            weighted estimate, ``estimator="elbo"`` for its ELBO).
 
         Returns
         -------
@@ -126,7 +151,9 @@ class Fit:
             For sequence models, one number per sequence.
         """
         self._require("log_prob")
-        per_draw = self.log_likelihood(data).reshape(self.num_chains * self.num_draws, -1)
+        if not self.draws:  # every draw is the same point
+            return self.log_likelihood(data, **options)[0, 0].clone()
+        per_draw = self.log_likelihood(data, **options).reshape(self.num_chains * self.num_draws, -1)
         return per_draw.logsumexp(0) - math.log(per_draw.shape[0])
 
     # ------------------------------------------------------------------ generation
@@ -149,20 +176,22 @@ class Fit:
         self._require("sample")
         check_positive_int(num_samples, "num_samples")
         flat = evaluate.flatten_draws(self.draws)
-        total = evaluate.num_draws(flat)
+        total = evaluate.num_draws(flat) if flat else 1
         with self._context(seed=0 if seed is None else seed):
             chosen = torch.randint(total, (num_samples,))
             draws = {name: value[chosen] for name, value in flat.items()}
             kwargs = self.model.model_kwargs(None, num_samples=1, **options)
-            simulated = evaluate.simulate(self.model, draws, kwargs)
+            simulated = evaluate.simulate(self.model, draws, kwargs, total=num_samples)
         return simulated.reshape((num_samples,) + simulated.shape[2:])
 
     def posterior_predictive(self, data: Any = None, seed: int = 0) -> torch.Tensor:
         """One replicate of the data per posterior draw: shape (chain, draw, *data.x.shape)."""
         data = self._data(data)
-        kwargs = self.model.model_kwargs(None, num_samples=len(data))
+        kwargs = self.model.model_kwargs(None, num_samples=len(data), template=data)
         with self._context(seed=seed):
-            simulated = evaluate.simulate(self.model, evaluate.flatten_draws(self.draws), kwargs)
+            simulated = evaluate.simulate(
+                self.model, evaluate.flatten_draws(self.draws), kwargs, total=self.num_chains * self.num_draws
+            )
         return simulated.reshape((self.num_chains, self.num_draws) + simulated.shape[1:])
 
     # ------------------------------------------------------------------ discrete latents
@@ -195,8 +224,11 @@ class Fit:
             else:
                 flat = evaluate.flatten_draws(self.draws)
                 params = evaluate.select_draw(flat, int(torch.randint(evaluate.num_draws(flat), ())))
-            values = evaluate.discrete_values(self.model, params, data, temperature)
-        return next(iter(values.values())) if len(values) == 1 else values
+            try:
+                values = self.model.discrete(params, data, temperature)
+            except NotImplementedError:
+                values = evaluate.discrete_values(self.model, params, data, temperature)
+        return self.model.collect_discrete(values)
 
     def marginals(self, data: Any = None, num_draws: int | None = 100, seed: int = 0) -> Any:
         """Posterior probabilities of the enumerated sites' values, p(z | x).
@@ -227,7 +259,7 @@ class Fit:
                 ]
                 per_draw = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
         averaged = {name: value.mean(0) for name, value in per_draw.items()}
-        return next(iter(averaged.values())) if len(averaged) == 1 else averaged
+        return self.model.collect_discrete(averaged)
 
     # ------------------------------------------------------------------ ArviZ and files
     def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:

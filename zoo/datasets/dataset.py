@@ -181,6 +181,9 @@ class Dataset:
         """
         if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+        if self.lengths is not None and len(self) == 1:
+            # one sequence cannot be split by rows: hold out its end instead
+            return self.split_time(test_fraction)
         num_test = int(round(len(self) * float(test_fraction)))
         if num_test < 1 or num_test >= len(self):
             raise ValueError(
@@ -190,6 +193,35 @@ class Dataset:
         order = torch.randperm(len(self), generator=generator)
         test_index, train_index = order[:num_test].sort().values, order[num_test:].sort().values
         return self.subset(train_index), self.subset(test_index)
+
+    def split_time(self, test_fraction: float = 0.2) -> tuple["Dataset", "Dataset"]:
+        """Split every sequence in time: its last ``test_fraction`` of steps are held out.
+
+        What ``split`` does for a data set of one sequence (e.g. earthquakes): the test set is
+        the end of the series as a sequence of its own (a model scores it from its initial
+        distribution, not from the state the training part ended in).
+
+        Returns
+        -------
+        train, test : Dataset
+            Each with one sequence per sequence of this data set, left-aligned and zero-padded.
+        """
+        if self.lengths is None:
+            raise ValueError("split_time needs sequences (a Dataset with lengths)")
+        if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
+            raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+        if (self.lengths < 2).any():
+            raise ValueError("split_time needs every sequence to have at least 2 steps")
+        lengths = self.lengths
+        cut = (lengths.double() * (1.0 - float(test_fraction))).round().long().clamp(1)
+        cut = torch.minimum(cut, lengths - 1)
+        test_lengths = lengths - cut
+        train_x = torch.zeros((len(self), int(cut.max())) + tuple(self.x.shape[2:]), dtype=self.x.dtype)
+        test_x = torch.zeros((len(self), int(test_lengths.max())) + tuple(self.x.shape[2:]), dtype=self.x.dtype)
+        for row, (c, length) in enumerate(zip(cut.tolist(), lengths.tolist())):
+            train_x[row, :c] = self.x[row, :c]
+            test_x[row, : length - c] = self.x[row, c:length]
+        return replace(self, x=train_x, lengths=cut), replace(self, x=test_x, lengths=test_lengths)
 
     def __repr__(self) -> str:
         parts = [f"x={tuple(self.x.shape)}"]

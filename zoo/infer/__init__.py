@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.infer.exact import Exact, run_exact
 from zoo.infer.guides import GUIDES, guide_names
 from zoo.infer.mcmc import NUTS, run_nuts
 from zoo.infer.runtime import FitError
@@ -17,7 +18,7 @@ from zoo.infer.svi import SVI, run_svi
 from zoo.models.base import Model
 from zoo.results import Fit
 
-__all__ = ["fit", "SVI", "NUTS", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
+__all__ = ["fit", "SVI", "NUTS", "Exact", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
 
 #: method kind -> (config class, runner)
 METHODS: dict[str, tuple[type, Callable[[Model, Dataset, Any], Fit]]] = {
@@ -31,7 +32,10 @@ def register_method(kind: str, config: type, runner: Callable[[Model, Dataset, A
     METHODS[kind] = (config, runner)
 
 
-def fit(model: Model, data: Any, method: Any = None) -> Fit:
+register_method("exact", Exact, run_exact)
+
+
+def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
 
     Parameters
@@ -41,6 +45,9 @@ def fit(model: Model, data: Any, method: Any = None) -> Fit:
     data : zoo.Dataset, Tensor or numpy array
     method : zoo.SVI, zoo.NUTS, ..., optional
         Default: ``zoo.SVI()`` with the model's default guide.
+    held_out : zoo.Dataset, Tensor or numpy array, optional
+        Data not fitted, whose negative ELBO per observation SVI records after every epoch
+        (``fit.history["held_out_loss"]``). SVI only.
 
     Returns
     -------
@@ -70,4 +77,10 @@ def fit(model: Model, data: Any, method: Any = None) -> Fit:
         )
     prepared = model.prepare(data)
     method.validate(prepared, data)
-    return METHODS[kind][1](prepared, data, method)
+    if held_out is None:
+        return METHODS[kind][1](prepared, data, method)
+    if kind != "svi":
+        raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
+    held_out = as_dataset(held_out, "held_out")
+    prepared.validate(held_out)
+    return METHODS[kind][1](prepared, data, method, held_out=held_out)

@@ -107,9 +107,11 @@ def marginal_log_likelihood(model: Model, params: dict[str, torch.Tensor], data:
 
 
 def pointwise_log_likelihood(
-    model: Model, draws: dict[str, torch.Tensor], data: Dataset, chunk_elements: int = 2**24
+    model: Model, draws: dict[str, torch.Tensor], data: Dataset, chunk_elements: int = 2**24, **options: Any
 ) -> torch.Tensor:
     """log p(x_i | theta_s) for flat draws ``s``: the model's fast path, else enumeration.
+
+    ``options`` go to the model's own ``log_likelihood`` (the enumerated definition takes none).
 
     Returns
     -------
@@ -122,17 +124,27 @@ def pointwise_log_likelihood(
             chunks = []
             for start in range(0, total, per_draw):
                 chunk = {name: value[start : start + per_draw] for name, value in draws.items()}
-                chunks.append(model.log_likelihood(chunk, data))
+                chunks.append(model.log_likelihood(chunk, data, **options))
             return torch.cat(chunks)
         except NotImplementedError:
+            if options:
+                raise ValueError(
+                    f"{type(model).__name__} has no options for its log-likelihood; got {sorted(options)}"
+                ) from None
             rows = [marginal_log_likelihood(model, select_draw(draws, s), data) for s in range(total)]
             return torch.stack(rows)
 
 
-def simulate(model: Model, draws: dict[str, torch.Tensor], kwargs: dict[str, Any]) -> torch.Tensor:
-    """One simulated data set per flat draw: the observed site, shaped (num_draws, ...)."""
+def simulate(
+    model: Model, draws: dict[str, torch.Tensor], kwargs: dict[str, Any], total: int | None = None
+) -> torch.Tensor:
+    """One simulated data set per flat draw: the observed site, shaped (num_draws, ...).
+
+    ``total``: the number of data sets, needed when ``draws`` is empty (a model with no global
+    latents: every data set comes from the same point).
+    """
     shapes = latent_shapes(model, kwargs)
-    total = num_draws(draws)
+    total = num_draws(draws) if draws else int(total or 1)
     nesting = model.max_plate_nesting
     conditioned = {}
     for name, value in draws.items():
@@ -144,7 +156,7 @@ def simulate(model: Model, draws: dict[str, torch.Tensor], kwargs: dict[str, Any
         prototype = poutine.trace(model).get_trace(**kwargs)
         with pyro.plate("_draws", total, dim=-nesting - 1):
             trace = poutine.trace(poutine.condition(model, data=conditioned)).get_trace(**kwargs)
-    value = trace.nodes[model.observed_site]["value"]
+    value = trace.nodes[model.observed_site]["value"].cpu()
     return value.reshape((total,) + tuple(prototype.nodes[model.observed_site]["value"].shape))
 
 

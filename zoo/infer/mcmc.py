@@ -87,7 +87,7 @@ class NUTS:
 
 def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
     """Sample ``model`` (already prepared for ``data``) by NUTS. See :class:`NUTS`."""
-    kwargs = model.model_kwargs(data)
+    kwargs = model.model_kwargs(data, training=True)
     start = time.perf_counter()
     chains: list[dict[str, list[torch.Tensor]]] = []
     stats: list[dict[str, list[float]]] = []

@@ -1,7 +1,10 @@
 """zoo's models: one file per family, each p(x, z) in Pyro primitives."""
 
 from zoo.models.base import Model
+from zoo.models.hmm import HiddenMarkovModel
 from zoo.models.mixture import GaussianMixture
+from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
+from zoo.models.vae import VAE
 
-__all__ = ["Model", "GaussianMixture", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "MODELS", "get", "names", "register"]

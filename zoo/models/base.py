@@ -11,6 +11,7 @@ need to know about it:
 ``observed_site``         the sample site that holds the data
 ``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
+``local_sites``           continuous per-datum latents (a VAE's codes) the Fit keeps no draws of
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
@@ -47,6 +48,10 @@ class Model(PyroModule):
     num_threads: ClassVar[int | None] = 1
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
+    #: Continuous latent sites local to each datum (a VAE's codes): the guide infers them, but a
+    #: Fit keeps no draws of them (they are not parameters of p(x)), and ``log_likelihood``
+    #: integrates them out (for a VAE, by importance sampling).
+    local_sites: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -86,6 +91,11 @@ class Model(PyroModule):
         """Keyword arguments of ``forward``: to condition on ``data``, or to generate ``num_samples``.
 
         ``batch_size`` asks for a random subsample of the data plate of that size (minibatch SVI).
+        Options the runner may pass, which a model is free to ignore: ``training=True`` when the
+        kwargs are for the model being fitted (SVI, NUTS), so a model may answer with a faster
+        computation of the *same* density (e.g. an HMM's forward algorithm as one
+        ``pyro.factor`` in place of its enumerated states; its tests must prove both equal);
+        ``template=data`` when generating data shaped like ``data`` (e.g. sequence length).
         """
         if data is not None:
             return {"x": data.x, "batch_size": batch_size}
@@ -124,6 +134,23 @@ class Model(PyroModule):
         generic one runs Pyro's exact marginal computation on ``forward``.
         """
         raise NotImplementedError
+
+    def discrete(
+        self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """MAP (temperature 0) or sampled (1) values of the enumerated sites given one parameter
+        value (site shapes): {site: value}. Optional fast path (Viterbi for an HMM); the generic
+        one runs ``infer_discrete`` on ``forward``."""
+        raise NotImplementedError
+
+    def collect_discrete(self, values: dict[str, torch.Tensor]) -> Any:
+        """What ``Fit.discrete`` and ``Fit.marginals`` return, from per-site values.
+
+        ``values`` maps each enumerated site to its values (or its probabilities, with a trailing
+        dim of values). Default: the one site's tensor, or the dict when there are several. A
+        model with one site per time step stacks them (an HMM: paths (N, T), marginals (N, T, K)).
+        """
+        return next(iter(values.values())) if len(values) == 1 else values
 
     def guides(self) -> dict[str, Callable[..., Any]]:
         """Guides this model offers by name (e.g. an amortized encoder), built for this model."""

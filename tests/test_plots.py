@@ -1,0 +1,132 @@
+"""Smoke tests of zoo.plots and zoo.report on small, quick fits of Old Faithful."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.patches import Ellipse  # noqa: E402
+
+import zoo  # noqa: E402
+from zoo import plots, report  # noqa: E402
+
+Split = tuple[zoo.Dataset, zoo.Dataset]
+
+
+@pytest.fixture(scope="module")
+def split() -> Split:
+    return zoo.datasets.load("old_faithful").split(test_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def map_fit(split: Split) -> zoo.Fit:
+    train, _ = split
+    method = zoo.SVI(guide="delta", num_steps=10, num_posterior_samples=20, progress=False)
+    return zoo.fit(zoo.models.GaussianMixture(2), train, method)
+
+
+@pytest.fixture(scope="module")
+def normal_fit(split: Split) -> zoo.Fit:
+    train, _ = split
+    method = zoo.SVI(guide="normal", num_steps=20, num_posterior_samples=30, progress=False)
+    return zoo.fit(zoo.models.GaussianMixture(2, covariance="diag"), train, method)
+
+
+@pytest.fixture(autouse=True)
+def close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+def ellipses(ax: Axes) -> list[Ellipse]:
+    return [patch for patch in ax.patches if isinstance(patch, Ellipse)]
+
+
+# --------------------------------------------------------------------------- plot_mixture
+def test_plot_mixture_map_has_one_ellipse_per_component(map_fit: zoo.Fit) -> None:
+    ax = plots.plot_mixture(map_fit, num_draws=5)
+    assert isinstance(ax, Axes)
+    # A MAP fit's draws all equal its point: no faint ellipses.
+    assert len(ellipses(ax)) == 2
+    assert len(ax.collections) == 1 and len(ax.collections[0].get_offsets()) == len(map_fit.train)
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert sum("w = " in label for label in labels) == 2
+    assert ax.get_xlabel() == "eruptions" and ax.get_ylabel() == "waiting"
+    assert ax.get_title() == "svi:delta"
+
+
+def test_plot_mixture_draws_and_diag_covariance(normal_fit: zoo.Fit, split: Split) -> None:
+    _, test = split
+    fig, ax = plt.subplots()
+    returned = plots.plot_mixture(normal_fit, test, ax=ax, num_draws=4, title="diag")
+    assert returned is ax and ax.get_title() == "diag"
+    assert len(ellipses(ax)) == 2 + 4 * 2
+    assert len(ax.collections[0].get_offsets()) == len(test)
+    for patch in ellipses(ax):  # a diagonal covariance has axis-aligned ellipses
+        assert math.sin(math.radians(2 * patch.angle)) == pytest.approx(0, abs=1e-6)
+
+
+def test_plot_mixture_refuses_data_that_is_not_2d(map_fit: zoo.Fit) -> None:
+    with pytest.raises(ValueError, match="2-D"):
+        plots.plot_mixture(map_fit, torch.zeros(10, 3))
+    with pytest.raises(ValueError, match="2-D"):
+        plots.plot_mixture(map_fit, torch.zeros(10, 1))
+
+
+# --------------------------------------------------------------------------- plot_losses
+def test_plot_losses_one_line_per_svi_fit(map_fit: zoo.Fit, normal_fit: zoo.Fit) -> None:
+    no_losses = map_fit.replace(losses=torch.zeros(0))  # as an MCMC fit has
+    ax = plots.plot_losses({"map": map_fit, "normal": normal_fit, "mcmc": no_losses})
+    assert len(ax.get_lines()) == 2
+    assert len(ax.get_lines()[1].get_xdata()) == len(normal_fit.losses)
+    assert ax.get_xscale() == "log"
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels[0].startswith("map") and labels[1].startswith("normal")
+
+
+def test_plot_losses_with_no_svi_fit(map_fit: zoo.Fit) -> None:
+    ax = plots.plot_losses({"mcmc": map_fit.replace(losses=torch.zeros(0))})
+    assert len(ax.get_lines()) == 0
+
+
+# --------------------------------------------------------------------------- plot_samples
+def test_plot_samples_two_scatters(map_fit: zoo.Fit, split: Split) -> None:
+    train, _ = split
+    ax = plots.plot_samples(map_fit, train, num_samples=50, seed=1)
+    sizes = [len(collection.get_offsets()) for collection in ax.collections]
+    assert sizes == [len(train), 50]
+    colors = {tuple(collection.get_facecolor()[0][:3]) for collection in ax.collections}
+    assert len(colors) == 2
+
+
+# --------------------------------------------------------------------------- comparison_table
+def test_comparison_table_rows_and_columns(
+    map_fit: zoo.Fit, normal_fit: zoo.Fit, split: Split
+) -> None:
+    _, test = split
+    mcmc = map_fit.replace(
+        losses=torch.zeros(0), diagnostics={"max_rhat": 1.01, "num_divergences": 3}
+    )
+    table = report.comparison_table({"map": map_fit, "normal": normal_fit, "nuts": mcmc}, test)
+    assert list(table.index) == ["map", "normal", "nuts"]
+    assert tuple(table.columns) == report.COLUMNS
+    assert table.loc["map", "method"] == "svi:delta"
+    assert table.loc["map", "final_loss"] == pytest.approx(float(map_fit.losses[-1]))
+    window = max(1, len(normal_fit.losses) // 10)
+    expected = float(normal_fit.losses[-window:].mean())
+    assert table.loc["normal", "final_loss"] == pytest.approx(expected, rel=1e-6)
+    assert math.isnan(table.loc["nuts", "final_loss"])
+    expected = float(normal_fit.log_prob(test).mean())
+    assert table.loc["normal", "test_log_lik"] == pytest.approx(expected)
+    assert math.isnan(table.loc["map", "max_rhat"]) and table.loc["nuts", "max_rhat"] == 1.01
+    assert table.loc["nuts", "divergences"] == 3
+    assert table["divergences"].isna().sum() == 2
+    assert (table["wall_time_s"] > 0).all()

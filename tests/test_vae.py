@@ -1,0 +1,330 @@
+"""The variational autoencoder: its ELBO and IWAE estimates, training, helpers and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pyro
+import pyro.poutine as poutine
+import pytest
+import torch
+
+import zoo
+from zoo.infer.runtime import isolated
+from zoo.models import vae
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> object:
+    """One torch thread: these networks are small, and the test machines are shared (two threads
+    on a busy 2-core machine run ten times slower than one)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def digits() -> tuple[zoo.Dataset, zoo.Dataset]:
+    return zoo.datasets.load("digits", binarize=True).split(test_fraction=0.2, seed=0)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[zoo.Fit, zoo.Dataset, zoo.Dataset]:
+    """A small VAE trained briefly (seeded) on binarised 8x8 digits, with its train and test data."""
+    train, test = digits()
+    model = zoo.models.VAE(latent_dim=4, hidden_sizes=[64])
+    method = zoo.SVI(batch_size=64, num_epochs=12, learning_rate=0.01, seed=0, progress=False,
+                     num_posterior_samples=2)
+    return zoo.fit(model, train, method, held_out=test), train, test
+
+
+# ---------------------------------------------------------------------- the ELBO by hand
+def tiny_vae() -> vae.VAE:
+    """Latent dim 1, two pixels, no hidden layer: encoder and decoder are single linear maps."""
+    model = vae.VAE(latent_dim=1, hidden_sizes=[], image_shape=[2])
+    with torch.no_grad():
+        encoder, decoder = model.encoder.mlp[0], model.decoder.mlp[0]
+        encoder.weight.copy_(torch.tensor([[0.5, -1.0], [0.3, 0.2]]))  # rows: loc, raw scale
+        encoder.bias.copy_(torch.tensor([0.1, -0.4]))
+        decoder.weight.copy_(torch.tensor([[1.5], [-2.0]]))
+        decoder.bias.copy_(torch.tensor([0.2, 0.7]))
+    return model
+
+
+def hand_log_weight(x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x, z) - log q(z | x) of ``tiny_vae`` written out with scalar formulas."""
+    x1, x2 = x[..., 0], x[..., 1]
+    loc = 0.5 * x1 - 1.0 * x2 + 0.1
+    scale = torch.log1p(torch.exp(0.3 * x1 + 0.2 * x2 - 0.4)) + 1e-4
+    logits = torch.stack([1.5 * z + 0.2, -2.0 * z + 0.7], dim=-1)
+    probs = torch.sigmoid(logits)
+    log_lik = (x * probs.log() + (1 - x) * (1 - probs).log()).sum(-1)
+    log_prior = -0.5 * z**2 - 0.5 * math.log(2 * math.pi)
+    log_q = -0.5 * ((z - loc) / scale) ** 2 - scale.log() - 0.5 * math.log(2 * math.pi)
+    return log_lik + log_prior - log_q
+
+
+def test_training_elbo_equals_a_hand_computation_with_minibatch_scaling() -> None:
+    model = tiny_vae()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    with isolated(seed=0):
+        # a minibatch of 2 of the 3 points: the data plate scales its log densities by 3 / 2
+        guide_trace = poutine.trace(model.amortized_guide).get_trace(x=x, batch_size=2)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(x=x, batch_size=2)
+    index = guide_trace.nodes["data"]["value"]
+    z = guide_trace.nodes["z"]["value"][:, 0]
+    estimate = model_trace.log_prob_sum() - guide_trace.log_prob_sum()
+    expected = 1.5 * hand_log_weight(x[index], z).sum()
+    torch.testing.assert_close(estimate.detach(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_iwae_and_elbo_estimators_equal_a_hand_computation() -> None:
+    model = tiny_vae()
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    data = zoo.Dataset(x)
+    num_particles = 7
+    noise = torch.randn((num_particles, 4, 1), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        loc, scale = model.encoder(x)
+    z = (loc + scale * noise)[..., 0]
+    weights = hand_log_weight(x, z)  # (K, N)
+    iwae = model.log_likelihood({}, data, num_particles=num_particles, seed=3)[0]
+    elbo = model.log_likelihood({}, data, num_particles=num_particles, seed=3, estimator="elbo")[0]
+    torch.testing.assert_close(iwae, weights.logsumexp(0) - math.log(num_particles), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(elbo, weights.mean(0), rtol=1e-5, atol=1e-5)
+    # with K = 1 both are the same single-sample ELBO
+    one = model.log_likelihood({}, data, num_particles=1, seed=3)[0]
+    torch.testing.assert_close(one, model.log_likelihood({}, data, num_particles=1, seed=3, estimator="elbo")[0])
+
+
+# ---------------------------------------------------------------------- a trained VAE
+def test_iwae_is_at_least_the_elbo_and_grows_with_k(trained: tuple) -> None:
+    fit, _, test = trained
+    elbo = fit.log_prob(test, num_particles=50, estimator="elbo", seed=1)
+    iwae = {k: fit.log_prob(test, num_particles=k, seed=10 + k) for k in (1, 10, 100)}
+    # same particles: log-mean-exp >= mean (Jensen), datum by datum
+    same = fit.log_prob(test, num_particles=50, seed=1)
+    assert (same >= elbo - 1e-5).all()
+    # in expectation IWAE_K grows with K. Paired differences over the test images (independent
+    # particles): never significantly negative (two standard errors), and from K = 1 to K = 100
+    # positive beyond three standard errors. (From 10 to 100 the gain is small for this easy
+    # posterior, a few hundredths of a nat, so only its sign is checked with a tolerance.)
+    for small, large in [(1, 10), (10, 100), (1, 100)]:
+        difference = iwae[large] - iwae[small]
+        standard_error = difference.std() / math.sqrt(len(difference))
+        assert difference.mean() > -2 * standard_error, (small, large, difference.mean(), standard_error)
+    difference = iwae[100] - iwae[1]
+    assert difference.mean() > 3 * difference.std() / math.sqrt(len(difference))
+
+
+def test_held_out_iwae_beats_the_independent_pixel_baseline(trained: tuple) -> None:
+    """The baseline is the best model without a latent code: independent Bernoulli pixels with
+    maximum-likelihood probabilities (add-one smoothed, so unseen pixels are not log 0). A VAE
+    that has learned anything about the digits' shapes explains their pixel correlations; by 12
+    epochs it does so by a wide margin (about 8 nats per image: ~-21 against ~-29)."""
+    fit, train, test = trained
+    counts = train.x.sum(0)
+    probs = (counts + 1) / (len(train) + 2)
+    baseline = (test.x * probs.log() + (1 - test.x) * (1 - probs).log()).sum(-1).mean()
+    iwae = fit.log_prob(test, num_particles=200).mean()
+    assert iwae > baseline + 4.0, (float(iwae), float(baseline))
+
+
+def test_epochs_history_and_held_out_loss(trained: tuple) -> None:
+    fit, train, _ = trained
+    steps_per_epoch = math.ceil(len(train) / 64)
+    assert fit.losses.shape == (12 * steps_per_epoch,)
+    for name in ("epoch_loss", "held_out_loss", "learning_rate", "epoch_time"):
+        assert fit.history[name].shape == (12,), name
+    assert fit.history["epoch_loss"][-1] < fit.history["epoch_loss"][0]
+    assert fit.history["held_out_loss"][-1] < fit.history["held_out_loss"][0]
+    # the held-out negative ELBO is the per-datum ELBO of the test data, up to Monte Carlo noise
+    assert fit.draws == {} and fit.num_draws == 2
+
+
+def test_helpers_shapes_and_ends(trained: tuple) -> None:
+    fit, _, test = trained
+    loc, scale = vae.encode(fit, test)
+    assert loc.shape == scale.shape == (len(test), 4) and (scale > 0).all()
+    means = vae.decode(fit, torch.zeros(5, 4))
+    assert means.shape == (5, 64) and ((means >= 0) & (means <= 1)).all()
+    assert vae.reconstruct(fit, test).shape == test.x.shape
+    path = vae.interpolate(fit, test.x[0], test.x[1], num_steps=6)
+    assert path.shape == (6, 64)
+    torch.testing.assert_close(path[0], vae.decode(fit, loc[0]))
+    torch.testing.assert_close(path[-1], vae.decode(fit, loc[1]))
+    samples = fit.sample(9, seed=1)
+    assert samples.shape == (9, 64) and set(samples.unique().tolist()) <= {0.0, 1.0}
+    assert torch.equal(samples, fit.sample(9, seed=1))
+    assert vae.elbo(fit, test).shape == (len(test),)
+
+
+def test_save_and_load_restore_the_networks(trained: tuple, tmp_path: object) -> None:
+    fit, _, test = trained
+    loaded = zoo.load(fit.save(tmp_path / "vae.zoo"))  # type: ignore[operator]
+    assert torch.equal(loaded.log_prob(test, num_particles=5), fit.log_prob(test, num_particles=5))
+    assert torch.equal(loaded.history["epoch_loss"], fit.history["epoch_loss"])
+    assert loaded.num_draws == fit.num_draws
+
+
+def test_to_arviz_repeats_the_point_estimate(trained: tuple) -> None:
+    fit, _, test = trained
+    small = test.subset(list(range(10)))
+    idata = fit.to_arviz(small)
+    values = torch.as_tensor(idata.log_likelihood["x"].values)
+    assert values.shape == (1, 2, 10)
+    torch.testing.assert_close(values[0, 0], values[0, 1])
+    assert idata.posterior_predictive["x"].shape == (1, 2, 10, 64)
+
+
+# ---------------------------------------------------------------------- other settings
+@pytest.mark.parametrize(
+    "options, images",
+    [
+        ({"likelihood": "continuous_bernoulli"}, False),
+        ({"likelihood": "gaussian"}, False),
+        ({"architecture": "conv"}, True),
+        ({"architecture": "conv"}, False),  # 64 pixels read as an 8x8 image
+    ],
+)
+def test_likelihoods_and_architectures_train(options: dict, images: bool) -> None:
+    data = zoo.datasets.load("digits", images=images)
+    data = zoo.Dataset(data.x[:120] / 16.0, y=data.y[:120])
+    model = zoo.models.VAE(latent_dim=2, hidden_sizes=[32], **options)
+    fit = zoo.fit(model, data, zoo.SVI(batch_size=40, num_epochs=2, progress=False, num_posterior_samples=1))
+    assert torch.isfinite(fit.losses).all()
+    assert torch.isfinite(fit.log_prob(data, num_particles=3)).all()
+    assert fit.sample(2).shape == (2,) + tuple(data.x.shape[1:])
+
+
+def test_runner_epochs_are_generic_and_cover_the_data() -> None:
+    """Epochs for a model with global latents too: every datum is seen once per epoch."""
+    data = zoo.datasets.simulate.gaussian_mixture(num_data=50, num_components=2, seed=0)
+    seen: list[torch.Tensor] = []
+
+    def guide(x: torch.Tensor, batch_size: int | None = None, **kwargs: object) -> None:
+        with pyro.plate("data", x.shape[0], subsample_size=batch_size) as index:
+            seen.append(index.clone())
+        return auto(x=x, batch_size=batch_size, **kwargs)
+
+    model = zoo.models.GaussianMixture(2)
+    prepared = model.prepare(data)
+    auto = pyro.infer.autoguide.AutoDelta(poutine.block(prepared, hide=["assignment"]))
+    method = zoo.SVI(guide=guide, batch_size=20, num_epochs=2, optimizer="adam", progress=False,
+                     num_posterior_samples=2, learning_rate_schedule="cosine", final_learning_rate_fraction=0.1)
+    fit = zoo.fit(prepared, data, method)
+    assert fit.losses.shape == (6,)  # 2 epochs of ceil(50 / 20) = 3 steps
+    batches = [index for index in seen if len(index) < 50][-6:]
+    assert [len(index) for index in batches] == [20, 20, 10, 20, 20, 10]
+    for epoch in (batches[:3], batches[3:]):
+        assert torch.equal(torch.cat(epoch).sort().values, torch.arange(50))
+    assert fit.history["learning_rate"][-1] == pytest.approx(0.01 * 0.1)
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_input_is_refused_before_any_work() -> None:
+    grey = zoo.datasets.load("digits")  # counts 0..16
+    with pytest.raises(ValueError, match=r"data.x holds values .* outside \[0, 1\]"):
+        zoo.fit(zoo.models.VAE(latent_dim=2), grey, zoo.SVI(progress=False))
+    with pytest.raises(ValueError, match="latent_dim must be at least 1"):
+        zoo.models.VAE(latent_dim=0)
+    with pytest.raises(ValueError, match="architecture='conv' takes images whose height and width"):
+        zoo.fit(zoo.models.VAE(latent_dim=2, architecture="conv"), torch.rand(10, 9, 9), zoo.SVI(progress=False))
+    with pytest.raises(ValueError, match="architecture='conv'"):
+        zoo.fit(zoo.models.VAE(latent_dim=2, architecture="conv"), torch.rand(10, 50), zoo.SVI(progress=False))
+    with pytest.raises(ValueError, match="batch_size=11 is larger than the data"):
+        zoo.fit(zoo.models.VAE(latent_dim=2), torch.rand(10, 4), zoo.SVI(batch_size=11, progress=False))
+    with pytest.raises(ValueError, match="likelihood must be one of"):
+        zoo.models.VAE(latent_dim=2, likelihood="poisson")
+    with pytest.raises(ValueError, match="data images have shape"):
+        trained_model = zoo.models.VAE(latent_dim=2, image_shape=[4])
+        zoo.fit(trained_model, torch.rand(10, 5), zoo.SVI(progress=False))
+    with pytest.raises(ValueError, match="num_epochs must be at least 1"):
+        zoo.SVI(num_epochs=0)
+    with pytest.raises(ValueError, match="learning_rate_schedule must be one of"):
+        zoo.SVI(learning_rate_schedule="warm")
+
+
+def test_gaussian_likelihood_takes_any_real_values() -> None:
+    x = torch.randn(30, 6) * 3.0
+    fit = zoo.fit(zoo.models.VAE(latent_dim=2, likelihood="gaussian", hidden_sizes=[8]), x,
+                  zoo.SVI(num_steps=5, progress=False, num_posterior_samples=1))
+    assert torch.isfinite(fit.log_prob(x, num_particles=4)).all()
+
+
+# ---------------------------------------------------------------------- slow: amortization gap
+@pytest.mark.slow
+def test_amortization_gap_is_non_negative_on_small_data(trained: tuple) -> None:
+    fit, train, _ = trained
+    small = train.subset(list(range(60)))
+    gap = vae.amortization_gap(fit, small, num_steps=1500, num_particles=200)
+    # the per-datum Gaussians are at least as good as the encoder's (up to optimisation and
+    # Monte Carlo error, a fraction of a nat with these budgets)
+    assert gap["gap"] > -0.3, gap
+    assert gap["fit"].method_name == "svi:normal"
+
+
+# ---------------------------------------------------------------------- cuda
+@CUDA
+def test_cuda_end_to_end() -> None:
+    train, test = digits()
+    fit = zoo.fit(zoo.models.VAE(latent_dim=4, hidden_sizes=[64]), train,
+                  zoo.SVI(batch_size=64, num_epochs=2, device="cuda", progress=False, num_posterior_samples=2),
+                  held_out=test)
+    assert fit.model.device.type == "cuda"
+    assert torch.isfinite(fit.log_prob(test, num_particles=10)).all()
+    assert fit.sample(3).device.type == "cpu"
+    assert vae.reconstruct(fit, test).shape == test.x.shape
+
+
+# ---------------------------------------------------------------------- slow: two processes
+def _distributed_worker(rank: int, world: int, port: int, config: dict, path: str) -> None:
+    import os
+
+    import torch.distributed as distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        train, _ = digits()
+        fit = zoo.fit(zoo.models.VAE(**config["model"]), train.subset(list(range(120))),
+                      zoo.SVI(distributed=True, **config["method"]))
+        if rank == 0:
+            torch.save({"state": fit.model.state_dict(), "losses": fit.losses,
+                        "processes": torch.tensor(fit.diagnostics["num_processes"])}, path)
+    finally:
+        distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: object) -> None:
+    """DistributedDataParallel's arithmetic: each of two processes takes half of every global
+    minibatch and the gradients are averaged, so the parameters follow the single-process run on
+    the same global batches, to float tolerance. The guide is a point mass per datum ("delta"):
+    its ELBO has no Monte Carlo noise, so the two runs see the same numbers (with a sampling guide
+    the processes would draw other noise than the single process, equal only in distribution)."""
+    import socket
+
+    import torch.multiprocessing as multiprocessing
+
+    config = {
+        "model": {"latent_dim": 2, "hidden_sizes": [16]},
+        "method": {"guide": "delta", "batch_size": 40, "num_epochs": 3, "learning_rate": 0.01,
+                   "num_posterior_samples": 1, "progress": False, "seed": 0},
+    }
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = str(tmp_path / "distributed.pt")  # type: ignore[operator]
+    multiprocessing.spawn(_distributed_worker, args=(2, port, config, path), nprocs=2, join=True)
+    both = torch.load(path, weights_only=True)
+    train, _ = digits()
+    one = zoo.fit(zoo.models.VAE(**config["model"]), train.subset(list(range(120))), zoo.SVI(**config["method"]))
+    assert int(both["processes"]) == 2 and one.diagnostics["num_processes"] == 1
+    assert both["losses"].shape == one.losses.shape == (9,)
+    torch.testing.assert_close(both["losses"], one.losses, rtol=1e-5, atol=1e-5)
+    for name, value in one.model.state_dict().items():
+        torch.testing.assert_close(both["state"][name], value, rtol=1e-4, atol=1e-5, msg=name)

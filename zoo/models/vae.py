@@ -1,0 +1,531 @@
+r"""Variational autoencoder: a deep latent-variable model fitted by amortized SVI.
+
+Generative story
+----------------
+For N images (each of shape ``event_shape``: (D,) or (height, width)) and a latent dimension L::
+
+    decoder weights  W      a point estimate (maximum marginal likelihood, through the ELBO)
+    for i in 1..N:
+        z[i]  ~ Normal(0, I_L)
+        x[i]  ~ p(x | decoder_W(z[i]))    per pixel, independent given z[i]:
+                  bernoulli:             Bernoulli(logits = decoder_W(z))
+                  continuous_bernoulli:  ContinuousBernoulli(logits = decoder_W(z))
+                  gaussian:              Normal(decoder_W(z), exp(log_scale))  (log_scale per pixel)
+
+The guide is the encoder (Kingma and Welling, 2014): q(z[i] | x[i]) = Normal(loc(x[i]),
+scale(x[i])), one network for every datum ("amortized", the default guide). A non-amortized guide,
+``"normal"``, keeps a separate mean-field Normal per datum (Pyro's ``AutoNormal`` over z, the
+decoder weights still point estimates): it fits small data sets only (2 x N x L parameters) and
+measures the amortization gap, the ELBO lost by sharing one encoder (:func:`amortization_gap`).
+``"delta"`` is a point mass per datum.
+
+Sample sites
+------------
+=========  ================================  ===============================================
+name       shape                             support
+=========  ================================  ===============================================
+``data``   (batch,)                          subsample indices of the data plate
+``z``      (N, L), subsampled to (batch, L)  real; local (per datum)
+``x``      (N, *event_shape)                 {0, 1} (bernoulli), [0, 1] (continuous_bernoulli)
+                                             or real (gaussian); observed
+=========  ================================  ===============================================
+
+Minibatches
+-----------
+``z`` and ``x`` live in the data plate, which is subsampled (``batch_size`` in ``zoo.SVI``, or
+explicit indices from the runner's epochs): Pyro scales the batch's log densities by N / batch, so
+each step's ELBO is an unbiased estimate of the full-data ELBO.
+
+What a Fit of a VAE holds (the decision)
+----------------------------------------
+The decoder weights are point estimates and the codes ``z`` are local latents, so there is no
+global latent site to draw: ``fit.draws`` is empty (``z`` is declared in ``local_sites``; keeping
+draws of N x L codes would cost memory and describe no parameter of p(x)). The posterior over the
+model's parameters is a point mass, so every one of the fit's ``num_draws`` draws is the same,
+and:
+
+* ``fit.log_likelihood(data)`` repeats one estimate of log p(x_i) per draw, and ``fit.log_prob``
+  is that estimate: the importance-weighted bound (IWAE, Burda et al., 2016) with K particles
+  drawn from the encoder, ``fit.log_prob(data, num_particles=K)``; ``estimator="elbo"`` gives the
+  plain ELBO per datum. Both are lower bounds in expectation; IWAE tightens as K grows. The
+  estimate is seeded (``seed=0``), so the same call gives the same number. It uses the encoder,
+  so after a fit with a non-amortized guide (untrained encoder) it is a loose bound.
+* ``fit.sample(n)`` draws z from the prior and x from the decoder's likelihood (binary images for
+  a Bernoulli likelihood; :func:`decode` gives the mean images).
+* ``fit.to_arviz()`` has no posterior group (nothing to put in it), an honest log_likelihood group
+  (the repeated estimate: WAIC's p_waic is 0, as it is for a point estimate), and a posterior
+  predictive group with one replicate per draw.
+* The weights of both networks ride in the model's ``state_dict``, so ``Fit.save`` / ``zoo.load``
+  restore them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.infer.autoguide import AutoDelta, AutoNormal
+from pyro.infer.autoguide.initialization import init_to_sample
+from torch import nn
+
+from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.models.base import Model
+from zoo.models.nets import ARCHITECTURES, Decoder, Encoder, check_architecture
+from zoo.models.registry import register
+
+__all__ = [
+    "VAE",
+    "LIKELIHOODS",
+    "encode",
+    "decode",
+    "reconstruct",
+    "interpolate",
+    "elbo",
+    "amortization_gap",
+]
+
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
+
+
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """Seed torch's CPU generator inside the block and restore the caller's state after."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(int(seed))
+        yield
+
+
+@register("vae")
+class VAE(Model):
+    """Variational autoencoder (Kingma and Welling, 2014): decoder = model, encoder = guide.
+
+    Parameters
+    ----------
+    latent_dim : int
+        L, the size of each datum's code z (>= 1).
+    likelihood : {"bernoulli", "continuous_bernoulli", "gaussian"}
+        The per-pixel likelihood. "bernoulli" and "continuous_bernoulli" take pixel values in
+        [0, 1]; "bernoulli" is a proper density for binary images and is read as the usual
+        cross-entropy for grey levels. "gaussian" takes any real values and learns one scale per
+        pixel.
+    hidden_sizes : list of int
+        Hidden layer sizes of the encoder (the decoder uses them reversed).
+    architecture : {"mlp", "conv"}
+        Fully connected, or two stride-2 convolutions first (height and width multiples of 4).
+    image_shape : list of int, optional
+        Shape of one datum; default: taken from the training data by ``zoo.fit``.
+    init_seed : int
+        Seed of the networks' initial weights (a private generator: the global one is untouched).
+
+    Examples
+    --------
+    >>> import zoo
+    >>> train, test = zoo.datasets.digits(binarize=True).split(test_fraction=0.2)
+    >>> fit = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20))
+    >>> fit.log_prob(test, num_particles=100).mean()   # IWAE estimate of log p(x), nats per image
+    """
+
+    registry_name = "vae"
+    enumerated_sites = ()
+    local_sites = ("z",)
+    max_plate_nesting = 1
+    data_plate = "data"
+    observed_site = "x"
+    methods = ("svi",)
+    default_guide = "amortized"
+    num_threads = None
+    # Autoguides over every datum's code jointly, or over a Hessian of N x L codes, are not
+    # sensible for a VAE; "normal" and "delta" are offered by the model itself (minibatch-aware).
+    unsupported_guides = ("mvn", "lowrank", "laplace", "iaf")
+
+    def __init__(
+        self,
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        hidden_sizes: Sequence[int] = (256,),
+        architecture: str = "mlp",
+        image_shape: Sequence[int] | None = None,
+        init_seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
+            raise TypeError(f"latent_dim must be an integer, got {latent_dim!r}")
+        if latent_dim < 1:
+            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        if likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        hidden = [int(size) for size in hidden_sizes]
+        if any(size < 1 for size in hidden):
+            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
+        self.latent_dim = latent_dim
+        self.likelihood = likelihood
+        self.hidden_sizes = hidden
+        self.architecture = architecture
+        self.init_seed = int(init_seed)
+        self.image_shape: list[int] | None = None
+        if image_shape is not None:
+            shape = [int(size) for size in image_shape]
+            check_architecture(architecture, shape)
+            self.image_shape = shape
+            with _seeded(self.init_seed):
+                self.encoder = Encoder(shape, latent_dim, hidden, architecture)
+                self.decoder = Decoder(shape, latent_dim, hidden, architecture)
+            if likelihood == "gaussian":
+                self.log_scale = nn.Parameter(torch.zeros(shape))
+
+    # ------------------------------------------------------------------ declarations
+    @classmethod
+    def example(cls) -> tuple["VAE", Dataset]:
+        from zoo.datasets import real
+
+        data = real.digits(binarize=True)
+        return cls(latent_dim=2, hidden_sizes=[16]), data.subset(list(range(40)))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "latent_dim": self.latent_dim,
+            "likelihood": self.likelihood,
+            "hidden_sizes": list(self.hidden_sizes),
+            "architecture": self.architecture,
+            "image_shape": None if self.image_shape is None else list(self.image_shape),
+            "init_seed": self.init_seed,
+        }
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        self._check_ready()
+        return tuple(self.image_shape or ())
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks' weights are."""
+        self._check_ready()
+        return next(self.decoder.parameters()).device
+
+    def validate(self, data: Dataset) -> None:
+        x = data.x
+        if x.dim() not in (2, 3):
+            raise ValueError(
+                "data.x must be (num_data, num_pixels) or (num_data, height, width) for a VAE, "
+                f"got shape {tuple(x.shape)}"
+            )
+        if data.lengths is not None:
+            raise ValueError("a VAE takes independent images, not sequences (lengths given)")
+        shape = list(x.shape[1:])
+        if self.image_shape is not None and shape != list(self.image_shape):
+            raise ValueError(
+                f"data images have shape {tuple(shape)} but the model was built for image_shape "
+                f"{tuple(self.image_shape)}"
+            )
+        check_architecture(self.architecture, shape)
+        if self.likelihood in ("bernoulli", "continuous_bernoulli"):
+            low, high = float(x.min()), float(x.max())
+            if low < 0.0 or high > 1.0:
+                raise ValueError(
+                    f"data.x holds values in [{low:g}, {high:g}], outside [0, 1]: the "
+                    f"{self.likelihood} likelihood takes pixel intensities in [0, 1]. Scale the data "
+                    "(e.g. digits / 16, or zoo.datasets.digits(binarize=True)) or use "
+                    "likelihood='gaussian'"
+                )
+
+    def prepare(self, data: Dataset) -> "VAE":
+        """A copy for ``data``: networks built for its image shape, or this model's own weights
+        (copied) when it was built already, so training can continue from a fitted model."""
+        self.validate(data)
+        if self.image_shape is not None:
+            return copy.deepcopy(self)
+        return VAE(**{**self.config(), "image_shape": list(data.x.shape[1:])})
+
+    def _check_ready(self) -> None:
+        if self.image_shape is None:
+            raise ValueError(
+                "this VAE has no networks yet: fit it with zoo.fit (which builds them for the data's "
+                "image shape), or pass image_shape to the constructor"
+            )
+
+    def dims(self) -> dict[str, list[str]]:
+        if self.image_shape is not None and len(self.image_shape) == 2:
+            return {"x": ["datum", "row", "column"]}
+        return {"x": ["datum", "pixel"]}
+
+    def capability(self, name: str) -> bool:
+        return name in ("log_prob", "sample")
+
+    # ------------------------------------------------------------------ the model
+    def likelihood_distribution(self, output: torch.Tensor) -> dist.Distribution:
+        """p(x | z) from the decoder's output shaped (..., *event_shape); event dims = image dims."""
+        if self.likelihood == "bernoulli":
+            # no support check, so grey levels in [0, 1] read as cross-entropy targets
+            base: dist.Distribution = dist.Bernoulli(logits=output, validate_args=False)
+        elif self.likelihood == "continuous_bernoulli":
+            base = dist.ContinuousBernoulli(logits=output.clamp(-15.0, 15.0), validate_args=False)
+        else:
+            base = dist.Normal(output, self.log_scale.exp())
+        return base.to_event(len(self.event_shape))
+
+    def prior(self) -> dist.Distribution:
+        """p(z) = Normal(0, I_L), event shape (L,)."""
+        zero = torch.zeros(self.latent_dim, device=self.device)
+        return dist.Normal(zero, 1.0).to_event(1)
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """p(x, z): ``x`` shaped (N, *event_shape) to condition on, or ``num_data`` to generate."""
+        self._check_ready()
+        if x is not None:
+            num_data = x.shape[0]
+        elif num_data is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+        pyro.module("decoder", self.decoder)
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device) as index:
+            z = pyro.sample("z", self.prior())
+            observed = None if x is None else x.index_select(0, index)
+            return pyro.sample(self.observed_site, self.likelihood_distribution(self.decoder(z)), obs=observed)
+
+    # ------------------------------------------------------------------ guides
+    def amortized_guide(
+        self,
+        x: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        """q(z_i | x_i) = Normal(encoder(x_i)): the encoder, shared by every datum."""
+        self._check_ready()
+        if x is None:
+            raise ValueError("the amortized guide encodes data: give x")
+        pyro.module("encoder", self.encoder)
+        with pyro.plate(self.data_plate, x.shape[0], subsample_size=batch_size, device=self.device) as index:
+            loc, scale = self.encoder(x.index_select(0, index))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def _not_ready(self, *args: Any, **kwargs: Any) -> None:
+        self._check_ready()
+
+    def _create_plates(
+        self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None
+    ) -> pyro.plate:
+        size = x.shape[0] if x is not None else num_data
+        return pyro.plate(self.data_plate, size, subsample_size=batch_size, device=self.device)
+
+    def guides(self) -> dict[str, Callable[..., Any]]:
+        """"amortized" (the encoder), and per-datum "normal" / "delta" guides over z that follow
+        the data plate's subsample (so they take minibatches too)."""
+        if self.image_shape is None:  # names only: the guides need the networks (zoo.fit builds them)
+            return {name: self._not_ready for name in ("amortized", "normal", "delta")}
+        return {
+            "amortized": self.amortized_guide,
+            "normal": AutoNormal(self, init_loc_fn=init_to_sample, init_scale=0.1, create_plates=self._create_plates),
+            "delta": AutoDelta(self, init_loc_fn=init_to_sample, create_plates=self._create_plates),
+        }
+
+    # ------------------------------------------------------------------ densities
+    def log_likelihood(
+        self,
+        draws: dict[str, torch.Tensor],
+        data: Dataset,
+        num_particles: int = 100,
+        estimator: str = "iwae",
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """An estimate of log p(x_i) per datum, with the encoder as proposal.
+
+        The draws are empty (the decoder is a point estimate, see the module docstring), so one
+        row is returned and the Fit repeats it per draw.
+
+        Parameters
+        ----------
+        draws : dict
+            Empty.
+        data : Dataset
+        num_particles : int
+            K, the number of codes drawn from q(z | x) per datum.
+        estimator : {"iwae", "elbo"}
+            "iwae": log (1/K) sum_k p(x, z_k) / q(z_k | x), a lower bound that tightens with K
+            (Burda et al., 2016). "elbo": (1/K) sum_k log p(x, z_k) / q(z_k | x), the ELBO.
+        seed : int
+            Seed of a private generator for the codes: the same call gives the same estimate.
+        batch_size : int, optional
+            Data per chunk (memory); default: chunks of about 4 million numbers.
+
+        Returns
+        -------
+        Tensor, shape (1, num_data)
+        """
+        weights = self.log_weights(data.x, num_particles=num_particles, seed=seed, batch_size=batch_size)
+        if estimator == "iwae":
+            estimate = weights.logsumexp(0) - math.log(num_particles)
+        elif estimator == "elbo":
+            estimate = weights.mean(0)
+        else:
+            raise ValueError(f"estimator must be 'iwae' or 'elbo', got {estimator!r}")
+        return estimate.unsqueeze(0).cpu()
+
+    def log_weights(
+        self, x: torch.Tensor, num_particles: int = 1, seed: int = 0, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """Importance log-weights log p(x, z_k) - log q(z_k | x), z_k ~ q(z | x) from the encoder.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, *event_shape)
+        num_particles : int
+        seed : int
+        batch_size : int, optional
+
+        Returns
+        -------
+        Tensor, shape (num_particles, N)
+        """
+        self._check_ready()
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+        device = self.device
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        pixels = max(1, math.prod(self.event_shape))
+        chunk = batch_size or max(1, (1 << 22) // (num_particles * pixels))
+        prior = self.prior()
+        rows = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], chunk):
+                batch = x[start : start + chunk].to(device)
+                loc, scale = self.encoder(batch)
+                noise = torch.randn((num_particles,) + loc.shape, generator=generator, device=device)
+                z = loc + scale * noise
+                log_q = dist.Normal(loc, scale).to_event(1).log_prob(z)
+                log_joint = prior.log_prob(z) + self.likelihood_distribution(self.decoder(z)).log_prob(batch)
+                rows.append(log_joint - log_q)
+        return torch.cat(rows, dim=1)
+
+
+# ---------------------------------------------------------------------- helpers taking a Fit
+def _vae(fit: Any) -> VAE:
+    model = getattr(fit, "model", fit)
+    if not isinstance(model, VAE):
+        raise TypeError(f"expected a Fit of a VAE (or a VAE), got {type(model).__name__}")
+    model._check_ready()
+    return model
+
+
+def _images(model: VAE, data: Any) -> torch.Tensor:
+    x = data.x if isinstance(data, Dataset) else torch.as_tensor(data, dtype=torch.float32)
+    if tuple(x.shape[-len(model.event_shape) :]) != model.event_shape:
+        raise ValueError(f"images must end in shape {model.event_shape}, got {tuple(x.shape)}")
+    return x.to(model.device)
+
+
+def encode(fit: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's q(z | x): location and scale of each datum's code.
+
+    Parameters
+    ----------
+    fit : zoo.Fit of a VAE (or the VAE)
+    data : Dataset or Tensor, shape (N, *event_shape)
+
+    Returns
+    -------
+    loc, scale : Tensor, shape (N, latent_dim)
+        ``loc`` is the code to plot (the posterior mean under the encoder).
+    """
+    model = _vae(fit)
+    with torch.no_grad():
+        loc, scale = model.encoder(_images(model, data))
+    return loc.cpu(), scale.cpu()
+
+
+def decode(fit: Any, z: torch.Tensor) -> torch.Tensor:
+    """Mean image E[x | z] for codes ``z`` shaped (..., latent_dim): (..., *event_shape)."""
+    model = _vae(fit)
+    z = torch.as_tensor(z, dtype=torch.float32).to(model.device)
+    if z.shape[-1] != model.latent_dim:
+        raise ValueError(f"z must end in latent_dim={model.latent_dim}, got shape {tuple(z.shape)}")
+    with torch.no_grad():
+        return model.likelihood_distribution(model.decoder(z)).mean.cpu()
+
+
+def reconstruct(fit: Any, data: Any) -> torch.Tensor:
+    """decode(encode(x)): the mean image at each datum's code, shaped like the data."""
+    loc, _ = encode(fit, data)
+    return decode(fit, loc)
+
+
+def interpolate(fit: Any, first: torch.Tensor, second: torch.Tensor, num_steps: int = 8) -> torch.Tensor:
+    """Mean images along the straight line between the codes of two images.
+
+    Parameters
+    ----------
+    first, second : Tensor, shape event_shape
+    num_steps : int
+        Number of images, both ends included (>= 2).
+
+    Returns
+    -------
+    Tensor, shape (num_steps, *event_shape)
+    """
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
+        raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
+    codes, _ = encode(fit, torch.stack([torch.as_tensor(first), torch.as_tensor(second)]).float())
+    weights = torch.linspace(0.0, 1.0, num_steps).unsqueeze(-1)
+    return decode(fit, (1 - weights) * codes[0] + weights * codes[1])
+
+
+def elbo(fit: Any, data: Any, num_particles: int = 100, seed: int = 0) -> torch.Tensor:
+    """The ELBO per datum with the encoder as q, averaged over ``num_particles`` codes: (N,)."""
+    model = _vae(fit)
+    dataset = as_dataset(data)
+    return model.log_likelihood({}, dataset, num_particles=num_particles, estimator="elbo", seed=seed)[0]
+
+
+def amortization_gap(
+    fit: Any,
+    data: Any,
+    num_steps: int = 2000,
+    learning_rate: float = 0.02,
+    num_particles: int = 100,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """The ELBO lost by amortization: per-datum Gaussians against the encoder, same decoder.
+
+    Fits a mean-field Normal q_i(z_i) for every datum (``guide="normal"``) with the fitted
+    decoder frozen, then compares the ELBO per datum under those q_i with the encoder's ELBO
+    (Cremer, Li and Duvenaud, 2018). For small data sets: the per-datum guide has 2 x N x L
+    parameters.
+
+    Returns
+    -------
+    dict
+        ``"encoder_elbo"`` and ``"optimal_elbo"`` (means per datum), ``"gap"`` (their difference,
+        >= 0 up to optimisation and Monte Carlo error) and ``"fit"`` (the per-datum fit).
+    """
+    import zoo
+    from pyro.infer import Trace_ELBO
+
+    model = _vae(fit)
+    dataset = as_dataset(data)
+    frozen = copy.deepcopy(model)
+    frozen.decoder.requires_grad_(False)
+    frozen.encoder.requires_grad_(False)
+    method = zoo.SVI(guide="normal", num_steps=num_steps, learning_rate=learning_rate, num_posterior_samples=1,
+                     tolerance=0.0, seed=seed, progress=False)
+    with warnings.catch_warnings():  # pyro.module notes that frozen weights are not trained: intended
+        warnings.filterwarnings("ignore", message=".*was not registered in the param store.*")
+        per_datum = zoo.fit(frozen, dataset, method)
+        kwargs = per_datum.model.model_kwargs(dataset)
+        with per_datum._context(seed=seed), torch.no_grad():
+            estimator = Trace_ELBO(num_particles=num_particles, vectorize_particles=True, max_plate_nesting=1)
+            optimal = -estimator.loss(per_datum.model, per_datum.guide, **kwargs) / len(dataset)
+    encoder = float(elbo(model, dataset, num_particles=num_particles, seed=seed).mean())
+    return {"encoder_elbo": encoder, "optimal_elbo": float(optimal), "gap": float(optimal) - encoder, "fit": per_datum}

@@ -11,6 +11,7 @@ log_likelihood group with the exact marginal log p(x_i | theta_s), discrete late
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,10 @@ import pandas as pd
 with warnings.catch_warnings():  # arviz 0.23 warns on import about its coming 1.x refactor
     warnings.simplefilter("ignore", FutureWarning)
     import arviz as az
+
+# ArviZ logs a warning for every one-chain posterior (an SVI fit has one chain by design); the
+# R-hat it cannot compute there is reported as NaN instead.
+az._log.setLevel(logging.ERROR)  # arviz builds its logger itself, outside logging.getLogger
 
 if TYPE_CHECKING:
     from zoo.results import Fit

@@ -88,8 +88,8 @@ def main() -> None:
         # pomegranate keeps its parameters in float32: compare at float32 on both sides
         draws32 = {name: value.float() for name, value in draws.items()}
         with torch.no_grad():
-            peer_time, peer_ll = timed(lambda: peer.log_probability(data.x), arguments.repeats)
             zoo_time32, zoo_ll32 = timed(lambda: model.log_likelihood(draws32, data), arguments.repeats)
+            peer_time, peer_ll = timed(lambda: peer.log_probability(data.x), arguments.repeats)
         print(f"   (float32)    zoo {float(zoo_ll32.sum()):.3f}  pomegranate {float(peer_ll.sum()):.3f}")
         rows.append(("log-likelihood vs pomegranate (float32)", zoo_time32, peer_time, "<= 1.0x"))
     except ImportError:

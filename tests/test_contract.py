@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.infer import evaluate
+from zoo.infer import METHODS, evaluate
 from zoo.infer.guides import guide_names, make_guide
 from zoo.infer.runtime import isolated
 from zoo.models import registry
@@ -39,12 +39,26 @@ def quick_svi(guide: str = "normal", **options: object) -> zoo.SVI:
     return zoo.SVI(**settings)
 
 
+def quick(model: zoo.models.Model, guide: str = "normal", **options: object) -> object:
+    """The quickest fit of ``model``: SVI with ``guide`` (or the model's default guide, if it
+    cannot take that one), or, for a model that takes no SVI (an implicit model such as a GAN,
+    which has no ELBO), its first declared method with as few steps."""
+    if "svi" in model.methods:
+        return quick_svi(guide=supported(model, guide), **options)
+    config = METHODS[model.methods[0]][0]
+    settings: dict[str, object] = {"num_steps": 3, "num_posterior_samples": 4, "progress": False, "batch_size": 8}
+    settings.update(options)
+    return config(**{key: value for key, value in settings.items() if key in config.__dataclass_fields__})
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_registry_entry_is_complete(name: str) -> None:
     model, data = example(name)
     assert type(model).registry_name == name
     assert model.methods, "a model must support at least one method"
-    assert model.default_guide in guide_names(model)
+    assert all(kind in METHODS for kind in model.methods), model.methods
+    if "svi" in model.methods:  # guides are SVI's
+        assert model.default_guide in guide_names(model)
     rebuilt = type(model)(**model.config())
     assert rebuilt.config() == model.config()
 
@@ -66,7 +80,7 @@ def test_prior_predictive_shapes(name: str) -> None:
 def test_model_does_not_mutate_and_prepare_copies(name: str) -> None:
     model, data = example(name)
     before = model.config()
-    zoo.fit(model, data, quick_svi(guide=supported(model, "delta")))
+    zoo.fit(model, data, quick(model, guide="delta"))
     assert model.config() == before
 
 
@@ -87,6 +101,8 @@ def test_one_finite_svi_step_per_guide(name: str) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_guide_covers_exactly_the_non_enumerated_latents(name: str) -> None:
     model, data = example(name)
+    if "svi" not in model.methods:
+        pytest.skip("model does not take SVI: it has no guide")
     prepared = model.prepare(data)
     kwargs = prepared.model_kwargs(data)
     with isolated(seed=0):
@@ -112,9 +128,9 @@ def test_guide_covers_exactly_the_non_enumerated_latents(name: str) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_same_seed_same_result_other_seed_other_result(name: str) -> None:
     model, data = example(name)
-    first = zoo.fit(model, data, quick_svi(seed=3))
-    second = zoo.fit(model, data, quick_svi(seed=3))
-    third = zoo.fit(model, data, quick_svi(seed=4))
+    first = zoo.fit(model, data, quick(model, seed=3))
+    second = zoo.fit(model, data, quick(model, seed=3))
+    third = zoo.fit(model, data, quick(model, seed=4))
     for site in first.draws:
         assert torch.equal(first.draws[site], second.draws[site])
     assert torch.equal(first.losses, second.losses)
@@ -134,9 +150,9 @@ def test_two_fits_in_one_process_are_independent(name: str) -> None:
     expected_next_random = torch.rand(3)
     torch.manual_seed(123)
 
-    alone = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
-    zoo.fit(model, data, quick_svi(guide=supported(model, "mvn"), num_steps=5))
-    again = zoo.fit(model, data, quick_svi(guide="normal", num_steps=5))
+    alone = zoo.fit(model, data, quick(model, guide="normal", num_steps=5))
+    zoo.fit(model, data, quick(model, guide="mvn", num_steps=5, seed=1))
+    again = zoo.fit(model, data, quick(model, guide="normal", num_steps=5))
     for site in alone.draws:
         assert torch.equal(alone.draws[site], again.draws[site])
     assert torch.equal(alone.losses, again.losses)
@@ -150,10 +166,12 @@ def test_two_fits_in_one_process_are_independent(name: str) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_save_load_round_trip(name: str, tmp_path: object) -> None:
     model, data = example(name)
-    fit = zoo.fit(model, data, quick_svi(guide=supported(model, "mvn"), num_steps=5))
+    fit = zoo.fit(model, data, quick(model, guide="mvn", num_steps=5))
     path = fit.save(tmp_path / "fit.zoo")  # type: ignore[operator]
     loaded = zoo.load(path)
-    assert torch.equal(loaded.log_prob(data), fit.log_prob(data))
+    if fit.model.capability("log_prob"):
+        assert torch.equal(loaded.log_prob(data), fit.log_prob(data))
+    assert torch.equal(loaded.losses, fit.losses)
     if fit.model.capability("sample"):
         assert torch.equal(loaded.sample(6, seed=5), fit.sample(6, seed=5))
     original, restored = fit.to_arviz(), loaded.to_arviz()
@@ -187,6 +205,8 @@ def test_load_refuses_foreign_and_tampered_files(tmp_path: object) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
     model, data = example(name)
+    if not model.capability("log_prob"):
+        pytest.skip("model defines no density (test_a_model_without_density_says_so)")
     if model.local_sites:
         pytest.skip("continuous local latents: log p(x) is an importance-sampling estimate, not enumerable")
     fit = zoo.fit(model, data, quick_svi(guide="normal", num_posterior_samples=3))
@@ -205,6 +225,8 @@ def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_arviz_log_likelihood_is_the_exact_marginal(name: str) -> None:
     model, data = example(name)
+    if not model.capability("log_prob"):
+        pytest.skip("model defines no density (test_a_model_without_density_says_so)")
     fit = zoo.fit(model, data, quick_svi(guide="normal"))
     idata = fit.to_arviz()
     stored = torch.as_tensor(idata.log_likelihood[model.observed_site].values)
@@ -216,6 +238,25 @@ def test_arviz_log_likelihood_is_the_exact_marginal(name: str) -> None:
     if fit.draws:  # a model with no global latent site (a VAE) has nothing to put in a posterior group
         expected.add("posterior")
     assert expected <= set(idata.groups())
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_a_model_without_density_says_so(name: str) -> None:
+    model, data = example(name)
+    if model.capability("log_prob"):
+        pytest.skip("model has a density (test_arviz_log_likelihood_is_the_exact_marginal)")
+    fit = zoo.fit(model, data, quick(model))
+    for ask in (fit.log_prob, fit.log_likelihood):
+        with pytest.raises(ValueError, match="defines no density.*zoo.metrics.mmd"):
+            ask(data)
+    idata = fit.to_arviz()
+    assert "log_likelihood" not in idata.groups()
+    assert {"posterior_predictive", "observed_data"} <= set(idata.groups())
+    if model.capability("sample"):
+        samples = fit.sample(5, seed=1)
+        assert samples.shape == (5,) + tuple(data.x.shape[1:])
+        assert torch.isfinite(samples).all()
+        assert torch.equal(samples, fit.sample(5, seed=1))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -245,11 +286,12 @@ def test_bad_inputs_are_refused_before_any_work(name: str) -> None:
     with pytest.raises(ValueError, match="NaN"):
         bad = data.x.clone()
         bad.view(-1)[0] = float("nan")
-        zoo.fit(model, bad, quick_svi())
+        zoo.fit(model, bad, quick(model))
     with pytest.raises(ValueError, match="empty"):
-        zoo.fit(model, data.x[:0], quick_svi())
-    with pytest.raises(ValueError, match="unknown guide 'nonsense'.*valid guides: delta"):
-        zoo.fit(model, data, quick_svi(guide="nonsense"))
+        zoo.fit(model, data.x[:0], quick(model))
+    if "svi" in model.methods:
+        with pytest.raises(ValueError, match="unknown guide 'nonsense'.*valid guides: delta"):
+            zoo.fit(model, data, quick_svi(guide="nonsense"))
     with pytest.raises(ValueError, match="num_steps must be at least 1"):
         zoo.SVI(num_steps=0)
     with pytest.raises(ValueError, match="learning_rate must be positive"):
@@ -257,11 +299,11 @@ def test_bad_inputs_are_refused_before_any_work(name: str) -> None:
     with pytest.raises(TypeError, match="method must be one of"):
         zoo.fit(model, data, "svi")
     with pytest.raises(TypeError, match="model must be a zoo model"):
-        zoo.fit(object(), data, quick_svi())  # type: ignore[arg-type]
+        zoo.fit(object(), data, quick(model))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        zoo.fit(model, data.x.reshape(-1), quick_svi())  # wrong number of dimensions
+        zoo.fit(model, data.x.reshape(-1), quick(model))  # wrong number of dimensions
     with pytest.raises(ValueError, match="batch_size"):
-        zoo.fit(model, data, quick_svi(batch_size=len(data) + 1))
+        zoo.fit(model, data, quick(model, batch_size=len(data) + 1))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

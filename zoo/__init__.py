@@ -6,12 +6,12 @@
 >>> fit.log_prob(data).mean()
 """
 
-from zoo import datasets, models
+from zoo import datasets, metrics, models
 from zoo.datasets import Dataset
-from zoo.infer import NUTS, SVI, Exact, FitError, fit
+from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit
 from zoo.io import load
 from zoo.results import Fit
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Dataset", "datasets", "models"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models"]

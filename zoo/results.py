@@ -223,7 +223,8 @@ class Fit:
                 params = self.point
             else:
                 flat = evaluate.flatten_draws(self.draws)
-                params = evaluate.select_draw(flat, int(torch.randint(evaluate.num_draws(flat), ())))
+                # no global latents (a semi-supervised VAE): every draw is the same point
+                params = evaluate.select_draw(flat, int(torch.randint(evaluate.num_draws(flat), ()))) if flat else {}
             try:
                 values = self.model.discrete(params, data, temperature)
             except NotImplementedError:
@@ -245,7 +246,7 @@ class Fit:
         self._require("discrete")
         data = self._data(data)
         flat = evaluate.flatten_draws(self.draws)
-        total = evaluate.num_draws(flat)
+        total = evaluate.num_draws(flat) if flat else 1  # no global latents: one point
         with self._context(seed=seed):
             if num_draws is not None and num_draws < total:
                 chosen = torch.randperm(total)[:num_draws]

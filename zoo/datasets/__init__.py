@@ -33,6 +33,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Dataset], str]] = {
     "gaussian_mixture": (simulate.gaussian_mixture, "simulated"),
     "hidden_markov": (simulate.hidden_markov, "simulated"),
     "naive_bayes": (simulate.naive_bayes, "simulated"),
+    "ring": (simulate.ring, "simulated"),
 }
 
 

@@ -15,7 +15,7 @@ import torch
 
 from .dataset import Dataset
 
-__all__ = ["gaussian_mixture", "hidden_markov", "naive_bayes", "HMM_EMISSIONS", "NAIVE_BAYES_FEATURES"]
+__all__ = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring", "HMM_EMISSIONS", "NAIVE_BAYES_FEATURES"]
 
 HMM_EMISSIONS: tuple[str, ...] = ("gaussian", "poisson", "categorical", "bernoulli")
 NAIVE_BAYES_FEATURES: tuple[str, ...] = ("gaussian", "bernoulli", "categorical")
@@ -376,4 +376,70 @@ def naive_bayes(
         source=_SOURCE.format(seed=seed),
         feature_names=tuple(f"x{index}" for index in range(num_features)),
         truth=truth,
+    )
+
+
+# --------------------------------------------------------------------------- ring of Gaussians
+def ring(
+    num_data: int = 2000,
+    num_modes: int = 8,
+    radius: float = 2.0,
+    scale: float = 0.05,
+    seed: int = 0,
+) -> Dataset:
+    """Points from equally weighted isotropic Gaussians whose means sit evenly on a circle.
+
+    The classic test of mode collapse in GANs (Metz et al., 2017): a generator that covers only
+    some of the modes shows at a glance. ``zoo.metrics.mode_coverage`` counts the modes covered.
+
+    Parameters
+    ----------
+    num_data : int
+        Number of points N.
+    num_modes : int
+        Number of Gaussians K, with means at angles 2 pi k / K on the circle.
+    radius : float
+        Radius of the circle (> 0).
+    scale : float
+        Standard deviation of every Gaussian, in each coordinate (> 0).
+    seed : int
+        Seed of the local random generator.
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (N, 2), float32; no labels. ``truth`` holds ``locs`` (K, 2), ``scale``
+        (a 0-dim tensor), ``weights`` (K,) and ``assignment`` (N,) int64, the mode of each point.
+
+    Raises
+    ------
+    ValueError
+        If a count is not a positive integer, or ``radius`` / ``scale`` is not a positive number.
+    """
+    num_data = _count(num_data, "num_data")
+    num_modes = _count(num_modes, "num_modes")
+    for value, argument in ((radius, "radius"), (scale, "scale")):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
+            raise ValueError(f"{argument} must be a finite number > 0, got {value!r}")
+    generator = _generator(seed)
+    angles = 2 * torch.pi * torch.arange(num_modes) / num_modes
+    locs = float(radius) * torch.stack([angles.cos(), angles.sin()], dim=-1)
+    assignment = torch.randint(num_modes, (num_data,), generator=generator)
+    x = locs[assignment] + float(scale) * torch.randn(num_data, 2, generator=generator)
+    return Dataset(
+        x=x,
+        name="ring",
+        description=(
+            f"{num_data} points from {num_modes} equally weighted Gaussians (standard deviation "
+            f"{scale:g}) whose means sit evenly on a circle of radius {radius:g}: the classic test of "
+            "mode collapse. The mode of each point is truth['assignment']."
+        ),
+        source=_SOURCE.format(seed=seed),
+        feature_names=("x0", "x1"),
+        truth={
+            "locs": locs,
+            "scale": torch.tensor(float(scale)),
+            "weights": torch.full((num_modes,), 1.0 / num_modes),
+            "assignment": assignment,
+        },
     )

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.infer.adversarial import Adversarial, run_adversarial
 from zoo.infer.exact import Exact, run_exact
 from zoo.infer.guides import GUIDES, guide_names
 from zoo.infer.mcmc import NUTS, run_nuts
@@ -18,7 +19,7 @@ from zoo.infer.svi import SVI, run_svi
 from zoo.models.base import Model
 from zoo.results import Fit
 
-__all__ = ["fit", "SVI", "NUTS", "Exact", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
+__all__ = ["fit", "SVI", "NUTS", "Exact", "Adversarial", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
 
 #: method kind -> (config class, runner)
 METHODS: dict[str, tuple[type, Callable[[Model, Dataset, Any], Fit]]] = {
@@ -33,6 +34,7 @@ def register_method(kind: str, config: type, runner: Callable[[Model, Dataset, A
 
 
 register_method("exact", Exact, run_exact)
+register_method("adversarial", Adversarial, run_adversarial)
 
 
 def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) -> Fit:

@@ -1,7 +1,9 @@
 """Stochastic variational inference with a guide chosen by name.
 
 The ELBO is ``TraceEnum_ELBO`` when the model declares enumerated sites (they are summed out
-exactly; the guide never sees them) and ``Trace_ELBO`` otherwise. The loss is reported per
+exactly; the guide never sees them) or sites its own guides enumerate (``guide_enumerated_sites``:
+summed under the guide's probabilities, e.g. the semi-supervised VAE's q(y | x)), and
+``Trace_ELBO`` otherwise. The loss is reported per
 observation (data point, or time step for sequences) so curves compare across data sets and batch
 sizes.
 
@@ -218,7 +220,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         # In epochs the runner picks each step's data (explicit indices), not the data plate.
         batch_size = None if method.num_epochs is not None else method.batch_size
         kwargs = _to_device(model.model_kwargs(data, batch_size=batch_size, training=True), device)
-        if model.enumerated_sites:
+        if model.enumerated_sites or model.guide_enumerated_sites:
             elbo = TraceEnum_ELBO(
                 max_plate_nesting=model.max_plate_nesting,
                 num_particles=method.num_particles,

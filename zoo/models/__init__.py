@@ -1,10 +1,11 @@
 """zoo's models: one file per family, each p(x, z) in Pyro primitives."""
 
 from zoo.models.base import Model
+from zoo.models.gan import GAN
 from zoo.models.hmm import HiddenMarkovModel
 from zoo.models.mixture import GaussianMixture
 from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
-from zoo.models.vae import VAE
+from zoo.models.vae import VAE, SemiSupervisedVAE
 
-__all__ = ["Model", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]

@@ -11,11 +11,15 @@ need to know about it:
 ``observed_site``         the sample site that holds the data
 ``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
-``local_sites``           continuous per-datum latents (a VAE's codes) the Fit keeps no draws of
+``local_sites``           per-datum latents (a VAE's codes) the Fit keeps no draws of
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
 ========================  =====================================================================
+
+A model whose own guides enumerate a discrete site (the semi-supervised VAE's class, summed
+over the classifier's probabilities q(y | x)) declares it in ``guide_enumerated_sites``: SVI then
+uses TraceEnum_ELBO, as for ``enumerated_sites``.
 
 It holds no optimizer, no loop and no loss: those live in ``zoo.infer``.
 """
@@ -48,10 +52,15 @@ class Model(PyroModule):
     num_threads: ClassVar[int | None] = 1
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
-    #: Continuous latent sites local to each datum (a VAE's codes): the guide infers them, but a
-    #: Fit keeps no draws of them (they are not parameters of p(x)), and ``log_likelihood``
+    #: Latent sites local to each datum (a VAE's codes; M2's class too): the guide infers them,
+    #: but a Fit keeps no draws of them (they are not parameters of p(x)), and ``log_likelihood``
     #: integrates them out (for a VAE, by importance sampling).
     local_sites: ClassVar[tuple[str, ...]] = ()
+    #: Discrete latent sites that the model's own guides enumerate (``infer={"enumerate":
+    #: "parallel"}`` in the guide), unlike ``enumerated_sites``, which the model sums out and no
+    #: guide sees: the ELBO is then an exact sum over their values under the guide's
+    #: probabilities (TraceEnum_ELBO), e.g. q(y | x) of the semi-supervised VAE.
+    guide_enumerated_sites: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- identity
     @classmethod

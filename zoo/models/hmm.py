@@ -113,7 +113,7 @@ EMISSIONS = ("auto", "gaussian", "categorical", "poisson", "bernoulli")
 COVARIANCES = ("diag", "full")
 TRAINING_PATHS = ("forward", "enumerate")
 #: Largest S * N * T * K**3 for which the parallel scan is used for the log-likelihood.
-SCAN_LIMIT = 2**21
+SCAN_LIMIT = 2**18
 
 
 # =========================================================================== exact algorithms

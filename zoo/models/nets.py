@@ -20,7 +20,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
-__all__ = ["ARCHITECTURES", "MLP", "Encoder", "Decoder", "image_size", "check_architecture"]
+__all__ = [
+    "ARCHITECTURES", "MLP", "Encoder", "Decoder", "Classifier", "Discriminator", "image_size", "check_architecture",
+]
 
 ARCHITECTURES = ("mlp", "conv")
 _CHANNELS = (32, 64)
@@ -69,14 +71,16 @@ class MLP(nn.Sequential):
     ----------
     sizes : sequence of int
         Input size, hidden sizes, output size.
+    negative_slope : float
+        0 for ReLU between the layers; a positive slope gives LeakyReLU (a GAN's discriminator).
     """
 
-    def __init__(self, sizes: Sequence[int]) -> None:
+    def __init__(self, sizes: Sequence[int], negative_slope: float = 0.0) -> None:
         layers: list[nn.Module] = []
         for index, (inputs, outputs) in enumerate(zip(sizes[:-1], sizes[1:])):
             layers.append(nn.Linear(inputs, outputs))
             if index < len(sizes) - 2:
-                layers.append(nn.ReLU())
+                layers.append(nn.LeakyReLU(negative_slope) if negative_slope else nn.ReLU())
         super().__init__(*layers)
 
 
@@ -90,16 +94,26 @@ class Encoder(nn.Module):
     latent_dim : int
     hidden_sizes : sequence of int
     architecture : {"mlp", "conv"}
+    condition_dim : int
+        Size of a vector the code is also conditioned on (e.g. a one-hot class: q(z | x, y) of the
+        semi-supervised VAE), joined to the image's features before the fully connected layers;
+        0 for none.
     """
 
     def __init__(
-        self, event_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int], architecture: str = "mlp"
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int,
+        hidden_sizes: Sequence[int],
+        architecture: str = "mlp",
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         check_architecture(architecture, event_shape)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.architecture = architecture
         self.latent_dim = latent_dim
+        self.condition_dim = int(condition_dim)
         if architecture == "conv":
             height, width = image_size(self.event_shape)  # type: ignore[misc]
             self.image = (height, width)
@@ -110,26 +124,32 @@ class Encoder(nn.Module):
                 nn.ReLU(),
             )
             features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features, *hidden_sizes, 2 * latent_dim])
+            self.mlp = MLP([features + self.condition_dim, *hidden_sizes, 2 * latent_dim])
         else:
-            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, 2 * latent_dim])
+            self.mlp = MLP([math.prod(self.event_shape) + self.condition_dim, *hidden_sizes, 2 * latent_dim])
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, condition: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """
         Parameters
         ----------
         x : Tensor, shape (..., *event_shape)
+        condition : Tensor, shape (..., condition_dim), optional
+            Needed when ``condition_dim > 0``; its batch dims broadcast with those of ``x``.
 
         Returns
         -------
-        loc, scale : Tensor, shape (..., latent_dim)
+        loc, scale : Tensor, shape (broadcast batch dims..., latent_dim)
         """
         batch = x.shape[: x.dim() - len(self.event_shape)]
         if self.architecture == "conv":
             features = self.conv(x.reshape(-1, 1, *self.image)).flatten(1)
-            out = self.mlp(features)
         else:
-            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
+            features = x.reshape(-1, math.prod(self.event_shape))
+        if self.condition_dim:
+            features, batch = _join(features.reshape(*batch, -1), condition, self.condition_dim)
+        out = self.mlp(features)
         out = out.reshape(*batch, 2 * self.latent_dim)
         loc, raw_scale = out.split(self.latent_dim, dim=-1)
         return loc, functional.softplus(raw_scale) + 1e-4
@@ -146,21 +166,31 @@ class Decoder(nn.Module):
     hidden_sizes : sequence of int
         In the encoder's order; the decoder uses them reversed.
     architecture : {"mlp", "conv"}
+    condition_dim : int
+        Size of a vector the output is also conditioned on (e.g. a one-hot class: p(x | y, z) of
+        the semi-supervised VAE), joined to the code; 0 for none.
     """
 
     def __init__(
-        self, event_shape: Sequence[int], latent_dim: int, hidden_sizes: Sequence[int], architecture: str = "mlp"
+        self,
+        event_shape: Sequence[int],
+        latent_dim: int,
+        hidden_sizes: Sequence[int],
+        architecture: str = "mlp",
+        condition_dim: int = 0,
     ) -> None:
         super().__init__()
         check_architecture(architecture, event_shape)
         self.event_shape = tuple(int(size) for size in event_shape)
         self.architecture = architecture
         self.latent_dim = latent_dim
+        self.condition_dim = int(condition_dim)
+        inputs = latent_dim + self.condition_dim
         reversed_sizes = list(hidden_sizes)[::-1]
         if architecture == "conv":
             height, width = image_size(self.event_shape)  # type: ignore[misc]
             self.grid = (_CHANNELS[1], height // 4, width // 4)
-            self.mlp = MLP([latent_dim, *reversed_sizes, math.prod(self.grid)])
+            self.mlp = MLP([inputs, *reversed_sizes, math.prod(self.grid)])
             self.deconv = nn.Sequential(
                 nn.ReLU(),
                 nn.ConvTranspose2d(_CHANNELS[1], _CHANNELS[0], 4, stride=2, padding=1),
@@ -168,20 +198,147 @@ class Decoder(nn.Module):
                 nn.ConvTranspose2d(_CHANNELS[0], 1, 4, stride=2, padding=1),
             )
         else:
-            self.mlp = MLP([latent_dim, *reversed_sizes, math.prod(self.event_shape)])
+            self.mlp = MLP([inputs, *reversed_sizes, math.prod(self.event_shape)])
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """
         Parameters
         ----------
         z : Tensor, shape (..., latent_dim)
+        condition : Tensor, shape (..., condition_dim), optional
+            Needed when ``condition_dim > 0``; its batch dims broadcast with those of ``z``.
 
         Returns
         -------
-        Tensor, shape (..., *event_shape)
+        Tensor, shape (broadcast batch dims..., *event_shape)
         """
         batch = z.shape[:-1]
-        out = self.mlp(z.reshape(-1, self.latent_dim))
+        if self.condition_dim:
+            z, batch = _join(z, condition, self.condition_dim)
+        out = self.mlp(z.reshape(-1, z.shape[-1]))
         if self.architecture == "conv":
             out = self.deconv(out.reshape(-1, *self.grid))
         return out.reshape(*batch, *self.event_shape)
+
+
+class Classifier(nn.Module):
+    """x -> logits over ``num_classes`` classes: q(y | x) of the semi-supervised VAE.
+
+    The encoder's body (fully connected, or two stride-2 convolutions first) with ReLU between
+    layers and ``num_classes`` outputs.
+
+    Parameters
+    ----------
+    event_shape : sequence of int
+        Shape of one datum.
+    num_classes : int
+    hidden_sizes : sequence of int
+    architecture : {"mlp", "conv"}
+    """
+
+    def __init__(
+        self, event_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int], architecture: str = "mlp"
+    ) -> None:
+        super().__init__()
+        check_architecture(architecture, event_shape)
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.architecture = architecture
+        self.num_classes = int(num_classes)
+        if architecture == "conv":
+            height, width = image_size(self.event_shape)  # type: ignore[misc]
+            self.image = (height, width)
+            self.conv = nn.Sequential(
+                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
+                nn.ReLU(),
+            )
+            features = _CHANNELS[1] * (height // 4) * (width // 4)
+            self.mlp = MLP([features, *hidden_sizes, self.num_classes])
+        else:
+            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, self.num_classes])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Parameters
+        ----------
+        x : Tensor, shape (..., *event_shape)
+
+        Returns
+        -------
+        Tensor, shape (..., num_classes)
+            Unnormalised log-probabilities.
+        """
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        if self.architecture == "conv":
+            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
+        else:
+            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
+        return out.reshape(*batch, self.num_classes)
+
+
+def _join(
+    features: torch.Tensor, condition: torch.Tensor | None, condition_dim: int
+) -> tuple[torch.Tensor, torch.Size]:
+    """features (..., F) and condition (..., condition_dim), batch dims broadcast, joined on the
+    last dim: (batch..., F + condition_dim), and the broadcast batch shape."""
+    if condition is None or condition.shape[-1] != condition_dim:
+        got = None if condition is None else tuple(condition.shape)
+        raise ValueError(f"this network is conditioned on a vector of size {condition_dim}; got {got}")
+    batch = torch.broadcast_shapes(features.shape[:-1], condition.shape[:-1])
+    joined = torch.cat(
+        [features.expand(*batch, features.shape[-1]), condition.to(features.dtype).expand(*batch, condition_dim)], -1
+    )
+    return joined, batch
+
+
+class Discriminator(nn.Module):
+    """x -> one real score per datum: a GAN's discriminator (logit) or critic (WGAN).
+
+    The encoder's body (fully connected, or two stride-2 convolutions first) with LeakyReLU(0.2)
+    between layers, as is usual for discriminators (no batch normalisation: WGAN-GP's gradient
+    penalty is taken per datum).
+
+    Parameters
+    ----------
+    event_shape : sequence of int
+        Shape of one datum.
+    hidden_sizes : sequence of int
+    architecture : {"mlp", "conv"}
+    """
+
+    def __init__(self, event_shape: Sequence[int], hidden_sizes: Sequence[int], architecture: str = "mlp") -> None:
+        super().__init__()
+        check_architecture(architecture, event_shape)
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.architecture = architecture
+        if architecture == "conv":
+            height, width = image_size(self.event_shape)  # type: ignore[misc]
+            self.image = (height, width)
+            self.conv = nn.Sequential(
+                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
+                nn.LeakyReLU(0.2),
+            )
+            features = _CHANNELS[1] * (height // 4) * (width // 4)
+            self.mlp = MLP([features, *hidden_sizes, 1], negative_slope=0.2)
+        else:
+            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, 1], negative_slope=0.2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """
+        Parameters
+        ----------
+        x : Tensor, shape (..., *event_shape)
+
+        Returns
+        -------
+        Tensor, shape (...)
+        """
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        if self.architecture == "conv":
+            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
+        else:
+            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
+        return out.reshape(batch)

@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -73,15 +74,17 @@ import pyro.distributions as dist
 import torch
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_sample
+from pyro.ops.indexing import Vindex
 from torch import nn
 
-from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
 from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Decoder, Encoder, check_architecture
+from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture
 from zoo.models.registry import register
 
 __all__ = [
     "VAE",
+    "SemiSupervisedVAE",
     "LIKELIHOODS",
     "encode",
     "decode",
@@ -89,6 +92,8 @@ __all__ = [
     "interpolate",
     "elbo",
     "amortization_gap",
+    "predict",
+    "predict_proba",
 ]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
@@ -173,14 +178,17 @@ class VAE(Model):
         self.init_seed = int(init_seed)
         self.image_shape: list[int] | None = None
         if image_shape is not None:
-            shape = [int(size) for size in image_shape]
-            check_architecture(architecture, shape)
-            self.image_shape = shape
-            with _seeded(self.init_seed):
-                self.encoder = Encoder(shape, latent_dim, hidden, architecture)
-                self.decoder = Decoder(shape, latent_dim, hidden, architecture)
-            if likelihood == "gaussian":
-                self.log_scale = nn.Parameter(torch.zeros(shape))
+            self._build([int(size) for size in image_shape])
+
+    def _build(self, shape: list[int]) -> None:
+        """Build the networks for images of ``shape`` (seeded by ``init_seed``)."""
+        check_architecture(self.architecture, shape)
+        self.image_shape = shape
+        with _seeded(self.init_seed):
+            self.encoder = Encoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
+            self.decoder = Decoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
+        if self.likelihood == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(shape))
 
     # ------------------------------------------------------------------ declarations
     @classmethod
@@ -243,7 +251,7 @@ class VAE(Model):
         self.validate(data)
         if self.image_shape is not None:
             return copy.deepcopy(self)
-        return VAE(**{**self.config(), "image_shape": list(data.x.shape[1:])})
+        return type(self)(**{**self.config(), "image_shape": list(data.x.shape[1:])})
 
     def _check_ready(self) -> None:
         if self.image_shape is None:
@@ -409,6 +417,402 @@ class VAE(Model):
                 log_joint = prior.log_prob(z) + self.likelihood_distribution(self.decoder(z)).log_prob(batch)
                 rows.append(log_joint - log_q)
         return torch.cat(rows, dim=1)
+
+
+# ---------------------------------------------------------------------- semi-supervised (M2)
+#: log-probability given by the guide to the classes a labeled row does not have: exp of it is
+#: exactly 0 in float32, and it stays finite (no 0 * inf in the ELBO's sums).
+_EXCLUDED = -1e4
+
+
+@register("m2_vae")
+class SemiSupervisedVAE(VAE):
+    """Semi-supervised VAE, model M2 of Kingma, Rezende, Mohamed and Welling (2014).
+
+    p(y) uniform over ``num_classes``, p(z) = Normal(0, I), p(x | y, z) a decoder of the code and
+    the one-hot class. The guide ("amortized", the default) is q(y | x) q(z | x, y): a classifier
+    and an encoder of the image and the class. Labeled rows (``data.y >= 0``) contribute the ELBO
+    of log p(x, y); unlabeled rows (``-1``) the ELBO of log p(x), with y summed out exactly over
+    the classifier's probabilities (enumerated in the guide). The auxiliary term
+    ``classifier_weight * log q(y | x)`` on labeled rows trains the classifier on the labels too.
+    See the module docstring ("Semi-supervised VAE (M2)") for the objective and why y is
+    enumerated in the guide.
+
+    Parameters
+    ----------
+    num_classes : int
+        C, the number of classes (>= 2); labels are 0..C-1, and -1 marks an unlabeled row.
+    latent_dim : int
+        L, the size of each datum's style code z (>= 1).
+    likelihood, hidden_sizes, architecture, image_shape, init_seed
+        As for :class:`VAE`; the classifier, the encoder and the decoder all use ``hidden_sizes``.
+    classifier_weight : float
+        alpha: the weight of log q(y_i | x_i) per labeled row in the training objective (>= 0).
+        Kingma et al. use 0.1 N in total over the labeled rows; Pyro's example 46 per labeled
+        row. zoo's default, 50 per labeled row, is of that order.
+
+    Examples
+    --------
+    >>> import zoo
+    >>> from zoo.models import vae
+    >>> train, test = zoo.datasets.digits(binarize=True).split(test_fraction=0.2)
+    >>> labels = torch.full_like(train.y, -1); labels[:100] = train.y[:100]   # keep 100 labels
+    >>> fit = zoo.fit(zoo.models.SemiSupervisedVAE(10, latent_dim=8), train.replace(y=labels),
+    ...               zoo.SVI(batch_size=100, num_epochs=100))
+    >>> (vae.predict(fit, test) == test.y).float().mean()       # accuracy of q(y | x)
+    >>> fit.sample(16, y=3)                                      # new images of the class 3
+    """
+
+    registry_name = "m2_vae"
+    # Per-datum latents: the class (summed out by the guide) and the style code; no draws kept.
+    local_sites = ("y", "z")
+    guide_enumerated_sites = ("y",)
+
+    def __init__(
+        self,
+        num_classes: int,
+        latent_dim: int,
+        likelihood: str = "bernoulli",
+        hidden_sizes: Sequence[int] = (256,),
+        architecture: str = "mlp",
+        image_shape: Sequence[int] | None = None,
+        init_seed: int = 0,
+        classifier_weight: float = 50.0,
+    ) -> None:
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
+            raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        if isinstance(classifier_weight, bool) or not isinstance(classifier_weight, (int, float)):
+            raise TypeError(f"classifier_weight must be a number, got {classifier_weight!r}")
+        if not math.isfinite(classifier_weight) or classifier_weight < 0:
+            raise ValueError(f"classifier_weight must be a finite number >= 0, got {classifier_weight}")
+        super().__init__(latent_dim, likelihood, hidden_sizes, architecture, None, init_seed)
+        self.num_classes = num_classes
+        self.classifier_weight = float(classifier_weight)
+        if image_shape is not None:
+            self._build([int(size) for size in image_shape])
+
+    def _build(self, shape: list[int]) -> None:
+        check_architecture(self.architecture, shape)
+        self.image_shape = shape
+        classes, hidden = self.num_classes, self.hidden_sizes
+        with _seeded(self.init_seed):
+            self.classifier = Classifier(shape, classes, hidden, self.architecture)
+            self.encoder = Encoder(shape, self.latent_dim, hidden, self.architecture, condition_dim=classes)
+            self.decoder = Decoder(shape, self.latent_dim, hidden, self.architecture, condition_dim=classes)
+        if self.likelihood == "gaussian":
+            self.log_scale = nn.Parameter(torch.zeros(shape))
+
+    # ------------------------------------------------------------------ declarations
+    @classmethod
+    def example(cls) -> tuple["SemiSupervisedVAE", Dataset]:
+        """40 binarised digits, every third one unlabeled: both kinds of rows in one small set."""
+        from zoo.datasets import real
+
+        data = real.digits(binarize=True).subset(list(range(40)))
+        labels = data.y.clone()
+        labels[::3] = UNLABELED
+        return cls(num_classes=10, latent_dim=2, hidden_sizes=[16]), dataclasses.replace(data, y=labels)
+
+    def config(self) -> dict[str, Any]:
+        return {"num_classes": self.num_classes, **super().config(), "classifier_weight": self.classifier_weight}
+
+    def validate(self, data: Dataset) -> None:
+        super().validate(data)
+        if data.y is not None:
+            self._check_labels(data.y)
+
+    def _check_labels(self, labels: torch.Tensor) -> None:
+        bad = (labels < UNLABELED) | (labels >= self.num_classes)
+        if bool(bad.any()):
+            index = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"y holds label {int(labels[index])} (row {index}): labels must be in "
+                f"0..{self.num_classes - 1}, or {UNLABELED} for an unlabeled row"
+            )
+
+    def capability(self, name: str) -> bool:
+        return name in ("log_prob", "sample", "discrete")
+
+    def model_kwargs(
+        self,
+        data: Dataset | None = None,
+        *,
+        num_samples: int | None = None,
+        batch_size: int | None = None,
+        y: Any = None,
+        training: bool = False,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Arguments of ``forward`` (and of the guides).
+
+        Parameters
+        ----------
+        data : Dataset, optional
+            Condition on its images ``x`` and its labels ``y`` (-1: unlabeled; no ``y``: all
+            unlabeled).
+        num_samples : int, optional
+            Without data: generate this many images.
+        batch_size : int, optional
+            Subsample size of the data plate.
+        y : int or Tensor, optional
+            With data, labels (num_data,) replacing ``data.y``; without data, a class (int) to
+            generate class-conditional images from p(x | y).
+        training : bool
+            True (the runner, fitting): add the auxiliary classification term. Without it (the
+            held-out loss, evaluation) the objective is the plain ELBO.
+        """
+        if data is not None:
+            labels = data.y if y is None else torch.as_tensor(y, dtype=torch.long)
+            if labels is not None:
+                if labels.shape != (len(data),):
+                    raise ValueError(f"y must have one label per datum ({len(data)}), got shape {tuple(labels.shape)}")
+                self._check_labels(labels)
+            weight = self.classifier_weight if training else 0.0
+            return {"x": data.x, "y": labels, "batch_size": batch_size, "classifier_weight": weight}
+        labels = None
+        if y is not None:
+            if isinstance(y, torch.Tensor) and y.numel() == 1:
+                y = int(y)
+            if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < self.num_classes:
+                raise ValueError(f"y must be a class in 0..{self.num_classes - 1}, got {y!r}")
+            labels = torch.full((num_samples or 1,), y, dtype=torch.long)
+        return {"x": None, "y": labels, "num_data": num_samples}
+
+    # ------------------------------------------------------------------ the model
+    def class_prior(self) -> dist.Distribution:
+        """p(y): uniform over the classes."""
+        return dist.Categorical(logits=torch.zeros(self.num_classes, device=self.device))
+
+    def one_hot(self, classes: torch.Tensor) -> torch.Tensor:
+        """Classes (...) -> one-hot vectors (..., num_classes), float."""
+        return nn.functional.one_hot(classes, self.num_classes).float()
+
+    def forward(  # type: ignore[override]
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+        classifier_weight: float = 0.0,
+    ) -> torch.Tensor:
+        """p(x, y, z): ``x`` (and labels ``y``) to condition on, or ``num_data`` to generate.
+
+        Conditioning on images, y is a latent site that the guide supplies (its point mass at the
+        label for a labeled row, q(y | x) enumerated for an unlabeled one). Generating, y is
+        drawn from p(y), or observed when labels are given (class-conditional images).
+        """
+        self._check_ready()
+        if x is not None:
+            num_data = x.shape[0]
+        elif num_data is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+        pyro.module("decoder", self.decoder)
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device) as index:
+            labels = None if y is None else y.to(index.device).index_select(0, index)
+            if x is None:
+                classes = pyro.sample("y", self.class_prior(), obs=labels)
+            else:
+                classes = pyro.sample("y", self.class_prior())
+            z = pyro.sample("z", self.prior())
+            observed = None if x is None else x.index_select(0, index)
+            output = self.decoder(z, self.one_hot(classes))
+            value = pyro.sample(self.observed_site, self.likelihood_distribution(output), obs=observed)
+            if observed is not None and labels is not None and classifier_weight > 0:
+                # The auxiliary term of M2: alpha * log q(y_i | x_i) on labeled rows, a factor in
+                # the data plate (so scaled like every other per-datum term).
+                pyro.module("classifier", self.classifier)
+                labeled = labels >= 0
+                log_q = self.classifier(observed).log_softmax(-1)
+                picked = log_q.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+                pyro.factor("y_classifier", classifier_weight * torch.where(labeled, picked, torch.zeros_like(picked)))
+            return value
+
+    # ------------------------------------------------------------------ guides
+    def _guide_logits(self, logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        """Normalised class logits of the guide: ``logits`` on unlabeled rows, a point mass at the
+        label (log-probability 0, the other classes ``_EXCLUDED``) on labeled ones."""
+        logits = logits.log_softmax(-1)
+        if labels is None:
+            return logits
+        known = torch.full_like(logits, _EXCLUDED).scatter(-1, labels.clamp(min=0).unsqueeze(-1), 0.0)
+        return torch.where((labels >= 0).unsqueeze(-1), known, logits)
+
+    def amortized_guide(  # type: ignore[override]
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+        classifier_weight: float = 0.0,
+    ) -> None:
+        """q(y_i | x_i) q(z_i | x_i, y_i): the classifier, enumerated (parallel) where the label is
+        unknown and a point mass at it where known, then the encoder of the image and the class."""
+        self._check_ready()
+        if x is None:
+            raise ValueError("the amortized guide encodes data: give x")
+        pyro.module("classifier", self.classifier)
+        pyro.module("encoder", self.encoder)
+        with pyro.plate(self.data_plate, x.shape[0], subsample_size=batch_size, device=self.device) as index:
+            batch = x.index_select(0, index)
+            labels = None if y is None else y.index_select(0, index)
+            logits = self._guide_logits(self.classifier(batch), labels)
+            classes = pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+            loc, scale = self.encoder(batch, self.one_hot(classes))
+            pyro.sample("z", dist.Normal(loc, scale).to_event(1))
+
+    def _per_datum_guide(self, point_mass: bool) -> Callable[..., None]:
+        """Non-amortized: class logits per datum, and a code per datum and class (a Normal, or a
+        point mass), for small data sets (N x C x L parameters); follows the data plate's subsample."""
+
+        def guide(
+            x: torch.Tensor | None = None,
+            y: torch.Tensor | None = None,
+            num_data: int | None = None,
+            batch_size: int | None = None,
+            classifier_weight: float = 0.0,
+        ) -> None:
+            self._check_ready()
+            if x is None:
+                raise ValueError("a per-datum guide needs the data: give x")
+            size, classes, device = x.shape[0], self.num_classes, self.device
+            class_logits = pyro.param("y_logits", lambda: torch.zeros(size, classes, device=device))
+            if class_logits.shape[0] != size:
+                raise ValueError(
+                    f"this guide has parameters for {class_logits.shape[0]} training images, not {size}: "
+                    "a per-datum guide cannot take new data"
+                )
+            loc = pyro.param("z_loc", lambda: 0.1 * torch.randn(size, classes, self.latent_dim, device=device))
+            if not point_mass:
+                scale = pyro.param(
+                    "z_scale",
+                    lambda: torch.full((size, classes, self.latent_dim), 0.1, device=device),
+                    constraint=dist.constraints.positive,
+                )
+            with pyro.plate(self.data_plate, size, subsample_size=batch_size, device=device) as index:
+                labels = None if y is None else y.index_select(0, index)
+                logits = self._guide_logits(class_logits.index_select(0, index), labels)
+                chosen = pyro.sample("y", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+                rows = torch.arange(len(index), device=device)
+                where = Vindex(loc.index_select(0, index))[rows, chosen]
+                if point_mass:
+                    pyro.sample("z", dist.Delta(where, event_dim=1))
+                else:
+                    spread = Vindex(scale.index_select(0, index))[rows, chosen]
+                    pyro.sample("z", dist.Normal(where, spread).to_event(1))
+
+        return guide
+
+    def guides(self) -> dict[str, Callable[..., Any]]:
+        """"amortized" (classifier and encoder), and per-datum "normal" / "delta" guides."""
+        if self.image_shape is None:  # names only: the guides need the networks (zoo.fit builds them)
+            return {name: self._not_ready for name in ("amortized", "normal", "delta")}
+        return {
+            "amortized": self.amortized_guide,
+            "normal": self._per_datum_guide(point_mass=False),
+            "delta": self._per_datum_guide(point_mass=True),
+        }
+
+    # ------------------------------------------------------------------ densities and classes
+    def classify(self, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+        """q(y | x), the classifier's class probabilities: (N, num_classes)."""
+        self._check_ready()
+        with torch.no_grad():
+            chunks = [self.classifier(x[start : start + batch_size].to(self.device)).softmax(-1)
+                      for start in range(0, x.shape[0], batch_size)]
+        return torch.cat(chunks) if chunks else torch.zeros(0, self.num_classes)
+
+    def log_likelihood(
+        self,
+        draws: dict[str, torch.Tensor],
+        data: Dataset,
+        num_particles: int = 100,
+        estimator: str = "iwae",
+        seed: int = 0,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """log p(x_i, y_i) for labeled rows, log p(x_i) (y summed out) for the rest: (1, N).
+
+        As Naive Bayes does: pass the images alone (no ``y``) for log p(x) of every row.
+
+        Parameters
+        ----------
+        estimator : {"iwae", "elbo"}
+            "iwae": per class, the importance-weighted bound with K codes from q(z | x, y), then
+            y summed out exactly: log sum_y p(y) (1/K) sum_k p(x, z_k | y) / q(z_k | x, y), a
+            lower bound in expectation that tightens with K. "elbo": the M2 bound itself, per
+            class the mean over the K codes, then sum_y q(y | x) [... - log q(y | x)] for an
+            unlabeled row (the training objective without the auxiliary term).
+        Other parameters as for :meth:`VAE.log_likelihood`.
+        """
+        if estimator not in ("iwae", "elbo"):
+            raise ValueError(f"estimator must be 'iwae' or 'elbo', got {estimator!r}")
+        weights = self.log_weights(data.x, num_particles=num_particles, seed=seed, batch_size=batch_size)
+        log_prior = -math.log(self.num_classes)
+        if estimator == "iwae":
+            per_class = weights.logsumexp(0) - math.log(num_particles) + log_prior  # (C, N)
+            marginal = per_class.logsumexp(0)
+        else:
+            per_class = weights.mean(0) + log_prior
+            log_q = self.classify(data.x).clamp(min=torch.finfo(torch.float32).tiny).log().T.to(per_class.device)
+            marginal = (log_q.exp() * (per_class - log_q)).sum(0)
+        if data.y is not None:
+            labels = data.y.to(per_class.device)
+            picked = per_class.gather(0, labels.clamp(min=0).unsqueeze(0)).squeeze(0)
+            marginal = torch.where(labels >= 0, picked, marginal)
+        return marginal.unsqueeze(0).cpu()
+
+    def log_weights(
+        self, x: torch.Tensor, num_particles: int = 1, seed: int = 0, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """Importance log-weights per class: log p(x, z_k | y) - log q(z_k | x, y), z_k ~ q(z | x, y).
+
+        Returns
+        -------
+        Tensor, shape (num_particles, num_classes, N)
+            (One more dim than :meth:`VAE.log_weights`: every class.)
+        """
+        self._check_ready()
+        if isinstance(num_particles, bool) or not isinstance(num_particles, int) or num_particles < 1:
+            raise ValueError(f"num_particles must be a positive integer, got {num_particles!r}")
+        device = self.device
+        generator = torch.Generator(device=device).manual_seed(int(seed))
+        pixels = max(1, math.prod(self.event_shape))
+        chunk = batch_size or max(1, (1 << 22) // (num_particles * self.num_classes * pixels))
+        prior = self.prior()
+        condition = torch.eye(self.num_classes, device=device).unsqueeze(1)  # (C, 1, C)
+        rows = []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], chunk):
+                batch = x[start : start + chunk].to(device)
+                loc, scale = self.encoder(batch, condition)  # (C, n, L)
+                noise = torch.randn((num_particles,) + loc.shape, generator=generator, device=device)
+                z = loc + scale * noise
+                log_q = dist.Normal(loc, scale).to_event(1).log_prob(z)
+                output = self.decoder(z, condition)
+                log_joint = prior.log_prob(z) + self.likelihood_distribution(output).log_prob(batch)
+                rows.append(log_joint - log_q)
+        return torch.cat(rows, dim=2)
+
+    def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
+        """q(y_i | x_i) (a one-hot row where y_i is given): {"y": (1, N, C)}."""
+        probs = self.classify(data.x).cpu()
+        if data.y is not None:
+            labels = data.y.cpu()
+            one_hot = nn.functional.one_hot(labels.clamp(min=0), self.num_classes).to(probs.dtype)
+            probs = torch.where((labels >= 0).unsqueeze(-1), one_hot, probs)
+        return {"y": probs.unsqueeze(0)}
+
+    def discrete(
+        self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
+    ) -> dict[str, torch.Tensor]:
+        """The classifier's most probable class (temperature 0) or a draw from q(y | x) (1);
+        labeled rows keep their label: {"y": (N,)}."""
+        probs = self.marginals({}, data)["y"][0]
+        if temperature == 0:
+            return {"y": probs.argmax(-1)}
+        return {"y": torch.multinomial(probs, 1)[:, 0]}
 
 
 # ---------------------------------------------------------------------- helpers taking a Fit

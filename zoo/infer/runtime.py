@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pyro
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the terminal bar: zoo shows bars only on a terminal
 
 if TYPE_CHECKING:
     from zoo.results import Fit

@@ -18,7 +18,7 @@ DATA = Path(datasets.__file__).parent / "data"
 
 REAL = ["old_faithful", "old_faithful_sequence", "iris", "wine", "breast_cancer", "digits",
         "mnist", "earthquakes", "jsb_chorales"]
-SIMULATED = ["gaussian_mixture", "hidden_markov", "naive_bayes"]
+SIMULATED = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring"]
 
 
 # --------------------------------------------------------------------------- registry
@@ -193,6 +193,8 @@ SIMULATOR_CASES = [
     ("naive_bayes", {}),
     ("naive_bayes", {"features": "bernoulli"}),
     ("naive_bayes", {"features": "categorical"}),
+    ("ring", {}),
+    ("ring", {"num_modes": 5, "radius": 1.0, "scale": 0.2}),
 ]
 
 
@@ -287,6 +289,9 @@ def test_naive_bayes_truth(features: str) -> None:
     ("hidden_markov", {"emission": "poisson", "num_features": 2}, "num_features"),
     ("naive_bayes", {"num_classes": True}, "num_classes"),
     ("naive_bayes", {"features": "poisson"}, "features"),
+    ("ring", {"num_modes": 0}, "num_modes"),
+    ("ring", {"radius": -2.0}, "radius"),
+    ("ring", {"scale": 0.0}, "scale"),
 ])
 def test_simulators_reject_bad_arguments(name: str, options: dict, argument: str) -> None:
     with pytest.raises(ValueError, match=argument):
@@ -322,3 +327,13 @@ def test_dataset_rejects_bad_inputs() -> None:
         Dataset(torch.zeros(2, 5, 1), lengths=torch.tensor([5, 6]))
     with pytest.raises(ValueError, match="lengths must be at least 1"):
         Dataset(torch.zeros(2, 5, 1), lengths=torch.tensor([0, 3]))
+
+
+def test_ring_truth() -> None:
+    data = load("ring", num_data=800, num_modes=8, radius=2.0, scale=0.05, seed=0)
+    locs = data.truth["locs"]
+    assert data.x.shape == (800, 2) and locs.shape == (8, 2)
+    torch.testing.assert_close(locs.norm(dim=-1), torch.full((8,), 2.0))
+    residual = data.x - locs[data.truth["assignment"]]
+    assert abs(float(residual.std()) - 0.05) < 0.005
+    assert torch.bincount(data.truth["assignment"], minlength=8).min() > 60  # equal weights

@@ -315,3 +315,15 @@ def test_log_prob_on_a_gan_explains_and_names_the_metrics() -> None:
 
     table = report.comparison_table({"gan": fit}, ring(10))
     assert table.loc["gan", "test_log_lik"] != table.loc["gan", "test_log_lik"]  # NaN, no error
+
+
+def test_cli_fits_a_gan(capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import main
+
+    code = main(["fit", "gan", "--dataset", "ring", "--method", "adversarial", "--num-steps", "5",
+                 "--batch-size", "16", "--learning-rate", "0.001", "--latent-dim", "2", "--hidden-sizes", "8",
+                 "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0 and "adversarial:non_saturating" in out
+    assert main(["fit", "gan", "--dataset", "ring", "--latent-dim", "2", "--quiet"]) == 2  # svi: refused
+    assert "GAN does not support SVI; it supports: adversarial" in capsys.readouterr().err

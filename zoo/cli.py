@@ -85,9 +85,14 @@ def _method(arguments: argparse.Namespace) -> Any:
         raise ValueError(f"unknown method {arguments.method!r}; valid methods: {', '.join(METHODS)}")
     # Any other registered method: pass the command-line values its config takes.
     config = METHODS[arguments.method][0]
-    values = {"seed": arguments.seed, "progress": not arguments.quiet, "num_samples": arguments.num_samples}
+    values = {"seed": arguments.seed, "progress": not arguments.quiet, "num_samples": arguments.num_samples,
+              "num_steps": arguments.num_steps, "num_epochs": arguments.num_epochs,
+              "batch_size": arguments.batch_size, "num_threads": arguments.num_threads, "device": arguments.device}
+    if arguments.learning_rate is not None:  # zoo.Adversarial: one rate for both networks
+        values.update(generator_learning_rate=arguments.learning_rate,
+                      discriminator_learning_rate=arguments.learning_rate)
     fields = getattr(config, "__dataclass_fields__", {})
-    return config(**{name: value for name, value in values.items() if name in fields})
+    return config(**{name: value for name, value in values.items() if name in fields and value is not None})
 
 
 def command_list(arguments: argparse.Namespace) -> int:

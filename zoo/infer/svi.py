@@ -61,8 +61,8 @@ class SVI:
     tolerance : float
         Stop early when the relative change of the smoothed loss falls below this (0: never).
         The smoothed loss is the mean over a window of 50 steps for Adam, the change being taken
-        between consecutive windows; for L-BFGS (deterministic) it is the change between
-        consecutive steps, twice in a row.
+        between consecutive windows, three times in a row (noisy losses can agree by chance);
+        for L-BFGS (deterministic) it is the change between consecutive steps, twice in a row.
     num_posterior_samples : int
         Draws taken from the trained guide (one chain).
     optimizer : {"auto", "adam", "lbfgs"}
@@ -268,7 +268,9 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         index: torch.Tensor | None = None
         # L-BFGS's loss is deterministic: compare single steps, and ask for two quiet steps in a
         # row, since it can also creep slowly before the last few steps to the mode.
-        window, patience, quiet = (1, 2, 0) if lbfgs else (50, 1, 0)
+        # Adam's loss is noisy: two window means can agree by chance while the loss still
+        # trends, so three quiet windows in a row are asked for.
+        window, patience, quiet = (1, 2, 0) if lbfgs else (50, 3, 0)
         losses: list[float] = []
         interrupted, failure = False, None
         snapshot = [parameter.detach().clone() for parameter in parameters]
@@ -490,9 +492,12 @@ def _to_device(value: Any, device: torch.device) -> Any:
 
 
 def _held_out_loss(elbo: Any, model: Model, guide: Any, kwargs: dict[str, Any], data: Dataset) -> float:
-    """Negative ELBO per observation of held-out data (no gradients)."""
+    """Negative ELBO per observation of held-out data (no gradients).
+
+    ``loss``, not ``differentiable_loss``: the same number, but TraceEnum_ELBO refuses to give
+    a differentiable loss that does not require grad (any enumerated model under no_grad)."""
     with torch.no_grad(), pyro.validation_enabled(False):
-        return float(elbo.differentiable_loss(model, guide, **kwargs)) / data.num_observations
+        return float(elbo.loss(model, guide, **kwargs)) / data.num_observations
 
 
 # ---------------------------------------------------------------------- several processes

@@ -57,6 +57,65 @@ and:
   predictive group with one replicate per draw.
 * The weights of both networks ride in the model's ``state_dict``, so ``Fit.save`` / ``zoo.load``
   restore them.
+
+Semi-supervised VAE (M2)
+------------------------
+:class:`SemiSupervisedVAE` is model M2 of Kingma, Rezende, Mohamed and Welling (2014). For C
+classes, with labels known for some images (``data.y``; ``-1`` marks an unlabeled one)::
+
+    decoder weights  W      a point estimate, as above
+    for i in 1..N:
+        y[i]  ~ Categorical(1/C, ..., 1/C)        observed where the label is known
+        z[i]  ~ Normal(0, I_L)                    the "style", independent of the class
+        x[i]  ~ p(x | decoder_W(z[i], onehot(y[i])))
+
+The guide ("amortized", the default) is q(y | x) = Categorical(classifier(x)) and q(z | x, y) =
+Normal(encoder(x, onehot(y))). The objective (their eq. 9) is, per labeled row, the bound on
+log p(x, y), L(x, y) = E_q(z|x,y)[log p(x | y, z) + log p(y) + log p(z) - log q(z | x, y)]; per
+unlabeled row the bound on log p(x), U(x) = sum_y q(y | x) [L(x, y) - log q(y | x)]; plus the
+auxiliary classification term alpha * log q(y_i | x_i) on labeled rows (``classifier_weight``),
+without which the classifier would learn from the unlabeled rows only.
+
+How zoo computes it, and why y is enumerated in the guide. The runner's minibatches mix labeled
+and unlabeled rows in one data plate, and a sample site is observed or latent as a whole, so
+given images ``y`` is a latent site of the model, and the guide supplies it: on a labeled row a
+point mass at the label (log q = 0, so the row's ELBO is exactly L(x, y), as if y were observed),
+on an unlabeled row q(y | x), enumerated in parallel (``infer={"enumerate": "parallel"}``), so
+TraceEnum_ELBO sums over the C classes weighted by q(y | x): U(x) exactly, entropy included, with
+no score-function noise (as in Pyro's ``examples/vae/ss_vae_M1_M2.py``). Enumerating y in the
+*model* instead (as Naive Bayes does) cannot give M2: a model-enumerated site is invisible to the
+guide, and q(z | x, y) needs y. The model declares ``guide_enumerated_sites = ("y",)``, so SVI
+uses TraceEnum_ELBO. The auxiliary term is a ``pyro.factor`` ("y_classifier") in the model's data
+plate, so minibatches scale it by N / batch like every other per-datum term; it is added only
+when fitting (``model_kwargs(training=True)``): the training loss includes it, the held-out loss,
+``fit.log_prob`` and the ELBO do not.
+
+=================  ================================  =========================================
+name               shape                             support
+=================  ================================  =========================================
+``data``           (batch,)                          subsample indices of the data plate
+``y``              (N,), subsampled to (batch,)      {0, ..., C-1}; local; given images, latent
+                                                     (the guide's point mass or enumeration);
+                                                     observed when generating with ``y=c``
+``z``              (N, L), subsampled to (batch, L)  real; local
+``x``              (N, *event_shape)                 as for the VAE; observed
+``y_classifier``   (batch,)                          factor alpha * log q(y_i | x_i) on labeled
+                                                     rows; when fitting only
+=================  ================================  =========================================
+
+A Fit of it holds no draws (``y`` and ``z`` are local sites) and answers:
+
+* ``fit.log_prob(data, num_particles=K)``: log p(x_i, y_i) where the label is given, log p(x_i)
+  where it is not (as Naive Bayes): per class the IWAE bound with K codes from q(z | x, y), then
+  y summed out exactly. Pass the images alone for log p(x) of every row. ``estimator="elbo"``:
+  the M2 bounds L and U.
+* ``fit.discrete(data)`` / ``fit.marginals(data)``: the classifier's q(y | x) (its most probable
+  class, its probabilities), keeping the label (a one-hot row) where the data give one, as Naive
+  Bayes does; :func:`predict` / :func:`predict_proba` classify every row, labels ignored.
+* ``fit.sample(n, y=c)``: new images of class c; ``fit.sample(n)``: of classes drawn from p(y).
+  ``decode(fit, z, y=c)``: mean images of a style z as class c.
+* Guides: "amortized"; "normal" and "delta" keep class logits per datum and a code per datum and
+  class (N x C x L), for small data sets.
 """
 
 from __future__ import annotations
@@ -297,11 +356,15 @@ class VAE(Model):
             num_data = x.shape[0]
         elif num_data is None:
             raise ValueError("give x (to condition on) or num_data (to generate)")
-        pyro.module("decoder", self.decoder)
-        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device) as index:
-            z = pyro.sample("z", self.prior())
+        # A PyroModule registers a plain nn.Module attribute's parameters with Pyro (pyro.module)
+        # on every access while it runs, so the decoder is looked up once (each lookup costs a
+        # param statement per weight: ~0.1 ms a step, when the whole step is a few ms).
+        decoder = self.decoder
+        device = next(decoder.parameters()).device
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=device) as index:
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim, device=device), 1.0).to_event(1))
             observed = None if x is None else x.index_select(0, index)
-            return pyro.sample(self.observed_site, self.likelihood_distribution(self.decoder(z)), obs=observed)
+            return pyro.sample(self.observed_site, self.likelihood_distribution(decoder(z)), obs=observed)
 
     # ------------------------------------------------------------------ guides
     def amortized_guide(
@@ -608,21 +671,23 @@ class SemiSupervisedVAE(VAE):
             num_data = x.shape[0]
         elif num_data is None:
             raise ValueError("give x (to condition on) or num_data (to generate)")
-        pyro.module("decoder", self.decoder)
-        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device) as index:
-            labels = None if y is None else y.to(index.device).index_select(0, index)
+        # Each lookup of a network registers its weights with Pyro (see VAE.forward): once each.
+        decoder = self.decoder
+        device = next(decoder.parameters()).device
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=device) as index:
+            labels = None if y is None else y.to(device).index_select(0, index)
+            class_prior = dist.Categorical(logits=torch.zeros(self.num_classes, device=device))
             if x is None:
-                classes = pyro.sample("y", self.class_prior(), obs=labels)
+                classes = pyro.sample("y", class_prior, obs=labels)
             else:
-                classes = pyro.sample("y", self.class_prior())
-            z = pyro.sample("z", self.prior())
+                classes = pyro.sample("y", class_prior)
+            z = pyro.sample("z", dist.Normal(torch.zeros(self.latent_dim, device=device), 1.0).to_event(1))
             observed = None if x is None else x.index_select(0, index)
-            output = self.decoder(z, self.one_hot(classes))
+            output = decoder(z, self.one_hot(classes))
             value = pyro.sample(self.observed_site, self.likelihood_distribution(output), obs=observed)
             if observed is not None and labels is not None and classifier_weight > 0:
                 # The auxiliary term of M2: alpha * log q(y_i | x_i) on labeled rows, a factor in
                 # the data plate (so scaled like every other per-datum term).
-                pyro.module("classifier", self.classifier)
                 labeled = labels >= 0
                 log_q = self.classifier(observed).log_softmax(-1)
                 picked = log_q.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
@@ -831,13 +896,48 @@ def _images(model: VAE, data: Any) -> torch.Tensor:
     return x.to(model.device)
 
 
-def encode(fit: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The encoder's q(z | x): location and scale of each datum's code.
+def _classes(model: VAE, y: Any, batch: tuple[int, ...]) -> torch.Tensor | None:
+    """One-hot classes for a semi-supervised VAE's networks, from ``y`` (an int, or classes that
+    broadcast with ``batch``); None for a plain VAE, which takes no ``y``."""
+    if not isinstance(model, SemiSupervisedVAE):
+        if y is not None:
+            raise ValueError(f"y is for a semi-supervised VAE; a {type(model).__name__} has no classes")
+        return None
+    if y is None:
+        raise ValueError(
+            "a semi-supervised VAE's decoder takes the class too: give y (an int, or one class per code)"
+        )
+    classes = torch.as_tensor(y, dtype=torch.long, device=model.device)
+    if bool(((classes < 0) | (classes >= model.num_classes)).any()):
+        raise ValueError(f"y must hold classes in 0..{model.num_classes - 1}, got {y!r}")
+    onehot = model.one_hot(classes)
+    return onehot.expand(*torch.broadcast_shapes(tuple(batch), classes.shape), model.num_classes)
+
+
+def _encoder_classes(model: VAE, data: Any, x: torch.Tensor, y: Any) -> torch.Tensor | None:
+    """The classes a semi-supervised VAE encodes ``x`` with: ``y`` if given, else the data's
+    labels where known and the classifier's most probable class elsewhere."""
+    if not isinstance(model, SemiSupervisedVAE) or y is not None:
+        return y
+    predicted = model.classify(x).argmax(-1)
+    labels = data.y if isinstance(data, Dataset) else None
+    if labels is None:
+        return predicted
+    labels = labels.to(predicted.device)
+    return torch.where(labels >= 0, labels, predicted)
+
+
+def encode(fit: Any, data: Any, y: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's q(z | x) (q(z | x, y) for a semi-supervised VAE): location and scale of each
+    datum's code.
 
     Parameters
     ----------
     fit : zoo.Fit of a VAE (or the VAE)
     data : Dataset or Tensor, shape (N, *event_shape)
+    y : int or Tensor, optional
+        Semi-supervised VAE only: the class(es) to encode with. Default: the data's labels where
+        given, else the classifier's most probable class.
 
     Returns
     -------
@@ -845,28 +945,42 @@ def encode(fit: Any, data: Any) -> tuple[torch.Tensor, torch.Tensor]:
         ``loc`` is the code to plot (the posterior mean under the encoder).
     """
     model = _vae(fit)
+    x = _images(model, data)
     with torch.no_grad():
-        loc, scale = model.encoder(_images(model, data))
+        condition = _classes(model, _encoder_classes(model, data, x, y), x.shape[: x.dim() - len(model.event_shape)])
+        loc, scale = model.encoder(x) if condition is None else model.encoder(x, condition)
     return loc.cpu(), scale.cpu()
 
 
-def decode(fit: Any, z: torch.Tensor) -> torch.Tensor:
-    """Mean image E[x | z] for codes ``z`` shaped (..., latent_dim): (..., *event_shape)."""
+def decode(fit: Any, z: torch.Tensor, y: Any = None) -> torch.Tensor:
+    """Mean image E[x | z] (E[x | y, z] for a semi-supervised VAE) for codes ``z`` shaped
+    (..., latent_dim): (..., *event_shape).
+
+    ``y`` (semi-supervised VAE only, needed there): a class (int), or classes that broadcast with
+    ``z``'s batch dims. The same code decoded with every class gives the same style as each class.
+    """
     model = _vae(fit)
     z = torch.as_tensor(z, dtype=torch.float32).to(model.device)
     if z.shape[-1] != model.latent_dim:
         raise ValueError(f"z must end in latent_dim={model.latent_dim}, got shape {tuple(z.shape)}")
     with torch.no_grad():
-        return model.likelihood_distribution(model.decoder(z)).mean.cpu()
+        condition = _classes(model, y, z.shape[:-1])
+        output = model.decoder(z) if condition is None else model.decoder(z, condition)
+        return model.likelihood_distribution(output).mean.cpu()
 
 
-def reconstruct(fit: Any, data: Any) -> torch.Tensor:
-    """decode(encode(x)): the mean image at each datum's code, shaped like the data."""
-    loc, _ = encode(fit, data)
-    return decode(fit, loc)
+def reconstruct(fit: Any, data: Any, y: Any = None) -> torch.Tensor:
+    """decode(encode(x)): the mean image at each datum's code, shaped like the data (for a
+    semi-supervised VAE, with the classes :func:`encode` uses, or ``y``)."""
+    model = _vae(fit)
+    classes = _encoder_classes(model, data, _images(model, data), y)
+    loc, _ = encode(fit, data, y=classes)
+    return decode(fit, loc, y=classes)
 
 
-def interpolate(fit: Any, first: torch.Tensor, second: torch.Tensor, num_steps: int = 8) -> torch.Tensor:
+def interpolate(
+    fit: Any, first: torch.Tensor, second: torch.Tensor, num_steps: int = 8, y: Any = None
+) -> torch.Tensor:
     """Mean images along the straight line between the codes of two images.
 
     Parameters
@@ -874,6 +988,9 @@ def interpolate(fit: Any, first: torch.Tensor, second: torch.Tensor, num_steps: 
     first, second : Tensor, shape event_shape
     num_steps : int
         Number of images, both ends included (>= 2).
+    y : int, optional
+        Semi-supervised VAE only: the class to encode and decode with (default: the classifier's
+        most probable class of ``first``).
 
     Returns
     -------
@@ -881,13 +998,45 @@ def interpolate(fit: Any, first: torch.Tensor, second: torch.Tensor, num_steps: 
     """
     if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 2:
         raise ValueError(f"num_steps must be an integer >= 2, got {num_steps!r}")
-    codes, _ = encode(fit, torch.stack([torch.as_tensor(first), torch.as_tensor(second)]).float())
+    model = _vae(fit)
+    pair = torch.stack([torch.as_tensor(first), torch.as_tensor(second)]).float()
+    if isinstance(model, SemiSupervisedVAE) and y is None:
+        y = int(model.classify(pair[:1]).argmax(-1)[0])
+    codes, _ = encode(fit, pair, y=y)
     weights = torch.linspace(0.0, 1.0, num_steps).unsqueeze(-1)
-    return decode(fit, (1 - weights) * codes[0] + weights * codes[1])
+    return decode(fit, (1 - weights) * codes[0] + weights * codes[1], y=y)
+
+
+def predict_proba(fit: Any, data: Any) -> torch.Tensor:
+    """A semi-supervised VAE's classifier q(y | x) for each image, labels (if any) ignored.
+
+    ``fit.marginals(data)`` gives the same for unlabeled rows and a one-hot row where the data's
+    label is given (the posterior given everything observed); this classifies every row.
+
+    Returns
+    -------
+    Tensor, shape (N, num_classes)
+    """
+    model = _vae(fit)
+    if not isinstance(model, SemiSupervisedVAE):
+        raise TypeError(f"predict needs a semi-supervised VAE (it has a classifier), got {type(model).__name__}")
+    x = _images(model, data)
+    if x.dim() != len(model.event_shape) + 1:
+        raise ValueError(f"images must be shaped (N, *{model.event_shape}), got {tuple(x.shape)}")
+    return model.classify(x).cpu()
+
+
+def predict(fit: Any, data: Any) -> torch.Tensor:
+    """The classifier's most probable class of each image (labels ignored): (N,) int64."""
+    return predict_proba(fit, data).argmax(-1)
 
 
 def elbo(fit: Any, data: Any, num_particles: int = 100, seed: int = 0) -> torch.Tensor:
-    """The ELBO per datum with the encoder as q, averaged over ``num_particles`` codes: (N,)."""
+    """The ELBO per datum with the encoder as q, averaged over ``num_particles`` codes: (N,).
+
+    For a semi-supervised VAE, the M2 bound: of log p(x, y) where the label is given, of log p(x)
+    (y summed under q(y | x)) where it is not.
+    """
     model = _vae(fit)
     dataset = as_dataset(data)
     return model.log_likelihood({}, dataset, num_particles=num_particles, estimator="elbo", seed=seed)[0]
@@ -918,6 +1067,11 @@ def amortization_gap(
     from pyro.infer import Trace_ELBO
 
     model = _vae(fit)
+    if isinstance(model, SemiSupervisedVAE):
+        raise NotImplementedError(
+            "amortization_gap is for the unsupervised VAE: a semi-supervised VAE's guide has a "
+            "classifier too, whose gap this per-datum Gaussian fit does not measure"
+        )
     dataset = as_dataset(data)
     frozen = copy.deepcopy(model)
     frozen.decoder.requires_grad_(False)

@@ -20,12 +20,20 @@ held-out training images are the reference row (the metrics' noise floor). Colum
 its standard error, the classifier two-sample accuracy (0.5 perfect), the Fréchet distance in a
 small classifier's features, and class coverage.
 
-Run: ``python benchmarks/gan.py [--steps 400] [--threads 1] [--skip-metrics]``
+Part 3 (``--processes 2``): the ring's run again with two processes (``torchrun -m zoo fit gan
+--distributed``, gloo, one torch thread each; real samples per second of training, from the
+fit's wall time) next to the single process's rate from part 1.
+
+Run: ``python benchmarks/gan.py [--steps 400] [--threads 1] [--skip-metrics] [--processes 2]``
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import torch
@@ -65,7 +73,8 @@ def pure_torch(model: GAN, x: torch.Tensor, steps: int, batch: int, learning_rat
 
 def speed(
     name: str, data: zoo.Dataset, model: GAN, steps: int, batch: int, learning_rate: float, repeats: int = 5
-) -> None:
+) -> float:
+    """Prints the comparison; returns zoo's fastest seconds per step."""
     prepared = model.prepare(data)  # the networks zoo.fit would build (same init seed)
     method = zoo.Adversarial(num_steps=steps, batch_size=batch, generator_learning_rate=learning_rate,
                              discriminator_learning_rate=learning_rate, progress=False, seed=0)
@@ -90,6 +99,27 @@ def speed(
               f"   final generator loss {final[label]:.6f}")
     print(f"  ratio zoo / pytorch: wall {wall['zoo'] / wall['pytorch']:.3f}, CPU {cpu['zoo'] / cpu['pytorch']:.3f}"
           "  (target <= 1.05)")
+    return wall["zoo"]
+
+
+def two_processes(steps: int, batch: int, learning_rate: float, latent_dim: int, hidden: list[int]) -> float:
+    """Train on the ring with two processes (gloo) by ``torchrun -m zoo fit gan --distributed``;
+    real samples per second (the CLI's ring: 1,600 training rows)."""
+    with tempfile.TemporaryDirectory() as folder:
+        command = [
+            sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534",
+            "-m", "zoo", "fit", "gan", "--dataset", "ring", "--method", "adversarial",
+            "--latent-dim", str(latent_dim), "--hidden-sizes", ",".join(str(size) for size in hidden),
+            "--num-steps", str(steps), "--batch-size", str(batch), "--learning-rate", str(learning_rate),
+            "--num-threads", "1", "--distributed", "--quiet", "--out", folder,
+        ]
+        env = dict(os.environ, OMP_NUM_THREADS="1")
+        result = subprocess.run(command, capture_output=True, text=True, env=env)
+        if result.returncode != 0:
+            print(result.stdout[-2000:], result.stderr[-2000:])
+            return float("nan")
+        fit = zoo.load(os.path.join(folder, "fit.zoo"))
+    return fit.diagnostics["num_steps"] * batch * fit.method.discriminator_steps / fit.wall_time
 
 
 def metrics_table(seed: int = 0) -> None:
@@ -148,11 +178,15 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-metrics", action="store_true")
+    parser.add_argument("--processes", type=int, default=1, help="2: also time a two-process run")
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
     print(f"{torch.get_num_threads()} torch thread(s)")
     ring = zoo.datasets.load("ring", num_data=2000)
-    speed("ring of 8 Gaussians", ring, GAN(latent_dim=2, hidden_sizes=[128, 128]), arguments.steps, 256, 1e-3)
+    seconds = speed("ring of 8 Gaussians", ring, GAN(latent_dim=2, hidden_sizes=[128, 128]), arguments.steps, 256, 1e-3)
+    if arguments.processes == 2:
+        rate = two_processes(arguments.steps, 256, 1e-3, 2, [128, 128])
+        print(f"  two processes (gloo, 1 thread each): {rate:,.0f} samples/s; one process: {256 / seconds:,.0f} samples/s")
     digits = zoo.datasets.load("digits")
     scaled = zoo.Dataset(digits.x / 16.0, name="digits")
     speed("digits 8x8", scaled, GAN(latent_dim=8, hidden_sizes=[256, 256]), arguments.steps, 64, 5e-4)

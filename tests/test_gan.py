@@ -260,6 +260,86 @@ def test_ctrl_c_returns_the_interrupted_fit(monkeypatch: pytest.MonkeyPatch) -> 
     assert fit.sample(3).shape == (3, 2)
 
 
+# ---------------------------------------------------------------------- slow: two processes
+#: (loss, discriminator_steps, batch_size, dtype): the batch of 15 splits unevenly (8 + 7 rows),
+#: which the shards' weights must make up for. WGAN-GP runs in float64: its critic's loss
+#: mean(D(fake)) - mean(D(real)) gives the bias of a hidden unit active on every row a gradient
+#: that is exactly zero, so all Adam sees there is float32 round-off (2^-31, which differs
+#: between one process and two), and Adam's normalisation turns it into steps of ~lr / 20; in
+#: float64 the round-off is far below Adam's eps and the steps it causes are negligible.
+TWO_PROCESS_CASES = (("non_saturating", 1, 16, torch.float32), ("wgan_gp", 2, 15, torch.float64))
+
+
+def _two_process_fit(loss: str, batch_size: int, dtype: torch.dtype, method: zoo.Adversarial) -> zoo.Fit:
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # the networks' weights
+    try:
+        data = ring(60)
+        return zoo.fit(GAN(latent_dim=2, hidden_sizes=[16], loss=loss), zoo.Dataset(data.x.to(dtype), name="ring"),
+                       method)
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _two_process_method(discriminator_steps: int, batch_size: int, **options: object) -> zoo.Adversarial:
+    return zoo.Adversarial(num_steps=12, batch_size=batch_size, discriminator_steps=discriminator_steps,
+                           generator_learning_rate=1e-3, discriminator_learning_rate=1e-3, seed=3,
+                           progress=False, **options)  # type: ignore[arg-type]
+
+
+def _distributed_worker(rank: int, world: int, port: int, path: str) -> None:
+    import os
+
+    import torch.distributed as distributed
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        results = []
+        for loss, steps, batch, dtype in TWO_PROCESS_CASES:
+            fit = _two_process_fit(loss, batch, dtype, _two_process_method(steps, batch, distributed=True))
+            results.append({"state": fit.model.state_dict(), "losses": fit.losses, "history": fit.history,
+                            "processes": torch.tensor(fit.diagnostics["num_processes"])})
+        torch.save(results, f"{path}.{rank}")
+    finally:
+        distributed.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: object) -> None:
+    """DistributedDataParallel's arithmetic for both networks: each of two processes takes its
+    shard of every global minibatch of real data and of the global batch's noise (drawn from the
+    shared seed on every process, so it is the single process's noise), and the discriminator's
+    and the generator's gradients are averaged; the networks then follow the single-process run on
+    the same global batches, to float tolerance, with the same recorded losses, on both processes."""
+    import socket
+
+    import torch.multiprocessing as multiprocessing
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    path = str(tmp_path / "distributed.pt")  # type: ignore[operator]
+    multiprocessing.spawn(_distributed_worker, args=(2, port, path), nprocs=2, join=True)
+    ranks = [torch.load(f"{path}.{rank}", weights_only=True) for rank in range(2)]
+    for case, (loss, steps, batch, dtype) in enumerate(TWO_PROCESS_CASES):
+        one = _two_process_fit(loss, batch, dtype, _two_process_method(steps, batch))
+        assert one.diagnostics["num_processes"] == 1
+        for both in (ranks[0][case], ranks[1][case]):
+            assert int(both["processes"]) == 2
+            assert both["losses"].shape == one.losses.shape == (12,)
+            torch.testing.assert_close(both["losses"], one.losses, rtol=1e-5, atol=1e-5, msg=loss)
+            assert set(both["history"]) == set(one.history)
+            for name, values in one.history.items():
+                torch.testing.assert_close(both["history"][name], values, rtol=1e-5, atol=1e-5, msg=f"{loss} {name}")
+            state = one.model.state_dict()
+            assert any(name.startswith("generator.") for name in state)
+            assert any(name.startswith("discriminator.") for name in state)
+            for name, value in state.items():
+                torch.testing.assert_close(both["state"][name], value, rtol=1e-4, atol=1e-5, msg=f"{loss} {name}")
+
+
 # ---------------------------------------------------------------------- bad input
 def test_bad_method_arguments_are_refused() -> None:
     for arguments, message in (
@@ -276,6 +356,8 @@ def test_bad_method_arguments_are_refused() -> None:
             zoo.Adversarial(**arguments)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="num_steps must be an integer"):
         zoo.Adversarial(num_steps=1.5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="distributed must be True or False"):
+        zoo.Adversarial(distributed="yes")  # type: ignore[arg-type]
 
 
 def test_bad_models_and_data_are_refused_before_any_work() -> None:

@@ -7,11 +7,14 @@
 """
 
 from zoo import datasets, metrics, models
+from zoo.comparison import compare
 from zoo.datasets import Dataset
 from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit
 from zoo.io import load
 from zoo.results import Fit
+from zoo.sbc import SBCResult, sbc  # the function zoo.sbc shadows the module: from zoo.sbc import ...
+from zoo.selection import select
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select"]

@@ -87,7 +87,8 @@ def _method(arguments: argparse.Namespace) -> Any:
     config = METHODS[arguments.method][0]
     values = {"seed": arguments.seed, "progress": not arguments.quiet, "num_samples": arguments.num_samples,
               "num_steps": arguments.num_steps, "num_epochs": arguments.num_epochs,
-              "batch_size": arguments.batch_size, "num_threads": arguments.num_threads, "device": arguments.device}
+              "batch_size": arguments.batch_size, "num_threads": arguments.num_threads, "device": arguments.device,
+              "distributed": arguments.distributed}
     if arguments.learning_rate is not None:  # zoo.Adversarial: one rate for both networks
         values.update(generator_learning_rate=arguments.learning_rate,
                       discriminator_learning_rate=arguments.learning_rate)
@@ -215,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--num-posterior-samples", type=int, default=1000, help="draws kept by svi")
         sub.add_argument("--device", default="cpu", help="torch device for svi (cpu, cuda)")
         sub.add_argument("--distributed", action="store_true",
-                         help="data-parallel svi across the processes of a torchrun job")
+                         help="data-parallel svi or adversarial training across the processes of a torchrun job")
         sub.add_argument("--binarize", action="store_true", help="binarise image data (digits, mnist)")
         sub.add_argument("--num-warmup", type=int, default=500)
         sub.add_argument("--num-samples", type=int, default=500)

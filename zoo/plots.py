@@ -16,6 +16,12 @@ plot_losses
     Loss per datum against step for several SVI fits.
 plot_samples
     New samples from a fit drawn over the data.
+plot_marginals
+    Several fits' marginal posteriors of chosen scalars over a reference's (``zoo.compare``).
+plot_sbc_ranks
+    Rank histograms of simulation-based calibration (``zoo.sbc``) with a 99% band.
+plot_model_selection
+    LOO and held-out log-likelihood against the number of components or states (``zoo.select``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from zoo.datasets.dataset import Dataset, as_dataset
 if TYPE_CHECKING:
     from zoo.results import Fit
 
-__all__ = ["plot_mixture", "plot_losses", "plot_samples", "FIGSIZE", "DPI"]
+__all__ = ["plot_mixture", "plot_losses", "plot_samples", "plot_marginals", "plot_sbc_ranks", "plot_model_selection", "FIGSIZE", "DPI"]
 
 #: Default size (inches) and resolution of a figure made by this module.
 FIGSIZE: tuple[float, float] = (5.0, 4.0)
@@ -296,4 +302,136 @@ def plot_samples(
         ax.set_ylabel(names[1])
     ax.set_title(f"new data from {fit.method_name}")
     ax.legend(fontsize="small", frameon=False, markerscale=2)
+    return ax
+
+
+def _scalar_draws(fit: "Fit", parameter: str) -> np.ndarray:
+    """All draws of one scalar named like "loc[0,1]" (or "sigma"): a flat array."""
+    name, _, rest = parameter.partition("[")
+    if name not in fit.draws:
+        raise ValueError(f"parameters: {parameter!r} names no site of this fit; sites: {', '.join(fit.draws)}")
+    value = fit.draws[name].detach()
+    value = value.reshape((-1,) + value.shape[2:])
+    index = tuple(int(i) for i in rest.rstrip("]").split(",") if i.strip()) if rest else ()
+    if len(index) != value.dim() - 1:
+        raise ValueError(f"parameters: {parameter!r} needs {value.dim() - 1} indices for site {name!r} of shape {tuple(value.shape[1:])}")
+    return _numpy(value[(slice(None),) + index]).astype(float)
+
+
+def plot_marginals(
+    fits: dict[str, "Fit"],
+    parameters: list[str],
+    reference: "Fit | None" = None,
+    axes: Any = None,
+    bins: int = 40,
+) -> np.ndarray:
+    """Each fit's marginal posterior of chosen scalars, overlaid on a reference's.
+
+    Parameters
+    ----------
+    fits : dict of str to zoo.Fit
+        Label -> fit (e.g. the fits of ``zoo.compare(..., return_fits=True)``).
+    parameters : list of str
+        Scalars named "site[i,j]" ("loc[0,1]", "weights[2]"), or "site" for a scalar site.
+    reference : zoo.Fit, optional
+        Drawn as a filled grey histogram under the others.
+    axes : array of Axes, optional
+        One per parameter; default a row of new small axes.
+    bins : int
+        Histogram bins, shared by every fit on one axes.
+
+    Returns
+    -------
+    numpy array of Axes, shape (len(parameters),)
+        Step histograms (density) per fit; a fit whose draws do not vary (a point mass, the
+        delta guide) is a vertical line.
+    """
+    if not parameters:
+        raise ValueError("parameters must name at least one scalar, e.g. ['loc[0,0]']")
+    if axes is None:
+        _, axes = plt.subplots(1, len(parameters), figsize=(3.2 * len(parameters), 2.8), dpi=DPI, squeeze=False)
+    axes = np.asarray(axes).reshape(-1)
+    if len(axes) != len(parameters):
+        raise ValueError(f"axes: got {len(axes)} axes for {len(parameters)} parameters")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, parameter in zip(axes, parameters):
+        series = {label: _scalar_draws(fit, parameter) for label, fit in fits.items()}
+        pooled = np.concatenate(list(series.values()) + ([_scalar_draws(reference, parameter)] if reference is not None else []))
+        low, high = np.quantile(pooled, [0.002, 0.998])
+        edges = np.linspace(low, high, bins + 1) if high > low else bins
+        if reference is not None:
+            ax.hist(_scalar_draws(reference, parameter), bins=edges, density=True, color="0.8", label=f"reference ({reference.method_name})")
+        for number, (label, values) in enumerate(series.items()):
+            color = colors[number % len(colors)]
+            if np.ptp(values) <= 1e-9 * (1 + abs(values[0])):
+                ax.axvline(values[0], color=color, lw=1.5, label=label)
+            else:
+                ax.hist(values, bins=edges, density=True, histtype="step", color=color, lw=1.3, label=label)
+        ax.set_title(parameter, fontsize="medium")
+        ax.set_yticks([])
+    axes[0].legend(fontsize="x-small", frameon=False)
+    return axes
+
+
+def plot_sbc_ranks(result: Any, parameters: list[str] | None = None, num_bins: int | None = None, axes: Any = None, columns: int = 4) -> np.ndarray:
+    """Rank histograms of simulation-based calibration (:func:`zoo.sbc`), with a 99% band.
+
+    Parameters
+    ----------
+    result : zoo.sbc.SBCResult
+    parameters : list of str, optional
+        Scalars to draw ("loc[0,1]"); default all.
+    num_bins : int, optional
+        Default ``result.default_bins()``.
+    axes : array of Axes, optional
+        One per parameter; default a grid of ``columns`` columns.
+    columns : int
+
+    Returns
+    -------
+    numpy array of Axes, shape (len(parameters),)
+        The grey band is where each bin's count falls with probability 0.99 under uniform ranks
+        (normal approximation to the binomial); a U shape means an over-confident method, a hump
+        an under-confident one, a slope a biased one. The title carries the chi-square p-value.
+    """
+    counts, expected = result.histogram(num_bins)
+    p_values = result.test(num_bins)["p_value"]
+    names = list(counts) if parameters is None else list(parameters)
+    unknown = [name for name in names if name not in counts]
+    if unknown:
+        raise ValueError(f"parameters: no scalars {unknown}; valid: {', '.join(counts)}")
+    if axes is None:
+        rows = math.ceil(len(names) / columns)
+        width = min(columns, len(names))
+        _, axes = plt.subplots(rows, width, figsize=(2.4 * width, 2.0 * rows), dpi=DPI, squeeze=False)
+        for ax in np.asarray(axes).reshape(-1)[len(names):]:
+            ax.set_visible(False)
+    axes = np.asarray(axes).reshape(-1)[: len(names)]
+    expected_np = _numpy(expected)
+    probability = expected_np / result.num_simulations
+    half = 2.576 * np.sqrt(result.num_simulations * probability * (1 - probability))
+    positions = np.arange(len(expected_np))
+    for ax, name in zip(axes, names):
+        ax.fill_between(positions, expected_np - half, expected_np + half, step="mid", color="0.85", lw=0)
+        ax.bar(positions, _numpy(counts[name]), width=1.0, color="tab:blue", alpha=0.8)
+        ax.set_title(f"{name}  p={p_values[name]:.2g}", fontsize="small")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return axes
+
+
+def plot_model_selection(table: Any, ax: Axes | None = None) -> Axes:
+    """ELPD-LOO per datum (with its standard error) and held-out log-likelihood per datum against
+    the number of components / states, from :func:`zoo.select`'s table."""
+    ax = _axes(ax)
+    values = np.asarray(table.index, dtype=float)
+    num_data = np.asarray(table["num_train"], dtype=float)
+    ax.errorbar(values, table["elpd_loo"] / num_data, yerr=table["elpd_loo_se"] / num_data, marker="o", capsize=3, label="LOO (train), per datum")
+    ax.plot(values, table["test_log_lik"], marker="s", label="held-out, per datum")
+    best = table["elpd_loo"].idxmax()
+    ax.axvline(float(best), color="0.6", ls=":", lw=1)
+    ax.set_xlabel(table.index.name or "value")
+    ax.set_ylabel("log predictive density per datum")
+    ax.set_xticks(values)
+    ax.legend(fontsize="small", frameon=False)
     return ax

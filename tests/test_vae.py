@@ -238,7 +238,7 @@ def test_bad_input_is_refused_before_any_work() -> None:
         zoo.fit(zoo.models.VAE(latent_dim=2), torch.rand(10, 4), zoo.SVI(batch_size=11, progress=False))
     with pytest.raises(ValueError, match="likelihood must be one of"):
         zoo.models.VAE(latent_dim=2, likelihood="poisson")
-    with pytest.raises(ValueError, match="data images have shape"):
+    with pytest.raises(ValueError, match="data have shape"):
         trained_model = zoo.models.VAE(latent_dim=2, image_shape=[4])
         zoo.fit(trained_model, torch.rand(10, 5), zoo.SVI(progress=False))
     with pytest.raises(ValueError, match="num_epochs must be at least 1"):

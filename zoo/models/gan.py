@@ -64,7 +64,7 @@ from torch import nn
 
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Decoder, Discriminator, check_architecture
+from zoo.models.nets import ARCHITECTURES, Decoder, Discriminator, check_architecture, check_network_data
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -217,20 +217,7 @@ class GAN(Model):
 
     def validate(self, data: Dataset) -> None:
         x = data.x
-        if x.dim() not in (2, 3):
-            raise ValueError(
-                "data.x must be (num_data, num_features) or (num_data, height, width) for a GAN, "
-                f"got shape {tuple(x.shape)}"
-            )
-        if data.lengths is not None:
-            raise ValueError("a GAN takes independent data, not sequences (lengths given)")
-        shape = list(x.shape[1:])
-        if self.image_shape is not None and shape != list(self.image_shape):
-            raise ValueError(
-                f"data have shape {tuple(shape)} per datum but the GAN was built for image_shape "
-                f"{tuple(self.image_shape)}"
-            )
-        check_architecture(self.architecture, shape)
+        check_network_data(data, "GAN", self.image_shape, self.architecture)
         if self.output == "sigmoid":
             low, high = float(x.min()), float(x.max())
             if low < 0.0 or high > 1.0:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.nn import functional
@@ -44,6 +46,41 @@ def image_size(event_shape: Sequence[int]) -> tuple[int, int] | None:
         if side * side == shape[0]:
             return side, side
     return None
+
+
+def check_network_data(data: Any, model_name: str, image_shape: Any, architecture: str) -> list[int]:
+    """Checks shared by the network models: one datum per row, no sequences, the built shape.
+
+    Parameters
+    ----------
+    data : zoo.Dataset
+    model_name : str
+        "VAE", "GAN", ... for the messages.
+    image_shape : sequence of int or None
+        The shape the networks were built for, if built.
+    architecture : {"mlp", "conv"}
+
+    Returns
+    -------
+    list of int
+        The shape of one datum.
+    """
+    x = data.x
+    if x.dim() not in (2, 3):
+        raise ValueError(
+            f"data.x must be (num_data, num_features) or (num_data, height, width) for a {model_name}, "
+            f"got shape {tuple(x.shape)}"
+        )
+    if data.lengths is not None:
+        raise ValueError(f"a {model_name} takes independent data, not sequences (lengths given)")
+    shape = list(x.shape[1:])
+    if image_shape is not None and shape != list(image_shape):
+        raise ValueError(
+            f"data have shape {tuple(shape)} per datum but the {model_name} was built for image_shape "
+            f"{tuple(image_shape)}"
+        )
+    check_architecture(architecture, shape)
+    return shape
 
 
 def check_architecture(architecture: str, event_shape: Sequence[int]) -> None:

@@ -138,7 +138,7 @@ from torch import nn
 
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
 from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture
+from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture, check_network_data
 from zoo.models.registry import register
 
 __all__ = [
@@ -280,20 +280,7 @@ class VAE(Model):
 
     def validate(self, data: Dataset) -> None:
         x = data.x
-        if x.dim() not in (2, 3):
-            raise ValueError(
-                "data.x must be (num_data, num_pixels) or (num_data, height, width) for a VAE, "
-                f"got shape {tuple(x.shape)}"
-            )
-        if data.lengths is not None:
-            raise ValueError("a VAE takes independent images, not sequences (lengths given)")
-        shape = list(x.shape[1:])
-        if self.image_shape is not None and shape != list(self.image_shape):
-            raise ValueError(
-                f"data images have shape {tuple(shape)} but the model was built for image_shape "
-                f"{tuple(self.image_shape)}"
-            )
-        check_architecture(self.architecture, shape)
+        check_network_data(data, "VAE", self.image_shape, self.architecture)
         if self.likelihood in ("bernoulli", "continuous_bernoulli"):
             low, high = float(x.min()), float(x.max())
             if low < 0.0 or high > 1.0:

@@ -174,6 +174,27 @@ class SVI:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
+def _make_elbo(model: Model, method: SVI, enumerated: bool) -> Any:
+    """TraceEnum_ELBO (discrete sites summed out) when ``enumerated``, else Trace_ELBO."""
+    vectorize = method.num_particles > 1
+    if enumerated:
+        return TraceEnum_ELBO(
+            max_plate_nesting=model.max_plate_nesting,
+            num_particles=method.num_particles,
+            vectorize_particles=vectorize,
+        )
+    return Trace_ELBO(num_particles=method.num_particles, vectorize_particles=vectorize)
+
+
+def _enumerates(model: Model, kwargs: dict[str, Any]) -> bool:
+    """Whether the model, run with ``kwargs``, has a site marked for enumeration."""
+    if not model.enumerated_sites:
+        return False
+    with torch.no_grad(), pyro.poutine.block():
+        trace = pyro.poutine.trace(model).get_trace(**kwargs)
+    return any(site["type"] == "sample" and site["infer"].get("enumerate") for site in trace.nodes.values())
+
+
 def _use_lbfgs(method: SVI, guide_name: Any) -> bool:
     if method.optimizer != "auto":
         return method.optimizer == "lbfgs"
@@ -221,14 +242,11 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         # In epochs the runner picks each step's data (explicit indices), not the data plate.
         batch_size = None if method.num_epochs is not None else method.batch_size
         kwargs = _to_device(model.model_kwargs(data, batch_size=batch_size, training=True), device)
-        if model.enumerated_sites or model.guide_enumerated_sites:
-            elbo = TraceEnum_ELBO(
-                max_plate_nesting=model.max_plate_nesting,
-                num_particles=method.num_particles,
-                vectorize_particles=method.num_particles > 1,
-            )
-        else:
-            elbo = Trace_ELBO(num_particles=method.num_particles, vectorize_particles=method.num_particles > 1)
+        # TraceEnum_ELBO where something is enumerated in what is fitted; a model whose training
+        # path sums its discrete sites out in closed form (a factor) needs only Trace_ELBO,
+        # whose steps cost less. Held-out data go through the definition, enumerated.
+        elbo = _make_elbo(model, method, bool(model.guide_enumerated_sites) or _enumerates(model, kwargs))
+        held_elbo = _make_elbo(model, method, bool(model.enumerated_sites or model.guide_enumerated_sites))
         elbo.differentiable_loss(model, guide, **kwargs)  # creates the guide's parameters
         parameters = _parameters(model, guide)
         if world > 1:  # every process starts alike; from here each draws its own noise
@@ -237,7 +255,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         if held_out is not None:
             held_kwargs = _to_device(model.model_kwargs(held_out), device)
             try:
-                _held_out_loss(elbo, model, guide, held_kwargs, held_out)
+                _held_out_loss(held_elbo, model, guide, held_kwargs, held_out)
             except (RuntimeError, ValueError, IndexError) as error:
                 raise ValueError(
                     f"held_out: the ELBO of held-out data cannot be computed with guide {guide_name!r} "
@@ -317,7 +335,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                     history["epoch_loss"].append(sum(epoch_losses) / len(epoch_losses))
                     history["learning_rate"].append(optimizer.param_groups[0]["lr"])
                     if held_kwargs is not None:
-                        history["held_out_loss"].append(_held_out_loss(elbo, model, guide, held_kwargs, held_out))
+                        history["held_out_loss"].append(_held_out_loss(held_elbo, model, guide, held_kwargs, held_out))
                     history["epoch_time"].append(time.perf_counter() - epoch_start)
                     epoch_start, epoch_losses = time.perf_counter(), []
                 bar.update(1)

@@ -61,6 +61,7 @@ from zoo.models.registry import register
 __all__ = ["GaussianMixture", "kmeans_plus_plus"]
 
 COVARIANCES = ("full", "diag")
+TRAINING_PATHS = ("closed_form", "enumerate")
 
 
 def kmeans_plus_plus(
@@ -124,6 +125,11 @@ class GaussianMixture(Model):
         correlations).
     prior_center, prior_spread : list of float, optional
         Per-feature centre and spread of the priors; default: the training data's mean and sd.
+    training_path : {"closed_form", "enumerate"}
+        What fitting differentiates: the assignment summed out in closed form (one
+        ``pyro.factor`` of log sum_k w_k N(x_i | mu_k, Sigma_k), the default: several times
+        faster per step) or the enumerated definition through TraceEnum_ELBO. Both are the same
+        density; the tests check that their losses and gradients agree.
 
     Examples
     --------
@@ -150,6 +156,7 @@ class GaussianMixture(Model):
         correlation_concentration: float = 2.0,
         prior_center: list[float] | None = None,
         prior_spread: list[float] | None = None,
+        training_path: str = "closed_form",
     ) -> None:
         super().__init__()
         if isinstance(num_components, bool) or not isinstance(num_components, int):
@@ -166,6 +173,8 @@ class GaussianMixture(Model):
         ]:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
+        if training_path not in TRAINING_PATHS:
+            raise ValueError(f"training_path must be one of {TRAINING_PATHS}, got {training_path!r}")
         if (prior_center is None) != (prior_spread is None):
             raise ValueError("prior_center and prior_spread must be given together, or neither")
         if prior_spread is not None and any(s <= 0 for s in prior_spread):
@@ -180,6 +189,7 @@ class GaussianMixture(Model):
         self.correlation_concentration = float(correlation_concentration)
         self.prior_center = None if prior_center is None else [float(c) for c in prior_center]
         self.prior_spread = None if prior_spread is None else [float(s) for s in prior_spread]
+        self.training_path = training_path
 
     # ------------------------------------------------------------------ declarations
     @classmethod
@@ -198,6 +208,7 @@ class GaussianMixture(Model):
             "correlation_concentration": self.correlation_concentration,
             "prior_center": self.prior_center,
             "prior_spread": self.prior_spread,
+            "training_path": self.training_path,
         }
 
     @property
@@ -264,13 +275,28 @@ class GaussianMixture(Model):
             "feature_bis": names,
         }
 
+    def model_kwargs(
+        self,
+        data: Dataset | None = None,
+        *,
+        num_samples: int | None = None,
+        batch_size: int | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """As the base class, plus ``marginal=True`` for fitting with the closed-form path."""
+        kwargs = super().model_kwargs(data, num_samples=num_samples, batch_size=batch_size, **options)
+        if data is not None and options.get("training") and self.training_path == "closed_form":
+            kwargs["marginal"] = True
+        return kwargs
+
     # ------------------------------------------------------------------ the model
     def forward(
         self,
         x: torch.Tensor | None = None,
         num_data: int | None = None,
         batch_size: int | None = None,
-    ) -> torch.Tensor:
+        marginal: bool = False,
+    ) -> torch.Tensor | None:
         self._check_ready()
         center = torch.tensor(self.prior_center)
         spread = torch.tensor(self.prior_spread)
@@ -294,6 +320,20 @@ class GaussianMixture(Model):
                 corr_cholesky = pyro.sample(
                     "corr_cholesky", dist.LKJCholesky(num_features, self.correlation_concentration)
                 )
+
+        if marginal and x is not None and weights.dim() == 1:
+            # Fitting: the same density with the assignment summed out in closed form, one
+            # factor per datum, instead of an enumerated site (much less work per step). Only
+            # for parameters without extra batch dims (not under vectorised particles).
+            draw = {"weights": weights, "locs": locs, "scales": scales}
+            if self.has_correlations:
+                draw["corr_cholesky"] = corr_cholesky
+            with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
+                observed = x.index_select(0, index)
+                components = self.component_distribution(draw)  # batch (K,)
+                joint = components.log_prob(observed.unsqueeze(-2)) + weights.log()  # (B, K)
+                pyro.factor("x_marginal", joint.logsumexp(-1))
+            return None
 
         with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
             # Under enumeration `assignment` has shape (K, 1): its own dim left of the data plate.

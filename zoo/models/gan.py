@@ -52,9 +52,8 @@ and ``observed_data`` groups and no ``log_likelihood`` group (so no LOO or WAIC)
 
 from __future__ import annotations
 
-import contextlib
 import copy
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import pyro
@@ -64,7 +63,7 @@ from torch import nn
 
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Decoder, Discriminator, check_architecture, check_network_data
+from zoo.models.nets import ARCHITECTURES, Decoder, Discriminator, check_architecture, check_network_data, seeded
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -81,14 +80,6 @@ NO_DENSITY = (
     "and for images zoo.metrics.frechet_distance and zoo.metrics.class_coverage "
     "(zoo.metrics.compare_samples puts them in one table)"
 )
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch's CPU generator inside the block and restore the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(int(seed))
-        yield
 
 
 @register("gan")
@@ -175,7 +166,7 @@ class GAN(Model):
             shape = [int(size) for size in image_shape]
             check_architecture(architecture, shape)
             self.image_shape = shape
-            with _seeded(self.init_seed):
+            with seeded(self.init_seed):
                 self.generator = Decoder(shape, latent_dim, self.hidden_sizes, architecture)
                 self.discriminator = Discriminator(shape, self.hidden_sizes, architecture)
 

@@ -13,8 +13,9 @@ Every network takes inputs with any number of leading batch dims: a decoder maps
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from typing import Any
 
@@ -46,6 +47,15 @@ def image_size(event_shape: Sequence[int]) -> tuple[int, int] | None:
         if side * side == shape[0]:
             return side, side
     return None
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's CPU generator inside the block (e.g. to initialise a network's weights
+    reproducibly) and restore the caller's generator state after it."""
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(int(seed))
+        yield
 
 
 def check_network_data(data: Any, model_name: str, image_shape: Any, architecture: str) -> list[int]:

@@ -120,12 +120,11 @@ A Fit of it holds no draws (``y`` and ``z`` are local sites) and answers:
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pyro
@@ -138,7 +137,7 @@ from torch import nn
 
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
 from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture, check_network_data
+from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture, check_network_data, seeded
 from zoo.models.registry import register
 
 __all__ = [
@@ -156,14 +155,6 @@ __all__ = [
 ]
 
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
-
-
-@contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """Seed torch's CPU generator inside the block and restore the caller's state after."""
-    with torch.random.fork_rng(devices=[]):
-        torch.random.default_generator.manual_seed(int(seed))
-        yield
 
 
 @register("vae")
@@ -243,7 +234,7 @@ class VAE(Model):
         """Build the networks for images of ``shape`` (seeded by ``init_seed``)."""
         check_architecture(self.architecture, shape)
         self.image_shape = shape
-        with _seeded(self.init_seed):
+        with seeded(self.init_seed):
             self.encoder = Encoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
             self.decoder = Decoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
         if self.likelihood == "gaussian":
@@ -547,7 +538,7 @@ class SemiSupervisedVAE(VAE):
         check_architecture(self.architecture, shape)
         self.image_shape = shape
         classes, hidden = self.num_classes, self.hidden_sizes
-        with _seeded(self.init_seed):
+        with seeded(self.init_seed):
             self.classifier = Classifier(shape, classes, hidden, self.architecture)
             self.encoder = Encoder(shape, self.latent_dim, hidden, self.architecture, condition_dim=classes)
             self.decoder = Decoder(shape, self.latent_dim, hidden, self.architecture, condition_dim=classes)

@@ -5,8 +5,9 @@ its objective in ``model.loss`` (one of :data:`OBJECTIVES`), and offers
 
 * ``generate(num_samples, noise=None) -> Tensor (num_samples, *event_shape)``: its
   ``forward``'s sampling story without Pyro's bookkeeping, differentiable in the generator's
-  weights (``noise``: the z to use, shaped (num_samples, latent_dim); multi-process training
-  passes it, with ``latent_dim`` and ``device`` attributes);
+  weights (``noise``: the z to use, shaped (num_samples, latent_dim)). Training draws the
+  noise itself, from torch's global generator as ``generate`` would (so the model also needs a
+  ``latent_dim`` attribute), and always passes it;
 * ``discriminate(x) -> Tensor (batch,)``: the discriminator's score of each datum;
 * ``generator_parameters()`` and ``discriminator_parameters()``.
 
@@ -199,7 +200,7 @@ def discriminator_loss(
     fake: torch.Tensor,
     gradient_penalty: float = 10.0,
     mix: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The discriminator's loss on a minibatch of real data and (detached) samples.
 
     Parameters
@@ -217,23 +218,27 @@ def discriminator_loss(
 
     Returns
     -------
-    loss, real_scores, fake_scores, penalty : Tensor
-        The scalar loss, the scores (batch,) and the gradient penalty (0 for non_saturating).
+    loss : Tensor, shape ()
+    mean_scores : Tensor, shape (2,)
+        The mean score of the real data and of the samples, detached (one reduction for both:
+        it is recorded every step).
+    penalty : Tensor, shape ()
+        The gradient penalty, detached (0 for non_saturating).
     """
+    # real and samples in one call: (2 * batch,) scores, real ones first
+    pooled = discriminate(torch.cat([real, fake]))
+    real_scores, fake_scores = pooled[: len(real)], pooled[len(real) :]
+    mean_scores = pooled.detach().view(2, -1).mean(dim=1)  # (2,): real, samples (equal counts)
     if loss == "wgan_gp":
-        pooled = discriminate(torch.cat([real, fake]))
-        real_scores, fake_scores = pooled[: len(real)], pooled[len(real) :]
         if mix is None:
             mix = torch.rand(_mix_shape(real, len(real)), device=real.device)
         between = (mix * real + (1 - mix) * fake).requires_grad_(True)
         (gradient,) = torch.autograd.grad(discriminate(between).sum(), between, create_graph=True)
         penalty = ((gradient.flatten(1).norm(dim=1) - 1.0) ** 2).mean()
         value = fake_scores.mean() - real_scores.mean() + gradient_penalty * penalty
-        return value, real_scores, fake_scores, penalty
-    pooled = discriminate(torch.cat([real, fake]))
-    real_scores, fake_scores = pooled[: len(real)], pooled[len(real) :]
+        return value, mean_scores, penalty.detach()
     value = functional.softplus(-real_scores).mean() + functional.softplus(fake_scores).mean()
-    return value, real_scores, fake_scores, torch.zeros(())
+    return value, mean_scores, _ZERO
 
 
 def generator_loss(loss: str, fake_scores: torch.Tensor) -> torch.Tensor:
@@ -244,6 +249,10 @@ def generator_loss(loss: str, fake_scores: torch.Tensor) -> torch.Tensor:
     if loss == "wgan_gp":
         return -fake_scores.mean()
     return functional.softplus(-fake_scores).mean()
+
+
+#: The non-saturating loss's gradient penalty: none (one constant, not a new tensor per step).
+_ZERO = torch.zeros(())
 
 
 def _mix_shape(real: torch.Tensor, rows: int) -> tuple[int, ...]:
@@ -300,27 +309,29 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
         d_optimizer = torch.optim.Adam(discriminator_params, lr=method.discriminator_learning_rate, betas=method.betas)
         batches = _RealBatches(len(data), batch, method.seed)
         bar = progress_bar(total, f"Adversarial {method.label(model)}", method.progress and rank == 0)
+        latent_dim: int = model.latent_dim  # type: ignore[attr-defined]
+        wgan = loss_name == "wgan_gp"
         try:
             for step in range(total):
-                d_values = []
+                d_total = 0.0
                 for inner in range(method.discriminator_steps):
                     index = shard(batches.next(), rank, world)
                     real = x[index.to(device)]
                     last = inner == method.discriminator_steps - 1
-                    noise, mix = None, None
-                    if world > 1:
-                        # the global batch's noise from the shared random state, this process's
-                        # rows of it: the single process's noise, whatever the number of processes
-                        noise = shard(_noise(model, batch), rank, world)
+                    mix = None
+                    # the global batch's noise from the shared random state, this process's rows
+                    # of it: the single process's noise, whatever the number of processes (drawn
+                    # here as the model's generate would draw it)
+                    noise = shard(torch.randn(batch, latent_dim, device=device), rank, world)
                     if last:
-                        fake = _generate(generate, len(index), noise)  # with its graph: G's step reuses it
+                        fake = generate(len(index), noise=noise)  # with its graph: G's step reuses it
                         detached = fake.detach()  # the discriminator's loss must not reach G
                     else:
                         with torch.no_grad():
-                            detached = _generate(generate, len(index), noise)
-                    if world > 1 and loss_name == "wgan_gp":
+                            detached = generate(len(index), noise=noise)
+                    if world > 1 and wgan:
                         mix = shard(torch.rand(_mix_shape(real, batch), device=device), rank, world)
-                    d_loss, real_scores, fake_scores, penalty = discriminator_loss(
+                    d_loss, mean_scores, penalty = discriminator_loss(
                         loss_name, discriminate, real, detached, method.gradient_penalty, mix
                     )
                     if world == 1:
@@ -337,48 +348,45 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
                         d_optimizer.zero_grad(set_to_none=True)
                         if torch.isfinite(d_loss):
                             (d_loss * weight).backward()
-                        reported = torch.stack([
-                            d_loss.detach(), real_scores.detach().mean(), fake_scores.detach().mean(),
-                            penalty.detach().to(d_loss),
-                        ]) * weight
+                        reported = torch.cat([d_loss.detach()[None], mean_scores, penalty.to(d_loss)[None]]) * weight
                         reported = average_gradients(discriminator_params, reported, world)
                         d_value = float(reported[0])
                         if not math.isfinite(d_value):  # the same on every process: all stop
                             failure, failed_network = step, "discriminator"
                             break
+                        mean_scores, penalty = reported[1:3], reported[3]
                     d_optimizer.step()
-                    d_values.append(d_value)
+                    d_total += d_value
                 if failure is not None:
                     break
                 g_loss = generator_loss(loss_name, discriminate(fake))
+                g_optimizer.zero_grad(set_to_none=True)
                 if world == 1:
                     g_value = float(g_loss.detach())
                     if not math.isfinite(g_value):
                         failure, failed_network = step, "generator"
                         break
-                    g_optimizer.zero_grad(set_to_none=True)
                     g_loss.backward()
-                    real_score, fake_score = float(real_scores.detach().mean()), float(fake_scores.detach().mean())
-                    penalty_value = float(penalty.detach())
                 else:
-                    g_optimizer.zero_grad(set_to_none=True)
                     if torch.isfinite(g_loss):
                         (g_loss * weight).backward()
                     g_value = float(average_gradients(generator_params, g_loss.detach() * weight, world))
                     if not math.isfinite(g_value):
                         failure, failed_network = step, "generator"
                         break
-                    real_score, fake_score, penalty_value = (float(value) for value in reported[1:])
                 g_optimizer.step()
+                # the records as plain floats: one conversion for both scores (a few microseconds
+                # a step are a few percent of a small GAN's step)
+                real_score, fake_score = mean_scores.tolist()
                 losses.append(g_value)
-                history["discriminator_loss"].append(sum(d_values) / len(d_values))
+                history["discriminator_loss"].append(d_total / method.discriminator_steps)
                 history["real_score"].append(real_score)
                 history["fake_score"].append(fake_score)
-                if loss_name == "wgan_gp":
-                    history["gradient_penalty"].append(penalty_value)
+                if wgan:
+                    history["gradient_penalty"].append(float(penalty))
                 bar.update(1)
                 if step % 25 == 0:
-                    bar.set_postfix(g=f"{g_value:.3f}", d=f"{d_values[-1]:.3f}")
+                    bar.set_postfix(g=f"{g_value:.3f}", d=f"{d_value:.3f}")
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -419,11 +427,3 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
         )
     return fit
 
-
-def _noise(model: Model, rows: int) -> torch.Tensor:
-    """z for ``rows`` samples, drawn as the model's ``generate`` draws it."""
-    return torch.randn(rows, model.latent_dim, device=model.device)  # type: ignore[attr-defined]
-
-
-def _generate(generate: Callable[..., torch.Tensor], rows: int, noise: torch.Tensor | None) -> torch.Tensor:
-    return generate(rows) if noise is None else generate(rows, noise=noise)

@@ -19,13 +19,16 @@ Parity settings (the mapping between the two parameterisations):
 
 from __future__ import annotations
 
+import copy
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import zoo
+import zoo.infer.runtime
 from zoo.cli import main
 from zoo.datasets import UNLABELED, simulate
 from zoo.models.naive_bayes import NaiveBayes, predict, predict_proba
@@ -224,6 +227,114 @@ def test_mixed_columns_by_name_mapping() -> None:
     model = NaiveBayes(3, features={name: "gaussian" for name in names})
     fit = zoo.fit(model, data, zoo.Exact(num_posterior_samples=5))
     assert fit.model.features == ["gaussian"] * 4
+
+
+# ---------------------------------------------------------------------------- lazy exact draws
+def _labeled_mixed() -> tuple[NaiveBayes, zoo.Dataset]:
+    """The mixed-family example (every code path of the model) with every row labeled."""
+    model, data = NaiveBayes.example()
+    return model, zoo.Dataset(data.x, y=data.y.clamp(min=0))
+
+
+def test_exact_draws_are_drawn_on_first_use_and_kept() -> None:
+    model, data = _labeled_mixed()
+    fit = zoo.fit(model, data, zoo.Exact(num_posterior_samples=40, seed=7))
+    assert not fit.draws_ready and "first use" in repr(fit)
+    # answers from the point estimate do not draw them
+    predict(fit, data)
+    fit.discrete(data)
+    assert not fit.draws_ready
+    before = torch.get_rng_state()
+    draws = fit.draws
+    assert torch.equal(torch.get_rng_state(), before)  # drawn with a private generator
+    assert fit.draws_ready and fit.draws is draws  # drawn once, then kept
+    assert fit.num_chains == 1 and fit.num_draws == 40
+    assert set(draws) == set(fit.point)
+    for name, value in draws.items():
+        assert value.shape == (1, 40) + fit.point[name].shape, name
+    # the same draws an eager sampler seeded the same way gives
+    with zoo.infer.runtime.isolated(seed=7):
+        eager = fit.model.exact_posterior(data).sample(40)
+    assert all(torch.equal(draws[name][0], eager[name]) for name in eager)
+
+
+def test_same_seed_gives_the_same_draws_whatever_the_order_of_reading() -> None:
+    model, data = _labeled_mixed()
+    first = zoo.fit(model, data, zoo.Exact(num_posterior_samples=30, seed=3))
+    second = zoo.fit(model, data, zoo.Exact(num_posterior_samples=30, seed=3))
+    other = zoo.fit(model, data, zoo.Exact(num_posterior_samples=30, seed=4))
+    torch.manual_seed(123)  # the global generator's state must not matter
+    log_prob = second.log_prob(data)  # reads second's draws first, then uses the RNG
+    torch.rand(1000)
+    assert all(torch.equal(first.draws[name], second.draws[name]) for name in first.draws)
+    assert not all(torch.equal(first.draws[name], other.draws[name]) for name in first.draws)
+    assert torch.equal(first.log_prob(data), log_prob)
+    # copies of a pending fit stay pending and draw the same
+    pending = zoo.fit(model, data, zoo.Exact(num_posterior_samples=30, seed=3))
+    copied, replaced = copy.deepcopy(pending), pending.replace(wall_time=0.0)
+    assert not copied.draws_ready and not replaced.draws_ready and not pending.draws_ready
+    for value in (copied, replaced, pending):
+        assert all(torch.equal(value.draws[name], first.draws[name]) for name in first.draws)
+
+
+def test_a_lazy_fit_round_trips_through_a_file(tmp_path: Path) -> None:
+    model, data = _labeled_mixed()
+    fit = zoo.fit(model, data, zoo.Exact(num_posterior_samples=25, seed=2))
+    loaded = zoo.load(fit.save(tmp_path / "lazy.zoo"))  # saving draws them
+    assert loaded.draws_ready and fit.draws_ready
+    assert set(loaded.draws) == set(fit.draws)
+    assert all(torch.equal(loaded.draws[name], fit.draws[name]) for name in fit.draws)
+    assert all(torch.equal(loaded.point[name], fit.point[name]) for name in fit.point)
+    assert torch.equal(loaded.log_prob(data), fit.log_prob(data))
+    again = zoo.fit(model, data, zoo.Exact(num_posterior_samples=25, seed=2))
+    assert all(torch.equal(loaded.draws[name], again.draws[name]) for name in fit.draws)
+
+
+def test_the_conjugate_update_equals_a_per_class_loop_in_float64() -> None:
+    model, data = _labeled_mixed()
+    fit = zoo.fit(model, data, zoo.Exact(num_posterior_samples=1))
+    prepared = fit.model
+    params = prepared.exact_posterior(data).params
+    x, y = data.x.double(), data.y
+    m0, s0 = torch.tensor(prepared.prior_loc).double(), torch.tensor(prepared.prior_scale).double()
+    k0, a0 = prepared.loc_count, prepared.precision_shape
+    for c in range(3):
+        rows = x[y == c]
+        n = len(rows)
+        gaussian = rows[:, :2]
+        xbar = gaussian.mean(0)
+        rate = a0 * s0**2 + ((gaussian - xbar) ** 2).sum(0) / 2 + k0 * n * (xbar - m0) ** 2 / (2 * (k0 + n))
+        expected = {
+            "loc": (k0 * m0 + gaussian.sum(0)) / (k0 + n),
+            "rate": rate,
+            "shape": torch.full((2,), a0 + n / 2, dtype=torch.float64),
+            "bernoulli_alpha": 1 + rows[:, 2:3].sum(0),
+            "bernoulli_beta": 1 + n - rows[:, 2:3].sum(0),
+            "categorical_probs_3": 1 + torch.bincount(rows[:, 3].long(), minlength=3).double(),
+            "multinomial_probs": 1 + rows[:, 4:].sum(0),
+        }
+        assert float(params["class_concentration"][c]) == 1 + n
+        for name, value in expected.items():
+            torch.testing.assert_close(params[name][c].double(), value, rtol=1e-5, atol=1e-5, msg=name)
+
+
+def test_binary_and_count_checks_are_exact() -> None:
+    binary = zoo.datasets.load("digits", binarize=True)
+    model = NaiveBayes(10, "bernoulli")
+    signed = binary.x.clone()
+    signed[signed == 0] = -0.0  # -0.0 == 0: accepted, as before
+    model.validate(zoo.Dataset(signed, y=binary.y))
+    for bad in (1 - 2**-24, 2**-24, 1e-40, 1 + 2**-23, -1.0, 2.0):
+        x = binary.x.clone()
+        x[5, 7] = bad
+        with pytest.raises(ValueError, match="other than 0 and 1.*bernoulli"):
+            model.validate(zoo.Dataset(x, y=binary.y))
+    counts = zoo.datasets.load("digits")
+    for bad in (1e-30, 3 - 2**-22, -1.0):
+        x = counts.x.clone()
+        x[5, 7] = bad
+        with pytest.raises(ValueError, match="negative or non-integer counts.*multinomial"):
+            NaiveBayes(10, "multinomial").validate(zoo.Dataset(x, y=counts.y))
 
 
 # ---------------------------------------------------------------------------- refusals

@@ -10,6 +10,16 @@ density, ``log p(x | theta)`` with discrete latents summed out:
 * :meth:`Fit.discrete` — MAP (or sampled) values of the enumerated sites;
 * :meth:`Fit.to_arviz` — an ``arviz.InferenceData`` whose log_likelihood group is the exact
   marginal pointwise log-likelihood.
+
+Lazy draws. A method whose posterior is cheap to keep but costly to sample (``zoo.Exact``: a
+conjugate posterior is a handful of parameters, while 1000 joint draws of MNIST's Beta
+posteriors take about a second) may give ``Fit(draws=...)`` a zero-argument callable in place of
+the dict. The Fit calls it once, on the first read of ``fit.draws`` (by anything: a summary,
+``to_arviz``, ``log_prob``, ``marginals``, ``sample``, ``save``, equality), and keeps the result;
+the callable must be deterministic (seed its own generator), so a lazy Fit is the same value
+whenever its draws are read. Answers that do not read the draws (``fit.point``,
+``fit.discrete(temperature=0)``, ``zoo.models.naive_bayes.predict``, ``repr``) never cause them
+to be drawn.
 """
 
 from __future__ import annotations
@@ -29,7 +39,42 @@ from zoo.infer import evaluate
 from zoo.infer.runtime import check_positive_int, isolated, threads
 from zoo.models.base import Model
 
-__all__ = ["Fit"]
+__all__ = ["Fit", "DrawsSource"]
+
+#: A zero-argument callable returning draws {site: Tensor (chain, draw, *site_shape)}: what a
+#: method may give ``Fit(draws=...)`` to have them drawn on first use.
+DrawsSource = Callable[[], dict[str, torch.Tensor]]
+
+
+class _Draws:
+    """The ``Fit.draws`` field: a dict of tensors, or a :data:`DrawsSource` called on first read.
+
+    A data descriptor rather than a property, so that the dataclass machinery still sees an
+    ordinary required field named ``draws``: the generated ``__init__`` assigns through
+    :meth:`__set__`, the generated ``__eq__`` reads through :meth:`__get__` (materialising both
+    sides, as equality of draws needs), and ``copy.deepcopy`` and pickling copy the instance
+    ``__dict__``, where the dict or the pending source lives under ``_draws``.
+    """
+
+    def __get__(self, fit: "Fit | None", owner: type | None = None) -> dict[str, torch.Tensor]:
+        if fit is None:
+            # Class access: dataclasses asks for the field's default this way; there is none.
+            raise AttributeError("draws")
+        value = fit.__dict__["_draws"]
+        if callable(value):
+            drawn = value()
+            if not isinstance(drawn, dict):
+                raise TypeError(f"the draws source of this Fit returned {type(drawn).__name__}, not a dict")
+            # Cache: the source runs once; a failing source leaves the fit pending, to retry.
+            fit.__dict__["_draws"] = value = drawn
+        return value
+
+    def __set__(self, fit: "Fit", value: "dict[str, torch.Tensor] | DrawsSource") -> None:
+        if not isinstance(value, dict) and not callable(value):
+            raise TypeError(
+                f"draws must be a dict of tensors or a callable returning one, got {type(value).__name__}"
+            )
+        fit.__dict__["_draws"] = value
 
 
 @dataclass
@@ -43,7 +88,10 @@ class Fit:
     method : zoo.SVI or zoo.NUTS or ...
         The method configuration.
     draws : dict of str to Tensor
-        Posterior draws of each continuous latent site, shaped (chain, draw, *site_shape).
+        Posterior draws of each continuous latent site, shaped (chain, draw, *site_shape). May be
+        given as a :data:`DrawsSource` (a zero-argument callable returning that dict), which is
+        called on the first read of ``fit.draws`` and its result kept (see the module docs);
+        :attr:`draws_ready` tells whether that has happened.
     point : dict of str to Tensor
         One representative value per site (site shapes): the guide's median for SVI (the MAP for
         ``guide="delta"``), the draw of highest posterior density for MCMC.
@@ -75,7 +123,7 @@ class Fit:
 
     model: Model
     method: Any
-    draws: dict[str, torch.Tensor]
+    draws: _Draws = _Draws()  # read: dict of tensors; assign: that dict or a DrawsSource
     point: dict[str, torch.Tensor]
     train: Dataset
     losses: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
@@ -89,6 +137,11 @@ class Fit:
     draws_shape: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ shapes
+    @property
+    def draws_ready(self) -> bool:
+        """False while the draws of a lazy fit (draws given as a callable) are yet to be drawn."""
+        return not callable(self.__dict__["_draws"])
+
     @property
     def num_chains(self) -> int:
         if not self.draws:
@@ -303,12 +356,21 @@ class Fit:
             )
 
     def replace(self, **changes: Any) -> "Fit":
-        """A copy with some fields changed."""
+        """A copy with some fields changed (pending lazy draws stay pending in the copy)."""
+        if "draws" not in changes and not self.draws_ready:
+            # dataclasses.replace would read self.draws and so draw them; hand the copy the source
+            # (deterministic, so both fits get the same draws when each first reads them).
+            changes["draws"] = self.__dict__["_draws"]
         return dataclasses.replace(self, **changes)
 
     def __repr__(self) -> str:
-        sites = ", ".join(f"{name}{tuple(value.shape[2:])}" for name, value in self.draws.items())
         flags = " interrupted" if self.interrupted else ""
+        if not self.draws_ready:  # a repr should not cost the sampling
+            return (
+                f"Fit({type(self.model).__name__}, {self.method_name}, draws drawn on first use, "
+                f"{self.wall_time:.2f}s{flags})"
+            )
+        sites = ", ".join(f"{name}{tuple(value.shape[2:])}" for name, value in self.draws.items())
         return (
             f"Fit({type(self.model).__name__}, {self.method_name}, chains={self.num_chains}, "
             f"draws={self.num_draws}, sites=[{sites}], {self.wall_time:.2f}s{flags})"

@@ -14,7 +14,7 @@ from zoo.infer.adversarial import Adversarial, run_adversarial
 from zoo.infer.exact import Exact, run_exact
 from zoo.infer.guides import GUIDES, guide_names
 from zoo.infer.mcmc import NUTS, run_nuts
-from zoo.infer.runtime import FitError
+from zoo.infer.runtime import FitError, threads
 from zoo.infer.svi import SVI, run_svi
 from zoo.models.base import Model
 from zoo.results import Fit
@@ -77,8 +77,13 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
         raise ValueError(
             f"{type(model).__name__} does not support {type(method).__name__}; it supports: {supported}"
         )
-    prepared = model.prepare(data)
-    method.validate(prepared, data)
+    # Preparation (validation, data-driven starting values) on the thread count the fit itself
+    # will use: its operations are small, and on a busy machine a two-thread region waits for
+    # its second thread to be scheduled (measured: ~70 ms per Naive Bayes fit at load 4 on 2
+    # cores, against 0.5 ms on one thread).
+    with threads(getattr(method, "num_threads", None) or model.num_threads):
+        prepared = model.prepare(data)
+        method.validate(prepared, data)
     if held_out is None:
         return METHODS[kind][1](prepared, data, method)
     if kind != "svi":

@@ -123,6 +123,35 @@ def _columns(x: torch.Tensor, columns: tuple[int, ...]) -> torch.Tensor:
     return x[..., list(columns)]
 
 
+def _all_binary(values: torch.Tensor) -> bool:
+    """True if every entry of ``values`` is 0 or 1 (exactly), at the cost of one pass or two.
+
+    Measured on MNIST (5.5M float32 values, one thread): this 5 ms, ``((v != 0) & (v != 1)).any()``
+    10 ms (torch's comparisons into bool tensors are slow), ``(v == 0) | (v == 1)`` and
+    ``v * (1 - v) == 0`` 10-11 ms; a min/max reduction alone is 0.6 ms but only decides integer
+    dtypes.
+    """
+    if values.dtype == torch.bool:
+        return True
+    if not values.dtype.is_floating_point:
+        low, high = torch.aminmax(values)
+        return bool(low >= 0) and bool(high <= 1)
+    # For a finite float v, the rounded product v * v equals v only for v = 0 (or -0.0, equal to
+    # 0 as in v == 0) and v = 1: for 0 < v < 1 the gap v - v^2 = v (1 - v) exceeds half an ulp of
+    # v, a subnormal v squares to 0, and v > 1 or v < 0 gives v * v > v. A Dataset's x is finite.
+    return torch.equal(values * values, values)
+
+
+def _all_counts(values: torch.Tensor) -> bool:
+    """True if every entry of ``values`` is a non-negative integer (counts, category indices)."""
+    if values.dtype == torch.bool:
+        return True
+    if bool(values.min() < 0):  # a reduction: no temporary tensor
+        return False
+    # frac() then any(): one temporary; measured faster than (v < 0).any() or trunc() == v
+    return not values.dtype.is_floating_point or not bool(values.frac().any())
+
+
 def _clamp_probs(probs: torch.Tensor) -> torch.Tensor:
     finfo = torch.finfo(probs.dtype)
     return probs.clamp(min=finfo.tiny, max=1.0 - finfo.eps)
@@ -458,7 +487,14 @@ class NaiveBayes(Model):
 
     def layout(self, data: Dataset | None = None) -> _Layout:
         families = self.column_families(data)
-        columns = {family: tuple(i for i, f in enumerate(families) if f == family) for family in FAMILIES}
+        columns: dict[str, tuple[int, ...]] = {family: () for family in FAMILIES}
+        if isinstance(self.features, str):  # one family: no per-column loop (MNIST has 784)
+            columns[self.features] = tuple(range(len(families)))
+        else:
+            indices: dict[str, list[int]] = {family: [] for family in FAMILIES}
+            for index, family in enumerate(families):
+                indices[family].append(index)
+            columns.update((family, tuple(found)) for family, found in indices.items())
         num_categories = tuple(self.num_categories) if self.num_categories is not None else ()
         return _Layout(
             gaussian=columns["gaussian"],
@@ -484,24 +520,21 @@ class NaiveBayes(Model):
             raise ValueError(f"x has {data.num_features} columns but the model was set up for {self.num_features}")
         layout = self.layout(data)
         if data.y is not None:
-            bad = (data.y < UNLABELED) | (data.y >= self.num_classes)
-            if bad.any():
+            low, high = torch.aminmax(data.y)  # one reduction; the offending row only on failure
+            if low < UNLABELED or high >= self.num_classes:
+                bad = (data.y < UNLABELED) | (data.y >= self.num_classes)
                 index = int(bad.nonzero()[0, 0])
                 raise ValueError(
                     f"y holds label {int(data.y[index])} (row {index}): labels must be in 0..{self.num_classes - 1}, "
                     f"or {UNLABELED} for an unlabeled row"
                 )
-        if layout.bernoulli:
-            values = _columns(x, layout.bernoulli)
-            if bool(torch.logical_and(values != 0, values != 1).any()):
-                raise ValueError("x holds values other than 0 and 1 in columns with features='bernoulli'")
-        if layout.multinomial:
-            values = _columns(x, layout.multinomial)
-            if bool((values < 0).any()) or bool(values.frac().any()):
-                raise ValueError("x holds negative or non-integer counts in columns with features='multinomial'")
+        if layout.bernoulli and not _all_binary(_columns(x, layout.bernoulli)):
+            raise ValueError("x holds values other than 0 and 1 in columns with features='bernoulli'")
+        if layout.multinomial and not _all_counts(_columns(x, layout.multinomial)):
+            raise ValueError("x holds negative or non-integer counts in columns with features='multinomial'")
         if layout.categorical:
             values = _columns(x, layout.categorical)
-            if bool((values < 0).any()) or bool(values.frac().any()):
+            if not _all_counts(values):
                 raise ValueError(
                     "x holds negative or non-integer category indices in columns with features='categorical'"
                 )
@@ -533,9 +566,15 @@ class NaiveBayes(Model):
             config["num_categories"] = [max(int(value) + 1, 2) for value in top]
         if layout.gaussian and config["prior_loc"] is None:
             columns = _columns(x, layout.gaussian)
-            spread = columns.std(0) if len(data) > 1 else torch.ones(len(layout.gaussian))
+            mean = columns.mean(0)
+            if len(data) > 1:
+                # The two-pass sample sd, written out: Tensor.std(0) takes 0.45 ms on digits'
+                # 1258 x 64 (a third of scikit-learn's whole GaussianNB fit), this 0.03 ms.
+                spread = ((columns - mean).square_().sum(0) / (len(data) - 1)).sqrt_()
+            else:
+                spread = torch.ones(len(layout.gaussian))
             spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-            config["prior_loc"] = columns.mean(0).tolist()
+            config["prior_loc"] = mean.tolist()
             config["prior_scale"] = spread.tolist()
         if layout.multinomial and config["total_count"] is None:
             config["total_count"] = max(1, int(round(float(_columns(x, layout.multinomial).sum(-1).mean()))))
@@ -716,35 +755,52 @@ class NaiveBayes(Model):
 
     # ------------------------------------------------------------------ exact posterior
     def _posterior(self, x: torch.Tensor, y: torch.Tensor) -> NaiveBayesPosterior:
+        """The conjugate update from labeled rows: x (N, D), y (N,) in 0..C-1 (N may be 0).
+
+        Every per-class statistic is one ``index_add_`` over the rows (a scatter-add into C rows,
+        O(N D)) rather than a one-hot (C, N) matrix product (O(C N D)) or a (C, N, D) broadcast:
+        measured on one thread 2.7x faster than the product on digits (1258 x 64), 1.5x on MNIST
+        (7000 x 784); the Gaussian update went from 5 ms to 0.2 ms on digits.
+        """
         layout = self._check_ready()
-        num_classes = self.num_classes
-        one_hot = torch.nn.functional.one_hot(y, num_classes).to(x.dtype)  # (N, C)
-        counts = one_hot.sum(0)  # (C,)
+        num_classes, dtype = self.num_classes, x.dtype
+        counts = torch.bincount(y, minlength=num_classes).to(dtype)  # (C,) rows per class
         params = {"class_concentration": self.class_concentration + counts}
+
+        def class_sums(values: torch.Tensor) -> torch.Tensor:
+            """(C, L): the rows of ``values`` (N, L) summed within each class."""
+            return values.new_zeros(num_classes, values.shape[1]).index_add_(0, y, values)
+
         if layout.gaussian:
-            columns = _columns(x, layout.gaussian)
-            m0 = torch.tensor(self.prior_loc)
+            columns = _columns(x, layout.gaussian)  # (N, D_g)
+            m0 = torch.tensor(self.prior_loc, dtype=dtype)
             k0, a0 = self.loc_count, self.precision_shape
-            b0 = a0 * torch.tensor(self.prior_scale) ** 2
-            n = counts[:, None]
-            sums = one_hot.T @ columns
-            mean = sums / n.clamp(min=1)
-            centred = columns[None, :, :] - mean[:, None, :]  # (C, N, D_g)
-            squares = (one_hot.T[:, :, None] * centred**2).sum(1)
+            b0 = a0 * torch.tensor(self.prior_scale, dtype=dtype).square()
+            n = counts[:, None]  # (C, 1)
+            sums = class_sums(columns)
+            mean = sums / n.clamp(min=1)  # (C, D_g) class means
+            # Two passes (sum of squares about the class mean, not sum x^2 - n mean^2), so no
+            # cancellation in float32: each row minus its own class's mean, squared in place.
+            squares = class_sums((columns - mean.index_select(0, y)).square_())
             kn = k0 + n
             params["loc"] = (k0 * m0 + sums) / kn
             params["loc_count"] = kn.expand_as(sums).clone()
             params["shape"] = (a0 + n / 2).expand_as(sums).clone()
-            params["rate"] = b0 + squares / 2 + k0 * n * (mean - m0) ** 2 / (2 * kn)
+            params["rate"] = b0 + squares / 2 + k0 * n * (mean - m0).square() / (2 * kn)
         if layout.bernoulli:
-            ones = one_hot.T @ _columns(x, layout.bernoulli)
+            ones = class_sums(_columns(x, layout.bernoulli))  # (C, D_b) rows with a 1
             params["bernoulli_alpha"] = self.concentration + ones
             params["bernoulli_beta"] = self.concentration + counts[:, None] - ones
         for column, size in zip(layout.categorical, layout.num_categories):
-            indicator = torch.nn.functional.one_hot(x[:, column].long(), size).to(x.dtype)
-            params[f"categorical_probs_{column}"] = self.concentration + one_hot.T @ indicator
+            # (C, K_j) rows per (class, category): a bincount of class * K_j + category
+            categories = x[:, column].long()
+            if len(categories) and int(categories.max()) >= size:  # would spill into the next class
+                raise ValueError(f"x column {column} holds a category beyond the {size} the model was set up for")
+            cells = y * size + categories
+            per_cell = torch.bincount(cells, minlength=num_classes * size).to(dtype)
+            params[f"categorical_probs_{column}"] = self.concentration + per_cell.reshape(num_classes, size)
         if layout.multinomial:
-            params["multinomial_probs"] = self.concentration + one_hot.T @ _columns(x, layout.multinomial)
+            params["multinomial_probs"] = self.concentration + class_sums(_columns(x, layout.multinomial))
         return NaiveBayesPosterior(params)
 
     def exact_posterior(self, data: Dataset) -> NaiveBayesPosterior:
@@ -755,12 +811,13 @@ class NaiveBayes(Model):
         ValueError
             If ``data`` has no labels, unlabeled rows, or a class with no labeled row.
         """
-        if getattr(self, "_validated", None) is not data:
+        if getattr(self, "_validated", None) is not data:  # prepare() has checked these rows
             self.validate(data)
         if data.y is None:
             raise ValueError("zoo.Exact needs labels: data.y is missing (use SVI or NUTS for unlabeled data)")
-        unlabeled = int((data.y == UNLABELED).sum())
-        if unlabeled:
+        # validate() has bounded y to -1..C-1, so its minimum tells whether any row is unlabeled.
+        if int(data.y.min()) == UNLABELED:
+            unlabeled = int((data.y == UNLABELED).sum())
             raise ValueError(
                 f"zoo.Exact needs every row labeled, but y marks {unlabeled} rows unlabeled (-1): the "
                 "posterior is then a mixture with no closed form; use zoo.SVI or zoo.NUTS"

@@ -141,6 +141,20 @@ def test_same_seed_same_result_other_seed_other_result(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
+def test_compiled_steps_equal_eager_steps_where_declared(name: str) -> None:
+    """A model declaring ``jit_safe`` gets SVI's compiled ELBO by default: its steps must be the
+    eager steps, to float rounding (the first few, before Adam's per-weight normalisation lets
+    rounding grow), for its default guide and for a generic one."""
+    model, data = example(name)
+    if not model.jit_safe:
+        pytest.skip(f"{name} does not declare jit_safe: SVI runs it eagerly unless asked")
+    for guide in {model.default_guide, supported(model, "normal")}:
+        eager = zoo.fit(model, data, quick_svi(guide, num_steps=5, seed=2, jit=False))
+        compiled = zoo.fit(model, data, quick_svi(guide, num_steps=5, seed=2))
+        torch.testing.assert_close(compiled.losses, eager.losses, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
 def test_two_fits_in_one_process_are_independent(name: str) -> None:
     model, data = example(name)
     pyro.get_param_store().clear()

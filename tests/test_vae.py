@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pyro
@@ -223,6 +224,71 @@ def test_runner_epochs_are_generic_and_cover_the_data() -> None:
     assert fit.history["learning_rate"][-1] == pytest.approx(0.01 * 0.1)
 
 
+# ---------------------------------------------------------------------- compiled steps (jit)
+@pytest.mark.parametrize(
+    "build, method",
+    [
+        # epochs with explicit indices: 1,438 images in batches of 64, so each epoch ends with a
+        # smaller batch of 30, which must get a compilation of its own (its scale N / 30)
+        (lambda: (zoo.models.VAE(latent_dim=3, hidden_sizes=[16]), digits()[0]),
+         {"batch_size": 64, "num_epochs": 2}),
+        # the data plate's own random subsample (num_steps), drawn inside the compiled program
+        (lambda: (zoo.models.VAE(latent_dim=3, hidden_sizes=[16]), digits()[0]),
+         {"batch_size": 50, "num_steps": 30}),
+        # a parameter of the model itself (log_scale), convolutions, several particles
+        (lambda: (zoo.models.VAE(latent_dim=2, hidden_sizes=[16], likelihood="gaussian", architecture="conv"),
+                  zoo.Dataset(zoo.datasets.load("digits").x[:150] / 16.0)),
+         {"batch_size": 40, "num_epochs": 3, "num_particles": 2}),
+        # per-datum autoguide parameters (AutoNormal) in the param store
+        (lambda: (zoo.models.VAE(latent_dim=2, hidden_sizes=[16]), digits()[0].subset(list(range(90)))),
+         {"guide": "normal", "batch_size": 40, "num_epochs": 3}),
+        # M2: JitTraceEnum_ELBO, the class enumerated in the guide, the classifier's factor
+        (vae.SemiSupervisedVAE.example, {"batch_size": 16, "num_epochs": 4}),
+    ],
+    ids=["epochs", "plate-subsample", "gaussian-conv-particles", "autonormal", "m2-enumerated"],
+)
+def test_jit_follows_the_eager_steps_at_the_same_seed(build: object, method: dict) -> None:
+    """SVI(jit=True), the VAEs' default, draws the same noise as jit=False (compilation runs on a forked generator)
+    and computes the same ELBO, step by step, to float rounding. (Only the first steps are held
+    to a tight tolerance: Adam divides each gradient by its own running scale, so the rounding
+    of a gradient near zero can move a weight by up to a learning rate, and the two runs then
+    drift apart slowly, as two eager runs on different hardware do.) The same seed gives the
+    same jit run twice (the second through the default, jit=None), to the bit."""
+    model, data = build()  # type: ignore[operator]
+    options = {"learning_rate": 0.01, "seed": 3, "progress": False, "num_posterior_samples": 1, **method}
+    eager = zoo.fit(model, data, zoo.SVI(jit=False, **options))
+    compiled = zoo.fit(model, data, zoo.SVI(jit=True, **options))
+    again = zoo.fit(model, data, zoo.SVI(**options))  # the default for a model declaring jit_safe
+    assert compiled.method.jit and compiled.losses.shape == eager.losses.shape
+    torch.testing.assert_close(compiled.losses[:8], eager.losses[:8], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(compiled.losses, eager.losses, rtol=1e-3, atol=1e-3)
+    assert torch.equal(again.losses, compiled.losses)
+    for name, value in again.model.state_dict().items():
+        assert torch.equal(value, compiled.model.state_dict()[name]), name
+
+
+def test_jit_refuses_a_network_it_would_freeze() -> None:
+    """A guide that calls the encoder without registering it with Pyro (no pyro.module): eager
+    SVI still trains it (it is a parameter of the model), but the compiled program could hold
+    its weights only as constants. The fit is refused with the reason and the remedy."""
+
+    class Unregistered(zoo.models.VAE):
+        def amortized_guide(self, x: torch.Tensor | None = None, num_data: int | None = None,
+                            batch_size: int | None = None) -> None:
+            with pyro.plate(self.data_plate, x.shape[0], subsample_size=batch_size) as index:
+                loc, scale = self.encoder(x.index_select(0, index))
+                pyro.sample("z", pyro.distributions.Normal(loc, scale).to_event(1))
+
+    train, _ = digits()
+    method = zoo.SVI(batch_size=64, num_epochs=1, progress=False, num_posterior_samples=1, jit=False)
+    zoo.fit(Unregistered(latent_dim=2, hidden_sizes=[8]), train, method)  # eager: fine
+    for compiled in (dataclasses.replace(method, jit=True), dataclasses.replace(method, jit=None)):
+        with pytest.raises(ValueError, match=r"compiled ELBO .* uses a tensor that requires grad"):
+            zoo.fit(Unregistered(latent_dim=2, hidden_sizes=[8]), train, compiled)
+    with pytest.raises(TypeError, match="jit must be True, False or None"):
+        zoo.SVI(jit="yes")  # type: ignore[arg-type]
+
+
 # ---------------------------------------------------------------------- bad input
 def test_bad_input_is_refused_before_any_work() -> None:
     grey = zoo.datasets.load("digits")  # counts 0..16
@@ -291,7 +357,7 @@ def _distributed_worker(rank: int, world: int, port: int, config: dict, path: st
     try:
         train, _ = digits()
         fit = zoo.fit(zoo.models.VAE(**config["model"]), train.subset(list(range(120))),
-                      zoo.SVI(distributed=True, **config["method"]))
+                      zoo.SVI(distributed=True, jit=config["jit"], **config["method"]))
         if rank == 0:
             torch.save({"state": fit.model.state_dict(), "losses": fit.losses,
                         "processes": torch.tensor(fit.diagnostics["num_processes"])}, path)
@@ -300,12 +366,15 @@ def _distributed_worker(rank: int, world: int, port: int, config: dict, path: st
 
 
 @pytest.mark.slow
-def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: object) -> None:
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: object, jit: bool) -> None:
     """DistributedDataParallel's arithmetic: each of two processes takes half of every global
     minibatch and the gradients are averaged, so the parameters follow the single-process run on
     the same global batches, to float tolerance. The guide is a point mass per datum ("delta"):
     its ELBO has no Monte Carlo noise, so the two runs see the same numbers (with a sampling guide
-    the processes would draw other noise than the single process, equal only in distribution)."""
+    the processes would draw other noise than the single process, equal only in distribution).
+    With ``jit`` the two processes compile their shards' ELBO (shards of 20 rows, each process
+    its own recording) and still follow the eager single-process run."""
     import socket
 
     import torch.multiprocessing as multiprocessing
@@ -314,6 +383,7 @@ def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: objec
         "model": {"latent_dim": 2, "hidden_sizes": [16]},
         "method": {"guide": "delta", "batch_size": 40, "num_epochs": 3, "learning_rate": 0.01,
                    "num_posterior_samples": 1, "progress": False, "seed": 0},
+        "jit": jit,
     }
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

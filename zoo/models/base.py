@@ -15,6 +15,9 @@ need to know about it:
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
+``jit_safe``              its model and named guides are of static structure (no Python branch
+                          on a tensor's value, every network registered with Pyro), so SVI
+                          compiles their ELBO by default (``zoo.SVI(jit=None)``)
 ========================  =====================================================================
 
 A model whose own guides enumerate a discrete site (the semi-supervised VAE's class, summed
@@ -50,6 +53,12 @@ class Model(PyroModule):
     methods: ClassVar[tuple[str, ...]] = ("svi", "nuts")
     default_guide: ClassVar[str] = "normal"
     num_threads: ClassVar[int | None] = 1
+    #: SVI with ``jit=None`` compiles this model's ELBO (Pyro's JitTrace_ELBO) when it fits a
+    #: guide named by string: declare it only where the model and its guides have static
+    #: structure, and where the compiled steps are measurably shorter (a network model's
+    #: minibatch steps; for the other models' L-BFGS full-batch steps the recording costs more
+    #: than it saves). A contract test checks that compiled and eager steps agree.
+    jit_safe: ClassVar[bool] = False
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
     #: Latent sites local to each datum (a VAE's codes; M2's class too): the guide infers them,

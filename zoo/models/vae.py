@@ -36,6 +36,16 @@ Minibatches
 explicit indices from the runner's epochs): Pyro scales the batch's log densities by N / batch, so
 each step's ELBO is an unbiased estimate of the full-data ELBO.
 
+Compiled steps
+--------------
+The model and its guides (both VAEs, every guide) are of static structure, and every network
+they call is registered with Pyro (``pyro.module`` in the guides, attribute access of the
+``PyroModule`` in the model), so they declare ``jit_safe`` and ``zoo.SVI()`` compiles their ELBO
+by default (``jit=None``; ``jit=False`` turns it off): the same steps to float rounding (tested),
+with epochs on MNIST about 12% shorter, within 1.10x of a hand-written PyTorch loop on the same
+networks (``benchmarks/vae.py``). Keep them that way: no Python branch on a tensor's value in
+``forward`` or a guide.
+
 What a Fit of a VAE holds (the decision)
 ----------------------------------------
 The decoder weights are point estimates and the codes ``z`` are local latents, so there is no
@@ -185,6 +195,7 @@ class VAE(Model):
     >>> train, test = zoo.datasets.digits(binarize=True).split(test_fraction=0.2)
     >>> fit = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20))
     >>> fit.log_prob(test, num_particles=100).mean()   # IWAE estimate of log p(x), nats per image
+    >>> eager = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20, jit=False))
     """
 
     registry_name = "vae"
@@ -196,6 +207,7 @@ class VAE(Model):
     methods = ("svi",)
     default_guide = "amortized"
     num_threads = None
+    jit_safe = True  # SVI compiles the ELBO by default (see "Compiled steps" above)
     # Autoguides over every datum's code jointly, or over a Hessian of N x L codes, are not
     # sensible for a VAE; "normal" and "delta" are offered by the model itself (minibatch-aware).
     unsupported_guides = ("mvn", "lowrank", "laplace", "iaf")

@@ -19,7 +19,7 @@ import zoo
 from zoo.datasets import simulate
 from zoo.infer import evaluate
 from zoo.infer.runtime import isolated
-from zoo.models.hmm import HiddenMarkovModel, forward_log_likelihood
+from zoo.models.hmm import HiddenMarkovModel, _forward_scaled, forward_log_likelihood
 
 hmmlearn = pytest.importorskip("hmmlearn.hmm")
 
@@ -157,6 +157,51 @@ def test_enumeration_and_forward_algorithm_agree(emission: str) -> None:
     assert torch.equal(model.collect_discrete(model.discrete(params, data, 0)), map_path)
 
 
+def test_forward_algorithm_forms_agree_in_value_gradient_and_hessian() -> None:
+    """The parallel scan, the rescaled probability-space pass and the log-space pass are the
+    same function of the log parameters (padding included), to every order the Laplace
+    approximation and L-BFGS use."""
+    data = simulated("gaussian", num_sequences=7, length=25)
+    model = prepared(data, "gaussian")
+    draws = {name: value[None] for name, value in prior_parameters(model, seed=2).items()}
+    messages = model._messages(draws, data)
+    mask = messages[3]
+    assert not bool(mask.all())  # padding is exercised
+    results = {}
+    for method in ("scan", "sequential", "log-sequential"):
+        inputs = [tensor.clone().requires_grad_() for tensor in messages[:3]]
+        value = forward_log_likelihood(*inputs, mask, method=method)
+        gradients = torch.autograd.grad(value.sum(), inputs, create_graph=True)
+        direction = [torch.linspace(-1.0, 1.0, g.numel(), dtype=g.dtype).reshape(g.shape) for g in gradients]
+        curvature = torch.autograd.grad(sum((g * d).sum() for g, d in zip(gradients, direction)), inputs)
+        results[method] = (value.detach(), [g.detach() for g in gradients], curvature)
+    scan_value, scan_gradients, scan_curvature = results["scan"]
+    for method in ("sequential", "log-sequential"):
+        value, gradients, curvature = results[method]
+        torch.testing.assert_close(value, scan_value, rtol=1e-10, atol=0)
+        for ours, theirs in zip(gradients + list(curvature), scan_gradients + list(scan_curvature)):
+            torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_rescaled_forward_pass_falls_back_to_log_space_where_messages_underflow(dtype: torch.dtype) -> None:
+    """A chain that all but cannot leave a state whose emissions are exp(-200) per step (moving
+    costs e^-5000): the log-likelihood is -200 T, far below what probability-space messages
+    can hold in either precision, so the rescaled pass must hand over to log space."""
+    length = 12
+    log_initial = torch.tensor([[0.0, -5000.0]], dtype=dtype)
+    log_transition = torch.tensor([[[0.0, -5000.0], [-5000.0, 0.0]]], dtype=dtype)
+    log_emission = torch.tensor([-200.0, 0.0], dtype=dtype).expand(1, 1, length, 2).clone().requires_grad_()
+    mask = torch.ones(1, length, dtype=torch.bool)
+    # the rescaled pass declines (its sums leave the safe range) ...
+    assert _forward_scaled(log_initial, log_transition, log_emission, mask, [False] * length) is None
+    # ... and "sequential" gives the log-space answer, value and gradient
+    value = forward_log_likelihood(log_initial, log_transition, log_emission, mask, method="sequential")
+    torch.testing.assert_close(value, torch.tensor([[-200.0 * length]], dtype=dtype))
+    (gradient,) = torch.autograd.grad(value.sum(), log_emission)
+    torch.testing.assert_close(gradient[0, 0], torch.tensor([[1.0, 0.0]], dtype=dtype).expand(length, 2))
+
+
 def training_loss(model: HiddenMarkovModel, params: dict[str, torch.Tensor], data: zoo.Dataset) -> torch.Tensor:
     """-log p(theta, x) as the runner's TraceEnum_ELBO computes it at a point (its training kwargs)."""
     conditioned = poutine.condition(model, data=params)
@@ -223,6 +268,40 @@ def test_padded_steps_change_nothing() -> None:
         assert torch.equal(first.draws[site], second.draws[site])
     assert torch.equal(first.discrete(data, temperature=1, seed=4), second.discrete(padded, temperature=1, seed=4))
     assert torch.equal(first.log_prob(data), second.log_prob(padded))
+
+
+# --------------------------------------------------------------------------- the start, and the optimum
+def test_baum_welch_steps_refine_the_k_means_start() -> None:
+    data = simulated("gaussian", num_sequences=20, length=40, seed=3)
+    scores = []
+    for steps in (0, 1, 3):
+        model = prepared(data, "gaussian", initial_em_steps=steps)
+        values = model.initial_values(data, seed=0)
+        assert (values["locs"][1:, 0] > values["locs"][:-1, 0]).all()  # ordered as relabel orders
+        torch.testing.assert_close(values["transition"].sum(-1), torch.ones(3))
+        assert (values["transition"] > 0).all() and (values["scales"] > 0).all()
+        draws = {name: value[None] for name, value in values.items()}
+        scores.append(float(model.log_likelihood(draws, data).sum()))
+    assert scores[0] < scores[1] < scores[2], scores
+
+
+def test_map_fit_reaches_hmmlearn_em_optimum_from_the_same_start() -> None:
+    """What benchmarks/hmm.py times: from the same k-means start, zoo's MAP (3 Baum-Welch
+    steps, then L-BFGS) explains the data as well as 100 hmmlearn EM iterations, to 1e-4 nats
+    per observation (its weak priors cost less than that)."""
+    data = simulate.hidden_markov(num_sequences=40, length=60, num_states=4, num_features=1, seed=7)
+    kmeans = HiddenMarkovModel(4, emission="gaussian", initial_em_steps=0).prepare(data)
+    start = kmeans.initial_values(data, seed=0)
+    X = data.x.reshape(-1, 1).double().numpy()
+    lengths = [60] * 40
+    em = hmmlearn.GaussianHMM(4, covariance_type="diag", n_iter=100, tol=-np.inf, init_params="")
+    em.startprob_, em.transmat_ = start["initial"].double().numpy(), start["transition"].double().numpy()
+    em.means_, em.covars_ = start["locs"].double().numpy(), start["scales"].double().numpy() ** 2
+    em.fit(X, lengths)
+    method = zoo.SVI(guide="delta", num_posterior_samples=1, progress=False)
+    fit = zoo.fit(HiddenMarkovModel(4, emission="gaussian"), data, method)
+    ours = fit.model.log_likelihood({name: value.double()[None] for name, value in fit.point.items()}, data).sum()
+    assert float(ours) / data.num_observations > em.score(X, lengths) / data.num_observations - 1e-4
 
 
 # --------------------------------------------------------------------------- the fit's answers
@@ -361,6 +440,7 @@ def test_only_real_steps_are_checked_and_padding_may_hold_anything() -> None:
         ({"num_states": 2, "emission": "categorical", "num_categories": 1}, "num_categories must be at least 2"),
         ({"num_states": 2, "transition_concentration": -1.0}, "transition_concentration must be a positive"),
         ({"num_states": 2, "training_path": "em"}, "training_path must be one of"),
+        ({"num_states": 2, "initial_em_steps": -1}, "initial_em_steps must be a non-negative integer"),
     ],
 )
 def test_bad_constructor_arguments_are_refused(options: dict, match: str) -> None:

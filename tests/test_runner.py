@@ -12,6 +12,7 @@ import zoo
 from zoo.cli import main
 from zoo.datasets import simulate
 from zoo.infer.guides import hide_enumerated
+from zoo.infer.runtime import isolated
 
 
 class SviOnlyMixture(zoo.models.GaussianMixture):
@@ -91,6 +92,31 @@ def test_a_nan_loss_stops_with_the_step_and_the_last_finite_parameters() -> None
     assert torch.isfinite(partial.losses).all()
     for value in partial.draws.values():
         assert torch.isfinite(value).all()
+
+
+def test_a_nan_gradient_behind_a_finite_loss_stops_before_the_update() -> None:
+    """A finite loss whose gradient is infinite (d/dw sqrt(w - w0) at w = w0): Adam must not take
+    that step (it would make w NaN); the fit stops there and keeps the last good parameters."""
+    data = small_data()
+    model = zoo.models.GaussianMixture(2).prepare(data)
+    inner, _ = make_failing_guide(model, fail_after=10**9)
+    calls = {"count": 0}
+
+    def guide(**kwargs: object) -> object:
+        calls["count"] += 1
+        weight = pyro.param("weight", torch.tensor(1.0))
+        if calls["count"] > 6 and torch.is_grad_enabled():
+            pyro.factor("poison", torch.sqrt(weight - weight.detach()))  # value 0, gradient -inf
+        return inner(**kwargs)
+
+    method = zoo.SVI(guide=guide, num_steps=50, optimizer="adam", num_posterior_samples=5, progress=False)
+    with pytest.raises(zoo.FitError, match=r"NaN or infinite at step \d+") as caught:
+        zoo.fit(model, data, method)
+    partial = caught.value.fit
+    assert torch.isfinite(partial.losses).all() and len(partial.losses) == caught.value.step
+    with isolated(partial.param_state):
+        assert torch.isfinite(pyro.param("weight")).all()
+        assert all(torch.isfinite(value).all() for value in pyro.get_param_store().values())
 
 
 def test_ctrl_c_during_training_gives_an_interrupted_fit(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,11 +31,17 @@ conditions the joint draw on an event of the data alone, so the truth given the 
 distributed as the posterior and the ranks stay uniform for a correct method.
 
 Ranks. The L draws are taken evenly spaced from all (chain, draw) draws of the fit: for MCMC this
-thins the chain (reducing autocorrelation, which would otherwise make the ranks over-dispersed even
-for a correct sampler; give NUTS ``num_samples`` several times L); ties (a point-mass guide's draws
-are all one value) are broken at random, so a point mass gives ranks near 0 or L. Discrete latents
-(enumerated sites) and per-datum local latents are not ranked. Draws are relabelled with the
-model's ``relabel`` (ordered components), and so are the true values.
+thins the chain. The rank is uniform only if the L draws are (nearly) independent: autocorrelated
+draws cluster, so the truth falls outside the cluster more often than outside L independent
+draws, and the ranks pile up at 0 and L (a false U, the reason Talts et al. thin) even for a
+correct sampler. Thinning makes L draws about independent when the chain's effective sample size
+(ESS) is at least L, so for MCMC ``zoo.sbc`` records each fit's smallest bulk ESS
+(``SBCResult.ess``) and warns when a fit falls below L: give NUTS ``num_samples`` a few times L,
+or lower ``num_draws``. Each fit is seeded apart from its prior draw, so that its draws never
+reuse the random numbers of the truth. Ties (a point-mass guide's draws are all one value) are
+broken at random, so a point mass gives ranks near 0 or L. Discrete latents (enumerated sites)
+and per-datum local latents are not ranked. Draws are relabelled with the model's ``relabel``
+(ordered components), and so are the true values.
 
 Uniformity test. Ranks are binned into ``num_bins`` bins (default the largest of 20, 10, 5 leaving
 5 or more simulations per bin, else 4); under uniformity each bin's count is multinomial,
@@ -51,6 +57,7 @@ import dataclasses
 import math
 import multiprocessing
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +97,13 @@ class SBCResult:
         The method's label ("exact", "svi:delta", "nuts").
     wall_time : float
         Seconds, in all.
+    fit_times : Tensor
+        Seconds of each fit, shape (num_simulations,).
+    ess : Tensor
+        Each fit's smallest bulk effective sample size over its scalars, shape (num_simulations,):
+        for MCMC, whose draws are autocorrelated; NaN for methods whose draws are independent
+        (Exact, SVI). Ranks are only uniform for a correct sampler when it is at least
+        ``num_draws`` (see the module's docs).
     """
 
     ranks: dict[str, torch.Tensor]
@@ -98,6 +112,7 @@ class SBCResult:
     method: str
     wall_time: float = 0.0
     fit_times: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    ess: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
 
     @property
     def num_simulations(self) -> int:
@@ -226,6 +241,12 @@ def prior_draw(model: "Model", num_data: int, labels: str | None = None) -> tupl
 #: Prior draws tried per round before giving up on data the method refuses.
 MAX_ATTEMPTS = 20
 
+#: Added to a round's seed to seed its fit. The fit must not reuse the random numbers that drew
+#: the truth: ``zoo.Exact`` seeded like the prior draw would make its first posterior draw out of
+#: the very numbers that made the true value, correlating the two (SBC needs the draws independent
+#: of the truth given the data).
+FIT_SEED_OFFSET = 2**30
+
 
 def _ranks(draws: torch.Tensor, truth: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Rank of ``truth`` (site shape) among ``draws`` (L, *site shape), ties broken at random."""
@@ -234,7 +255,28 @@ def _ranks(draws: torch.Tensor, truth: torch.Tensor, generator: torch.Generator)
     return below + (torch.rand(ties.shape, generator=generator, dtype=torch.float64) * (ties + 1)).floor().long()
 
 
-def _simulate(model: "Model", method: Any, index: int, seed: int, num_data: int, num_draws: int, labels: str | None) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+#: What one round returns: ranks and true values per site, the fit's seconds and its ESS.
+Round = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float, float]
+
+
+def _effective_sample_size(method: Any, diagnostics: dict[str, Any]) -> float:
+    """The fit's smallest bulk ESS if its draws are a Markov chain, else NaN (independent draws)."""
+    if method.kind != "nuts":
+        return math.nan
+    ess = diagnostics.get("min_ess_bulk")
+    return float(ess) if ess is not None else math.nan
+
+
+def _available_draws(method: Any) -> int | None:
+    """How many draws a fit by ``method`` holds, where its configuration says (else None)."""
+    if hasattr(method, "num_samples") and hasattr(method, "num_chains"):
+        return int(method.num_samples) * int(method.num_chains)
+    if hasattr(method, "num_posterior_samples"):
+        return int(method.num_posterior_samples)
+    return None
+
+
+def _simulate(model: "Model", method: Any, index: int, seed: int, num_data: int, num_draws: int, labels: str | None) -> Round:
     """One SBC round: prior draw, simulated data, fit, ranks. Module-level so it pickles."""
     from zoo.infer import fit as run_fit
 
@@ -244,7 +286,7 @@ def _simulate(model: "Model", method: Any, index: int, seed: int, num_data: int,
         with isolated(seed=attempt_seed):
             truth, data = prior_draw(model, num_data, labels)
         if "seed" in getattr(method, "__dataclass_fields__", {}):
-            method = dataclasses.replace(method, seed=attempt_seed)
+            method = dataclasses.replace(method, seed=(attempt_seed + FIT_SEED_OFFSET) % (2**31))
         try:
             result = run_fit(model, data, method)
             break
@@ -266,10 +308,10 @@ def _simulate(model: "Model", method: Any, index: int, seed: int, num_data: int,
             )
         chosen = torch.linspace(0, flat.shape[0] - 1, num_draws).round().long()
         ranks[name] = _ranks(flat[chosen].double(), value.double(), generator)
-    return ranks, truth, float(result.wall_time)
+    return ranks, truth, float(result.wall_time), _effective_sample_size(method, result.diagnostics)
 
 
-def _worker(arguments: tuple[Any, ...]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float]:
+def _worker(arguments: tuple[Any, ...]) -> Round:
     torch.set_num_threads(1)
     return _simulate(*arguments)
 
@@ -293,17 +335,17 @@ def sbc(
         Ready to simulate (``model.prepare(dataset)``), or give ``pilot``.
     method : method configuration or str
         E.g. ``zoo.Exact()``, ``zoo.NUTS(...)``, "svi:delta" (see :func:`zoo.comparison.parse_method`).
-        Its ``seed`` is replaced in each round by that round's seed.
+        Its ``seed`` is replaced in each round by that round's fit seed (see ``seed``).
     num_simulations : int
         Rounds (prior draw, simulated data, fit).
     num_data : int
         Data points per simulated data set.
     num_draws : int
         L: posterior draws each rank is taken among (thinned evenly from the fit's draws; the fit
-        must hold at least L).
+        must hold at least L, and an MCMC fit an effective sample size of about L or more).
     seed : int
-        Round i uses seed ``seed * 1000003 + i`` for its prior draw and fit: results do not
-        depend on ``processes``.
+        Round i uses seed ``seed * 1000003 + i`` for its prior draw and that plus ``2**30`` for
+        its fit (never the truth's random numbers): results do not depend on ``processes``.
     processes : int
         Worker processes (spawned; each uses one torch thread); 1 runs in this process.
     pilot : Dataset, tensor or array, optional
@@ -321,8 +363,14 @@ def sbc(
     Raises
     ------
     TypeError, ValueError
-        For a bad argument, a model whose prior is not resolved, or a method it cannot take,
-        before any simulation.
+        For a bad argument, a model whose prior is not resolved, or a method it cannot take or
+        that would hold fewer than ``num_draws`` draws, before any simulation.
+
+    Warns
+    -----
+    UserWarning
+        When an MCMC fit's effective sample size is below ``num_draws``: its thinned draws are
+        autocorrelated, which makes even a correct sampler's ranks U-shaped.
     """
     from zoo.comparison import parse_method
     from zoo.models.base import Model
@@ -339,6 +387,12 @@ def sbc(
         raise ValueError(f"method: {type(model).__name__} does not take {method.label(model)}; it takes {', '.join(model.methods)}")
     if method.kind == "adversarial":
         raise ValueError("method: an adversarial fit has no posterior draws to rank")
+    available = _available_draws(method)
+    if available is not None and available < num_draws:
+        raise ValueError(
+            f"num_draws={num_draws}: the method's fits hold {available} draws; ask it for more "
+            "(num_samples, num_posterior_samples) or lower num_draws"
+        )
     if pilot is not None:
         model = model.prepare(as_dataset(pilot, "pilot"))
     labels = _label_site(model, labels)
@@ -366,6 +420,17 @@ def sbc(
     ranks = {name: torch.stack([output[0][name] for output in outputs]) for name in names}
     truth = {name: torch.stack([output[1][name] for output in outputs]) for name in names}
     times = torch.tensor([output[2] for output in outputs])
+    ess = torch.tensor([output[3] for output in outputs], dtype=torch.float64)
+    low = ess < num_draws  # False where NaN: independent draws
+    if bool(low.any()):
+        warnings.warn(
+            f"{int(low.sum())} of {num_simulations} fits have an effective sample size below "
+            f"num_draws={num_draws} (smallest {float(ess[low].min()):.1f}): their thinned draws are "
+            "autocorrelated, which piles ranks up at 0 and L even for a correct sampler; ask the "
+            "method for more draws (num_samples) or lower num_draws",
+            UserWarning,
+            stacklevel=2,
+        )
     return SBCResult(
         ranks=ranks,
         truth=truth,
@@ -373,4 +438,5 @@ def sbc(
         method=method.label(model),
         wall_time=time.perf_counter() - start,
         fit_times=times,
+        ess=ess,
     )

@@ -9,10 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
+from pyro.distributions import constraints
+from pyro.distributions.transforms import AffineTransform, ComposeTransform, affine_autoregressive
 from pyro.infer import autoguide
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
+from pyro.nn import PyroParam
 
 from zoo.models.base import Model
 
@@ -23,7 +27,102 @@ __all__ = [
     "guide_names",
     "hide_enumerated",
     "laplace_approximation",
+    "AutoIAF",
+    "INIT_SCALE",
 ]
+
+#: Initial standard deviation (unconstrained space) of every Gaussian and flow guide: small, so
+#: that the first steps explore near the model's data-driven initial values.
+INIT_SCALE = 0.05
+
+
+class AutoIAF(autoguide.AutoContinuous):
+    """An inverse autoregressive flow that starts where the Gaussian guides start.
+
+    The latent vector z (all continuous latents, unconstrained, concatenated: shape (P,)) is
+
+        z = loc + scale * f_K(... f_1(eps)),    eps ~ Normal(0, I_P),
+
+    with ``f_k`` affine autoregressive transforms (Kingma et al. 2016), each driven by a masked
+    network (MADE) with hidden layers of sizes ``hidden_dims``, and ``loc``, ``scale`` (P,)
+    learned.
+
+    Why not Pyro's ``AutoIAFNormal``: it ignores ``init_loc_fn`` and puts its flow directly on
+    a standard Normal, so it starts at the origin of the unconstrained space with unit scale and
+    a random map. A posterior far from there (a mixture's locations near 70 minutes on Old
+    Faithful) is out of reach of a few hundred Adam steps, and the fit fails. Here the flow
+    works in standardised coordinates: ``loc`` starts at the model's data-driven initial values
+    (as the Gaussian guides' locations do), ``scale`` at ``init_scale``, and each flow's output
+    layer starts at zero, so each ``f_k`` starts as the identity and the guide as
+    Normal(loc, init_scale**2 I), exactly the start of ``AutoNormal``. The flows then only have
+    to learn the posterior's shape (correlations, skew), on the scale of one unit.
+
+    Parameters
+    ----------
+    model : callable
+        The model (enumerated sites hidden).
+    init_loc_fn : callable
+        Per-site initialisation of ``loc`` (constrained values).
+    init_scale : float
+        Initial ``scale`` of every coordinate.
+    num_transforms : int
+        K, the number of autoregressive transforms (their orders are random permutations).
+    hidden_dims : list of int, optional
+        Hidden layer sizes of each transform's network; default [3 P + 1] (Pyro's).
+
+    Notes
+    -----
+    Flows are less forgiving of large steps than the Gaussian guides: on notebook 06's iris
+    Naive Bayes this one trains at Adam's 0.01 but diverges after about 250 steps at 0.02.
+    """
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        init_loc_fn: Callable[..., Any] = init_to_median,
+        init_scale: float = INIT_SCALE,
+        num_transforms: int = 2,
+        hidden_dims: list[int] | None = None,
+    ) -> None:
+        if not init_scale > 0:
+            raise ValueError(f"init_scale must be positive, got {init_scale}")
+        self._init_scale = float(init_scale)
+        self._num_transforms = int(num_transforms)
+        self._hidden_dims = hidden_dims
+        super().__init__(model, init_loc_fn=init_loc_fn)
+
+    def _setup_prototype(self, *args: Any, **kwargs: Any) -> None:
+        super()._setup_prototype(*args, **kwargs)
+        init_loc = self._init_loc()  # (P,), unconstrained
+        self.loc = torch.nn.Parameter(init_loc)
+        self.scale = PyroParam(torch.full_like(init_loc, self._init_scale), constraints.softplus_positive)
+        flows = []
+        for _ in range(self._num_transforms):
+            flow = affine_autoregressive(self.latent_dim, hidden_dims=self._hidden_dims)
+            output = flow.arn.layers[-1]
+            with torch.no_grad():  # output (mean 0, log scale 0): the flow starts as the identity
+                output.weight.zero_()
+                output.bias.zero_()
+            flows.append(flow.to(init_loc.device))
+        self.flows = torch.nn.ModuleList(flows)
+
+    def get_base_dist(self) -> dist.Distribution:
+        """Standard Normal on the P latent coordinates, event shape (P,)."""
+        zeros = torch.zeros_like(self.loc)
+        return dist.Normal(zeros, torch.ones_like(zeros)).to_event(1)
+
+    def get_transform(self, *args: Any, **kwargs: Any) -> ComposeTransform:
+        """The flows, then the elementwise affine map to the posterior's location and scale."""
+        # cache_size=1: the ELBO scores the draw it just made, and each transform's inverse must
+        # return the cached input object so that the flows find their own caches. Without it the
+        # affine inverse makes a new tensor and every flow is inverted numerically, coordinate by
+        # coordinate: slow, and unstable enough to send the loss to -1e16 within 300 steps.
+        affine = AffineTransform(self.loc, self.scale, event_dim=1, cache_size=1)
+        return ComposeTransform([*self.flows, affine])
+
+    def get_posterior(self, *args: Any, **kwargs: Any) -> dist.Distribution:
+        return dist.TransformedDistribution(self.get_base_dist(), self.get_transform())
+
 
 #: Guide name -> (autoguide class, what it is).
 GUIDES: dict[str, tuple[type, str]] = {
@@ -32,7 +131,7 @@ GUIDES: dict[str, tuple[type, str]] = {
     "mvn": (autoguide.AutoMultivariateNormal, "full-rank multivariate Normal"),
     "lowrank": (autoguide.AutoLowRankMultivariateNormal, "low-rank plus diagonal multivariate Normal"),
     "laplace": (autoguide.AutoLaplaceApproximation, "MAP, then a Normal with the inverse Hessian as covariance"),
-    "iaf": (autoguide.AutoIAFNormal, "inverse autoregressive flow (a normalising flow)"),
+    "iaf": (AutoIAF, "inverse autoregressive flow (a normalising flow) started at the initial values"),
 }
 
 #: Guides whose ELBO has no Monte Carlo noise (a point mass): L-BFGS can optimise them.
@@ -90,11 +189,8 @@ def make_guide(
     guide_class, _ = GUIDES[guide]
     init_loc_fn = init_to_value(values=dict(initial_values or {}), fallback=init_to_median)
     options: dict[str, Any] = {"init_loc_fn": init_loc_fn}
-    if guide in ("normal", "mvn", "lowrank"):
-        options["init_scale"] = 0.05
-    if guide == "iaf":
-        # AutoIAFNormal ignores init_loc_fn: a flow starts near a standard Normal.
-        options = {"num_transforms": 2}
+    if guide in ("normal", "mvn", "lowrank", "iaf"):
+        options["init_scale"] = INIT_SCALE
     return guide_class(hide_enumerated(model), **options)
 
 

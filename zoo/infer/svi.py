@@ -213,6 +213,9 @@ def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -
     """TraceEnum_ELBO (discrete sites summed out) when ``enumerated``, else Trace_ELBO; their
     compiled versions (JitTraceEnum_ELBO, JitTrace_ELBO) when ``jit``."""
     options: dict[str, Any] = {
+        # stated, not guessed: with several particles Pyro would otherwise trace the model to
+        # guess it (and log that it did, once per fit)
+        "max_plate_nesting": model.max_plate_nesting,
         "num_particles": method.num_particles,
         "vectorize_particles": method.num_particles > 1,
     }
@@ -223,7 +226,7 @@ def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -
         options["ignore_jit_warnings"] = True
     if enumerated:
         enumerating = JitTraceEnum_ELBO if jit else TraceEnum_ELBO
-        return enumerating(max_plate_nesting=model.max_plate_nesting, **options)
+        return enumerating(**options)
     return (JitTrace_ELBO if jit else Trace_ELBO)(**options)
 
 
@@ -367,17 +370,20 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         try:
             for step in range(batches.total):
                 index = batches.index(step, device)
-                # Adam's closure leaves the parameters as they were, so for Adam the parameters
-                # of the last finite loss are the current ones: no per-step snapshot is needed.
                 loss = optimizer.step(closure) if lbfgs else closure()
                 value = float(loss.detach())
-                finite = math.isfinite(value) and _all_finite(parameters)
+                # L-BFGS has moved the parameters inside its step: check them, and go back to the
+                # last snapshot if they are not finite. Adam has not moved them yet: check the
+                # gradients it is about to apply, so that a finite loss with a NaN or infinite
+                # gradient stops the fit before the update that would make the parameters NaN;
+                # the current parameters are then the last good ones, with no per-step snapshot.
+                checked = parameters if lbfgs else [p.grad for p in parameters if p.grad is not None]
+                finite = math.isfinite(value) and _all_finite(checked)
                 if not finite:
-                    if not lbfgs:
-                        snapshot = [parameter.detach().clone() for parameter in parameters]
-                    with torch.no_grad():
-                        for parameter, saved in zip(parameters, snapshot):
-                            parameter.copy_(saved)
+                    if lbfgs:
+                        with torch.no_grad():
+                            for parameter, saved in zip(parameters, snapshot):
+                                parameter.copy_(saved)
                     failure = step
                     break
                 if lbfgs:
@@ -525,7 +531,7 @@ class _Batches:
 
 
 def _all_finite(parameters: list[torch.Tensor]) -> bool:
-    """Whether every parameter is finite, by one sum per parameter (NaN and infinity propagate
+    """Whether every parameter (or gradient) is finite, by one sum per parameter (NaN and infinity propagate
     through a sum): 30 times cheaper than an elementwise check on a network's weights."""
     if not parameters:
         return True

@@ -19,6 +19,8 @@ import pyro
 import torch
 from tqdm import tqdm  # the terminal bar: zoo shows bars only on a terminal
 
+from zoo.checks import check_positive_float, check_positive_int  # re-exported: the methods' checks
+
 if TYPE_CHECKING:
     from zoo.results import Fit
 
@@ -90,23 +92,3 @@ def progress_bar(total: int, description: str, enabled: bool) -> tqdm:
     """A tqdm bar, silent unless ``enabled`` and standard error is a terminal."""
     interactive = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
     return tqdm(total=total, desc=description, disable=not (enabled and interactive), leave=False)
-
-
-def check_positive_int(value: Any, argument: str, minimum: int = 1) -> None:
-    """Raise TypeError / ValueError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{argument} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{argument} must be at least {minimum}, got {value}")
-
-
-def check_positive_float(value: Any, argument: str, allow_zero: bool = False) -> None:
-    """Raise TypeError / ValueError unless ``value`` is a finite number > 0 (or >= 0)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{argument} must be a number, got {type(value).__name__} {value!r}")
-    value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError(f"{argument} must be finite, got {value}")
-    if value < 0 or (value == 0 and not allow_zero):
-        expected = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{argument} must be {expected}, got {value}")

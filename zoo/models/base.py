@@ -38,7 +38,7 @@ from pyro.nn import PyroModule
 
 from zoo.datasets.dataset import Dataset
 
-__all__ = ["Model"]
+__all__ = ["Model", "class_labels"]
 
 
 class Model(PyroModule):
@@ -179,3 +179,19 @@ class Model(PyroModule):
         if name == "discrete":
             return bool(self.enumerated_sites)
         return True
+
+
+def class_labels(y: Any, num_classes: int, num_samples: int | None) -> torch.Tensor | None:
+    """The labels to generate ``num_samples`` data of class ``y`` with (a class-conditional
+    model's ``model_kwargs``): None for no class, else a (num_samples or 1,) long tensor.
+
+    Raises ValueError unless ``y`` is one class in 0..num_classes - 1 (an int, or a one-element
+    tensor).
+    """
+    if y is None:
+        return None
+    if isinstance(y, torch.Tensor) and y.numel() == 1:
+        y = int(y)
+    if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < num_classes:
+        raise ValueError(f"y must be a class in 0..{num_classes - 1}, got {y!r}")
+    return torch.full((num_samples or 1,), y, dtype=torch.long)

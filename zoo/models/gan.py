@@ -52,7 +52,6 @@ and ``observed_data`` groups and no ``log_likelihood`` group (so no LOO or WAIC)
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,9 +60,11 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
-from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Decoder, Discriminator, check_architecture, check_network_data, seeded
+from zoo.models.nets import (
+    ARCHITECTURES, Decoder, Discriminator, NetworkModel, check_architecture, check_network_data, seeded,
+)
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -83,7 +84,7 @@ NO_DENSITY = (
 
 
 @register("gan")
-class GAN(Model):
+class GAN(NetworkModel):
     """Generative adversarial network: generator = model, discriminator = training device.
 
     Parameters
@@ -139,10 +140,7 @@ class GAN(Model):
         init_seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
-            raise TypeError(f"latent_dim must be an integer, got {latent_dim!r}")
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        check_positive_int(latent_dim, "latent_dim", minimum=1)
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if loss not in LOSSES:
@@ -188,24 +186,6 @@ class GAN(Model):
             "init_seed": self.init_seed,
         }
 
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        self._check_ready()
-        return tuple(self.image_shape or ())
-
-    @property
-    def device(self) -> torch.device:
-        """Where the networks' weights are."""
-        self._check_ready()
-        return next(self.generator.parameters()).device
-
-    def _check_ready(self) -> None:
-        if self.image_shape is None:
-            raise ValueError(
-                "this GAN has no networks yet: fit it with zoo.fit (which builds them for the data's "
-                "shape), or pass image_shape to the constructor"
-            )
-
     def validate(self, data: Dataset) -> None:
         x = data.x
         check_network_data(data, "GAN", self.image_shape, self.architecture)
@@ -217,17 +197,12 @@ class GAN(Model):
                     "in (0, 1): scale the data (e.g. digits / 16) or use output='identity'"
                 )
 
-    def prepare(self, data: Dataset) -> "GAN":
-        """A copy for ``data``: networks built for its shape (and ``output="auto"`` resolved), or
-        this model's own weights (copied) when it was built already, so training can continue."""
-        self.validate(data)
-        if self.image_shape is not None:
-            return copy.deepcopy(self)
-        output = self.output
-        if output == "auto":
-            inside = float(data.x.min()) >= 0.0 and float(data.x.max()) <= 1.0
-            output = "sigmoid" if inside else "identity"
-        return GAN(**{**self.config(), "output": output, "image_shape": list(data.x.shape[1:])})
+    def prepared_config(self, data: Dataset) -> dict[str, Any]:
+        """``output="auto"`` resolved: "sigmoid" for data inside [0, 1], "identity" otherwise."""
+        if self.output != "auto":
+            return {}
+        inside = float(data.x.min()) >= 0.0 and float(data.x.max()) <= 1.0
+        return {"output": "sigmoid" if inside else "identity"}
 
     def dims(self) -> dict[str, list[str]]:
         if self.image_shape is not None and len(self.image_shape) == 2:
@@ -255,11 +230,6 @@ class GAN(Model):
         if self.output == "sigmoid":
             return torch.sigmoid(output)
         return output
-
-    def prior(self) -> dist.Distribution:
-        """p(z) = Normal(0, I_L), event shape (L,)."""
-        zero = torch.zeros(self.latent_dim, device=self.device)
-        return dist.Normal(zero, 1.0).to_event(1)
 
     def forward(
         self,

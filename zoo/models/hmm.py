@@ -96,6 +96,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
+from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.mixture import kmeans_plus_plus
@@ -408,12 +409,6 @@ def _safe_log(probs: torch.Tensor) -> torch.Tensor:
     return probs.clamp(min=torch.finfo(probs.dtype).tiny).log()
 
 
-def _finite_positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
 @register("hmm")
 class HiddenMarkovModel(Model):
     """Bayesian hidden Markov model with its hidden states summed out by enumeration.
@@ -498,10 +493,7 @@ class HiddenMarkovModel(Model):
         length: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_states, bool) or not isinstance(num_states, int):
-            raise TypeError(f"num_states must be an integer, got {num_states!r}")
-        if num_states < 1:
-            raise ValueError(f"num_states must be at least 1, got {num_states}")
+        check_positive_int(num_states, "num_states", minimum=1)
         if emission not in EMISSIONS:
             raise ValueError(f"emission must be one of {EMISSIONS}, got {emission!r}")
         if covariance not in COVARIANCES:
@@ -523,13 +515,13 @@ class HiddenMarkovModel(Model):
         self.emission = emission
         self.covariance = covariance
         self.num_categories = num_categories
-        self.initial_concentration = _finite_positive(initial_concentration, "initial_concentration")
-        self.transition_concentration = _finite_positive(transition_concentration, "transition_concentration")
-        self.emission_concentration = _finite_positive(emission_concentration, "emission_concentration")
-        self.location_scale = _finite_positive(location_scale, "location_scale")
-        self.scale_log_sd = _finite_positive(scale_log_sd, "scale_log_sd")
-        self.correlation_concentration = _finite_positive(correlation_concentration, "correlation_concentration")
-        self.rate_log_sd = _finite_positive(rate_log_sd, "rate_log_sd")
+        self.initial_concentration = check_positive_float(initial_concentration, "initial_concentration")
+        self.transition_concentration = check_positive_float(transition_concentration, "transition_concentration")
+        self.emission_concentration = check_positive_float(emission_concentration, "emission_concentration")
+        self.location_scale = check_positive_float(location_scale, "location_scale")
+        self.scale_log_sd = check_positive_float(scale_log_sd, "scale_log_sd")
+        self.correlation_concentration = check_positive_float(correlation_concentration, "correlation_concentration")
+        self.rate_log_sd = check_positive_float(rate_log_sd, "rate_log_sd")
         self.training_path = training_path
         self.initial_em_steps = initial_em_steps
         if prior_spread is not None and any(not s > 0 for s in prior_spread):

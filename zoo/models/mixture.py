@@ -46,7 +46,6 @@ ambiguous; the relabelling then cannot help.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pyro
@@ -54,6 +53,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
+from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
@@ -159,10 +159,7 @@ class GaussianMixture(Model):
         training_path: str = "closed_form",
     ) -> None:
         super().__init__()
-        if isinstance(num_components, bool) or not isinstance(num_components, int):
-            raise TypeError(f"num_components must be an integer, got {num_components!r}")
-        if num_components < 1:
-            raise ValueError(f"num_components must be at least 1, got {num_components}")
+        check_positive_int(num_components, "num_components", minimum=1)
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
         for name, value in [
@@ -171,8 +168,7 @@ class GaussianMixture(Model):
             ("scale_log_sd", scale_log_sd),
             ("correlation_concentration", correlation_concentration),
         ]:
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            check_positive_float(value, name)
         if training_path not in TRAINING_PATHS:
             raise ValueError(f"training_path must be one of {TRAINING_PATHS}, got {training_path!r}")
         if (prior_center is None) != (prior_spread is None):

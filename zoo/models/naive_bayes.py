@@ -89,7 +89,6 @@ the classes in practice.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,8 +100,9 @@ from pyro.distributions import constraints
 from pyro.distributions.torch_distribution import TorchDistribution
 from pyro.ops.indexing import Vindex
 
+from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
-from zoo.models.base import Model
+from zoo.models.base import Model, class_labels
 from zoo.models.registry import register
 
 __all__ = ["NaiveBayes", "NaiveBayesPosterior", "FAMILIES", "predict", "predict_proba"]
@@ -300,12 +300,6 @@ class NaiveBayesPosterior:
         return out
 
 
-def _positive(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
-
-
 @register("naive_bayes")
 class NaiveBayes(Model):
     """Naive Bayes with conjugate priors: a class plate times a feature plate.
@@ -369,10 +363,7 @@ class NaiveBayes(Model):
         total_count: int | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        check_positive_int(num_classes, "num_classes", minimum=2)
         if isinstance(features, str):
             if features not in FAMILIES:
                 raise ValueError(f"features must be one of {FAMILIES} (or a per-column mapping), got {features!r}")
@@ -390,10 +381,10 @@ class NaiveBayes(Model):
             raise ValueError(f"features must be a family name, a list or a mapping, got {type(features).__name__}")
         self.num_classes = num_classes
         self.features = features
-        self.class_concentration = _positive(class_concentration, "class_concentration")
-        self.concentration = _positive(concentration, "concentration")
-        self.loc_count = _positive(loc_count, "loc_count")
-        self.precision_shape = _positive(precision_shape, "precision_shape")
+        self.class_concentration = check_positive_float(class_concentration, "class_concentration")
+        self.concentration = check_positive_float(concentration, "concentration")
+        self.loc_count = check_positive_float(loc_count, "loc_count")
+        self.precision_shape = check_positive_float(precision_shape, "precision_shape")
         if num_features is not None and (isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1):
             raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
         if isinstance(features, list) and num_features is not None and len(features) != num_features:
@@ -619,14 +610,7 @@ class NaiveBayes(Model):
         if data is not None:
             labels = data.y if y is None else torch.as_tensor(y, dtype=torch.long)
             return {"x": data.x, "y": labels, "batch_size": batch_size}
-        labels = None
-        if y is not None:
-            if isinstance(y, torch.Tensor) and y.numel() == 1:
-                y = int(y)
-            if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < self.num_classes:
-                raise ValueError(f"y must be a class in 0..{self.num_classes - 1}, got {y!r}")
-            labels = torch.full((num_samples or 1,), y, dtype=torch.long)
-        return {"x": None, "y": labels, "num_data": num_samples}
+        return {"x": None, "y": class_labels(y, self.num_classes, num_samples), "num_data": num_samples}
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """The conjugate posterior mean given the labeled rows (or k-means labels, when none)."""

@@ -16,15 +16,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Sequence
-
 from typing import Any
 
+import copy
+
+import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.nn import functional
 
+from zoo.models.base import Model
+
 __all__ = [
     "ARCHITECTURES", "MLP", "Encoder", "Decoder", "Classifier", "Discriminator", "image_size", "check_architecture",
+    "NetworkModel",
 ]
 
 ARCHITECTURES = ("mlp", "conv")
@@ -389,3 +394,50 @@ class Discriminator(nn.Module):
         else:
             out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
         return out.reshape(batch)
+
+
+class NetworkModel(Model):
+    """What the network models (VAE, GAN) share: networks built for the data's shape.
+
+    A subclass stores ``image_shape`` (None until the networks exist) and rebuilds itself from
+    ``config()`` with the shape of the data it is prepared for; ``prepared_config`` may resolve
+    other data-dependent options (the GAN's ``output="auto"``).
+    """
+
+    image_shape: list[int] | None
+    latent_dim: int
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        self._check_ready()
+        return tuple(self.image_shape or ())
+
+    @property
+    def device(self) -> torch.device:
+        """Where the networks' weights are."""
+        self._check_ready()
+        return next(self.parameters()).device
+
+    def prior(self) -> "dist.Distribution":
+        """p(z) = Normal(0, I_L), event shape (L,), L = ``latent_dim``."""
+        zero = torch.zeros(self.latent_dim, device=self.device)
+        return dist.Normal(zero, 1.0).to_event(1)
+
+    def _check_ready(self) -> None:
+        if self.image_shape is None:
+            raise ValueError(
+                f"this {type(self).__name__} has no networks yet: fit it with zoo.fit (which builds them "
+                "for the data's shape), or pass image_shape to the constructor"
+            )
+
+    def prepared_config(self, data: Any) -> dict[str, Any]:
+        """Constructor arguments that depend on ``data``, besides its shape (none by default)."""
+        return {}
+
+    def prepare(self, data: Any) -> "NetworkModel":
+        """A copy for ``data``: networks built for its shape, or this model's own weights (copied)
+        when it was built already, so training can continue from a fitted model."""
+        self.validate(data)
+        if self.image_shape is not None:
+            return copy.deepcopy(self)
+        return type(self)(**{**self.config(), **self.prepared_config(data), "image_shape": list(data.x.shape[1:])})

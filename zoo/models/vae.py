@@ -145,9 +145,12 @@ from pyro.infer.autoguide.initialization import init_to_sample
 from pyro.ops.indexing import Vindex
 from torch import nn
 
+from zoo.checks import check_positive_int
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
-from zoo.models.base import Model
-from zoo.models.nets import ARCHITECTURES, Classifier, Decoder, Encoder, check_architecture, check_network_data, seeded
+from zoo.models.base import class_labels
+from zoo.models.nets import (
+    ARCHITECTURES, Classifier, Decoder, Encoder, NetworkModel, check_architecture, check_network_data, seeded,
+)
 from zoo.models.registry import register
 
 __all__ = [
@@ -168,7 +171,7 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "gaussian")
 
 
 @register("vae")
-class VAE(Model):
+class VAE(NetworkModel):
     """Variational autoencoder (Kingma and Welling, 2014): decoder = model, encoder = guide.
 
     Parameters
@@ -222,10 +225,7 @@ class VAE(Model):
         init_seed: int = 0,
     ) -> None:
         super().__init__()
-        if isinstance(latent_dim, bool) or not isinstance(latent_dim, int):
-            raise TypeError(f"latent_dim must be an integer, got {latent_dim!r}")
-        if latent_dim < 1:
-            raise ValueError(f"latent_dim must be at least 1, got {latent_dim}")
+        check_positive_int(latent_dim, "latent_dim", minimum=1)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
         if architecture not in ARCHITECTURES:
@@ -270,17 +270,6 @@ class VAE(Model):
             "init_seed": self.init_seed,
         }
 
-    @property
-    def event_shape(self) -> tuple[int, ...]:
-        self._check_ready()
-        return tuple(self.image_shape or ())
-
-    @property
-    def device(self) -> torch.device:
-        """Where the networks' weights are."""
-        self._check_ready()
-        return next(self.decoder.parameters()).device
-
     def validate(self, data: Dataset) -> None:
         x = data.x
         check_network_data(data, "VAE", self.image_shape, self.architecture)
@@ -293,21 +282,6 @@ class VAE(Model):
                     "(e.g. digits / 16, or zoo.datasets.digits(binarize=True)) or use "
                     "likelihood='gaussian'"
                 )
-
-    def prepare(self, data: Dataset) -> "VAE":
-        """A copy for ``data``: networks built for its image shape, or this model's own weights
-        (copied) when it was built already, so training can continue from a fitted model."""
-        self.validate(data)
-        if self.image_shape is not None:
-            return copy.deepcopy(self)
-        return type(self)(**{**self.config(), "image_shape": list(data.x.shape[1:])})
-
-    def _check_ready(self) -> None:
-        if self.image_shape is None:
-            raise ValueError(
-                "this VAE has no networks yet: fit it with zoo.fit (which builds them for the data's "
-                "image shape), or pass image_shape to the constructor"
-            )
 
     def dims(self) -> dict[str, list[str]]:
         if self.image_shape is not None and len(self.image_shape) == 2:
@@ -328,11 +302,6 @@ class VAE(Model):
         else:
             base = dist.Normal(output, self.log_scale.exp())
         return base.to_event(len(self.event_shape))
-
-    def prior(self) -> dist.Distribution:
-        """p(z) = Normal(0, I_L), event shape (L,)."""
-        zero = torch.zeros(self.latent_dim, device=self.device)
-        return dist.Normal(zero, 1.0).to_event(1)
 
     def forward(
         self,
@@ -532,10 +501,7 @@ class SemiSupervisedVAE(VAE):
         init_seed: int = 0,
         classifier_weight: float = 50.0,
     ) -> None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int):
-            raise TypeError(f"num_classes must be an integer, got {num_classes!r}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be at least 2, got {num_classes}")
+        check_positive_int(num_classes, "num_classes", minimum=2)
         if isinstance(classifier_weight, bool) or not isinstance(classifier_weight, (int, float)):
             raise TypeError(f"classifier_weight must be a number, got {classifier_weight!r}")
         if not math.isfinite(classifier_weight) or classifier_weight < 0:
@@ -624,14 +590,7 @@ class SemiSupervisedVAE(VAE):
                 self._check_labels(labels)
             weight = self.classifier_weight if training else 0.0
             return {"x": data.x, "y": labels, "batch_size": batch_size, "classifier_weight": weight}
-        labels = None
-        if y is not None:
-            if isinstance(y, torch.Tensor) and y.numel() == 1:
-                y = int(y)
-            if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < self.num_classes:
-                raise ValueError(f"y must be a class in 0..{self.num_classes - 1}, got {y!r}")
-            labels = torch.full((num_samples or 1,), y, dtype=torch.long)
-        return {"x": None, "y": labels, "num_data": num_samples}
+        return {"x": None, "y": class_labels(y, self.num_classes, num_samples), "num_data": num_samples}
 
     # ------------------------------------------------------------------ the model
     def class_prior(self) -> dist.Distribution:

@@ -601,12 +601,11 @@ class NaiveBayes(Model):
         batch_size : int, optional
             Subsample size of the data plate.
         **options
-            Runner options (``training=True``, ``template=data``): ignored.
+            Runner options (``template=data``): ignored.
         y : int or Tensor, optional
             Overrides the labels: with data, a tensor (num_data,) of labels (-1: unlabeled);
             without data, a class (int) to generate class-conditional rows from p(x | y).
         """
-        # Runner options (``training``, ``template``) need nothing different here.
         if data is not None:
             labels = data.y if y is None else torch.as_tensor(y, dtype=torch.long)
             return {"x": data.x, "y": labels, "batch_size": batch_size}
@@ -670,22 +669,12 @@ class NaiveBayes(Model):
         return coords
 
     # ------------------------------------------------------------------ the model
-    def forward(
-        self,
-        x: torch.Tensor | None = None,
-        y: torch.Tensor | None = None,
-        num_data: int | None = None,
-        batch_size: int | None = None,
-    ) -> torch.Tensor:
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """weights (C,); per class and feature of each block: loc and precision (C, D_g),
+        bernoulli_probs (C, D_b), categorical_probs_j (C, K_j), multinomial_probs (C, D_m)."""
         layout = self._check_ready()
         num_classes = self.num_classes
-        if x is not None:
-            num_data = x.shape[0]
-        elif num_data is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
-
-        weights = pyro.sample("weights", dist.Dirichlet(torch.full((num_classes,), self.class_concentration)))
-        params: dict[str, torch.Tensor] = {}
+        params = {"weights": pyro.sample("weights", dist.Dirichlet(torch.full((num_classes,), self.class_concentration)))}
         with pyro.plate("classes", num_classes, dim=-2):
             if layout.gaussian:
                 with pyro.plate("gaussian_features", len(layout.gaussian), dim=-1):
@@ -711,6 +700,24 @@ class NaiveBayes(Model):
                 "multinomial_probs",
                 dist.Dirichlet(torch.full((num_classes, len(layout.multinomial)), self.concentration)).to_event(1),
             )
+        return params
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        y: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """p(x, y, theta): conditions on ``x`` (N, D) and labels ``y`` (-1 where unknown), or
+        generates ``num_data`` rows (of the classes ``y``, if given)."""
+        if x is not None:
+            num_data = x.shape[0]
+        elif num_data is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+        params = self.sample_globals()
+        layout = self._check_ready()
+        weights = params.pop("weights")
 
         with pyro.plate(self.data_plate, num_data, dim=-1, subsample_size=batch_size) as index:
             labels = None if y is None else y.index_select(0, index) if y.shape[0] == num_data else y
@@ -820,7 +827,10 @@ class NaiveBayes(Model):
         layout = self._check_ready()
         weights = draws["weights"]
         num_draws = weights.shape[0]
-        total = weights.log()[:, None, :].expand(num_draws, x.shape[0], self.num_classes).clone()
+        # normalised as Categorical normalises them: values and gradients equal the enumerated
+        # definition's also off the simplex
+        log_weights = weights.log().log_softmax(-1)
+        total = log_weights[:, None, :].expand(num_draws, x.shape[0], self.num_classes).clone()
         if layout.gaussian:
             columns = _columns(x, layout.gaussian)
             loc, precision = draws["loc"], draws["precision"]
@@ -836,7 +846,7 @@ class NaiveBayes(Model):
             total += columns @ (log_p - log_q).transpose(-1, -2) + log_q.sum(-1)[:, None, :]
         for column, size in zip(layout.categorical, layout.num_categories):
             indicator = torch.nn.functional.one_hot(x[:, column].long(), size).to(x.dtype)
-            log_p = _clamp_probs(draws[f"categorical_probs_{column}"]).log()
+            log_p = _clamp_probs(draws[f"categorical_probs_{column}"]).log().log_softmax(-1)  # as Categorical
             total += indicator @ log_p.transpose(-1, -2)
         if layout.multinomial:
             counts = _columns(x, layout.multinomial)

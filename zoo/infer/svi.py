@@ -291,9 +291,11 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     device = torch.device(method.device)
     model.to(device)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
-        batches = _Batches(method, len(data), rank, world)
-        # In epochs the runner picks each step's data (explicit indices), not the data plate.
-        batch_size = None if method.num_epochs is not None else method.batch_size
+        # A model's auxiliary loss (an objective besides its density) sees each step's rows too.
+        auxiliary = type(model).auxiliary_loss is not Model.auxiliary_loss
+        batches = _Batches(method, len(data), rank, world, explicit=auxiliary)
+        # Where the runner picks each step's rows (explicit indices), the data plate does not.
+        batch_size = None if method.num_epochs is not None or batches.explicit else method.batch_size
         trained, kwargs = training_model(model, _to_device(data, device), batch_size)
         kwargs = _to_device(kwargs, device)
         guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed), trained)
@@ -325,6 +327,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                     f"(a guide with parameters per training datum cannot take new data): {error}"
                 ) from None
         lbfgs = _use_lbfgs(method, guide_name)
+        device_data = _to_device(data, device)
         if lbfgs:
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
                 parameters,
@@ -368,6 +371,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                 else:
                     with _subsample(model.data_plate, index):
                         loss = elbo.differentiable_loss(trained, guide, **kwargs) * scale
+                if auxiliary:
+                    loss = loss + _auxiliary_loss(model, device_data, index) * scale
             if torch.isfinite(loss):
                 loss.backward()
             if world > 1:
@@ -514,13 +519,15 @@ class _Batches:
     """Which data each step sees: the data plate's own subsample (``num_steps``), or shuffled
     epochs of explicit indices (``num_epochs``), sharded across the processes of a distributed run."""
 
-    def __init__(self, method: SVI, num_data: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, method: SVI, num_data: int, rank: int = 0, world: int = 1, explicit: bool = False) -> None:
         self.num_data, self.rank, self.world = num_data, rank, world
         self.batch = min(method.batch_size or num_data, num_data)
         self.per_epoch = math.ceil(num_data / self.batch)
         self.epochs = method.num_epochs
         self.total = self.epochs * self.per_epoch if self.epochs is not None else method.num_steps
-        self.explicit = self.epochs is not None and (self.batch < num_data or world > 1)
+        # The runner picks the rows itself in epochs (each datum once per epoch), across
+        # processes, and when something besides the ELBO must see the same rows (``explicit``).
+        self.explicit = (self.epochs is not None or explicit) and (self.batch < num_data or world > 1)
         self.generator = torch.Generator().manual_seed(int(method.seed))
         self.order = torch.arange(num_data)
 
@@ -536,6 +543,16 @@ class _Batches:
 
     def end_of_epoch(self, step: int) -> bool:
         return (step + 1) % self.per_epoch == 0
+
+
+def _auxiliary_loss(model: Model, data: Dataset, index: torch.Tensor | None) -> torch.Tensor:
+    """The model's auxiliary loss on the step's rows ``index`` (None: all rows), scaled as the
+    data plate scales the ELBO: by num_data / rows."""
+    rows = data if index is None else data.rows(index)
+    term = model.auxiliary_loss(rows)
+    if term is None:
+        raise ValueError(f"{type(model).__name__}.auxiliary_loss returned None; return a scalar tensor")
+    return term * (len(data) / len(rows))
 
 
 def _all_finite(parameters: list[torch.Tensor]) -> bool:

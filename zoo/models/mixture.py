@@ -231,7 +231,7 @@ class GaussianMixture(Model):
             spread = torch.where(spread > 0, spread, torch.ones_like(spread))
             config["prior_center"] = data.x.mean(0).tolist()
             config["prior_spread"] = spread.tolist()
-        return GaussianMixture(**config)
+        return type(self)(**config)
 
     def _check_ready(self) -> None:
         if self.prior_center is None:

@@ -14,6 +14,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from zoo.datasets import describe, real
+from zoo.datasets import load as load_dataset
+from zoo.datasets import names as dataset_names
+from zoo.diagnostics import to_netcdf
+from zoo.infer import METHODS
+from zoo.infer import fit as run_fit
+from zoo.infer.guides import GUIDES
+from zoo.infer.methods import NUTS, SVI
+from zoo.models import get as model_class_named
+from zoo.models import names as model_names
+from zoo.plots import plot_losses, plot_mixture
+from zoo.report import comparison_table
+from zoo.tour import run as run_tour
+
 __all__ = ["main"]
 
 
@@ -55,10 +69,8 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type) -> li
 
 
 def _method(arguments: argparse.Namespace) -> Any:
-    import zoo
-
     if arguments.method == "svi":
-        return zoo.SVI(
+        return SVI(
             guide=arguments.guide,
             num_steps=arguments.num_steps,
             learning_rate=arguments.learning_rate,
@@ -72,15 +84,13 @@ def _method(arguments: argparse.Namespace) -> Any:
             distributed=arguments.distributed,
         )
     if arguments.method == "nuts":
-        return zoo.NUTS(
+        return NUTS(
             num_warmup=arguments.num_warmup,
             num_samples=arguments.num_samples,
             num_chains=arguments.num_chains,
             seed=arguments.seed,
             progress=not arguments.quiet,
         )
-    from zoo.infer import METHODS
-
     if arguments.method not in METHODS:
         raise ValueError(f"unknown method {arguments.method!r}; valid methods: {', '.join(METHODS)}")
     # Any other registered method: pass the command-line values its config takes.
@@ -97,13 +107,9 @@ def _method(arguments: argparse.Namespace) -> Any:
 
 
 def command_list(arguments: argparse.Namespace) -> int:
-    import zoo
-    from zoo.infer import METHODS
-    from zoo.infer.guides import GUIDES
-
     print("Models (zoo fit NAME):")
-    for name in zoo.models.names():
-        cls = zoo.models.get(name)
+    for name in model_names():
+        cls = model_class_named(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<12} {cls.__name__:<22} methods: {', '.join(cls.methods):<14} {summary}")
     print("\nMethods (--method):")
@@ -113,25 +119,23 @@ def command_list(arguments: argparse.Namespace) -> int:
     for name, (_, what) in GUIDES.items():
         print(f"  {name:<12} {what}")
     print("\nData sets (--dataset):")
-    for name in zoo.datasets.names():
-        print(f"  {zoo.datasets.describe(name)}")
+    for name in dataset_names():
+        print(f"  {describe(name)}")
     return 0
 
 
 def _figure(fit: Any, train: Any) -> Any:
     """The fit over its data where the model has a picture for it, else its loss curve."""
-    import matplotlib
+    import matplotlib  # heavy (seconds): imported only when a figure is written (--out)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoo import plots
-
     figure, ax = plt.subplots(figsize=(5, 4))
     if fit.model.registry_name == "gmm" and train.x.dim() == 2 and train.num_features == 2:
-        plots.plot_mixture(fit, train, ax=ax)
+        plot_mixture(fit, train, ax=ax)
     elif fit.losses.numel():
-        plots.plot_losses({fit.method_name: fit}, ax=ax)
+        plot_losses({fit.method_name: fit}, ax=ax)
     else:
         ax.plot(fit.sample_stats["lp"].T.numpy())
         ax.set(xlabel="draw", ylabel="log density", title="NUTS trace of the log density")
@@ -140,26 +144,23 @@ def _figure(fit: Any, train: Any) -> Any:
 
 
 def command_fit(arguments: argparse.Namespace) -> int:
-    import zoo
-    from zoo import diagnostics, report
-
-    model_class = zoo.models.get(arguments.model)
+    model_class = model_class_named(arguments.model)
     options = {name: getattr(arguments, f"model_{name}") for name in arguments.model_options}
     model = model_class(**options)
-    data = zoo.datasets.load(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
-    if "split" in inspect.signature(zoo.datasets.real.__dict__.get(arguments.dataset, len)).parameters:
+    data = load_dataset(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
+    if "split" in inspect.signature(real.__dict__.get(arguments.dataset, len)).parameters:
         # a data set published with its own split (JSB chorales): train on train, test on test
-        train, test = data, zoo.datasets.load(arguments.dataset, split="test")
+        train, test = data, load_dataset(arguments.dataset, split="test")
     else:  # rows at random; a single sequence is split in time (its end held out)
         train, test = data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
     method = _method(arguments)
-    fit = zoo.fit(model, train, method)
+    fit = run_fit(model, train, method)
     if arguments.distributed:
         import torch.distributed
 
         if torch.distributed.get_rank() != 0:  # every process holds the same fit: one reports it
             return 0
-    table = report.comparison_table({fit.method_name: fit}, test)
+    table = comparison_table({fit.method_name: fit}, test)
     unit = "rows" if train.lengths is None else f"sequences ({train.num_observations} steps)"
     held = "" if test.lengths is None else f" ({test.num_observations} steps)"
     print(f"{type(model).__name__} on {data.name}: {len(train)} training {unit}, {len(test)} held out{held}\n")
@@ -172,7 +173,7 @@ def command_fit(arguments: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         fit.save(out / "fit.zoo")
         idata = fit.to_arviz(test)
-        diagnostics.to_netcdf(idata, out / "inference_data.nc")
+        to_netcdf(idata, out / "inference_data.nc")
         table.to_csv(out / "summary.csv")
         figure = _figure(fit, train)
         figure.savefig(out / "fit.png", dpi=100, bbox_inches="tight")
@@ -181,18 +182,13 @@ def command_fit(arguments: argparse.Namespace) -> int:
 
 
 def command_tour(arguments: argparse.Namespace) -> int:
-    from zoo import tour
-
     start = time.perf_counter()
-    tour.run(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
+    run_tour(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
     print(f"\nTour finished in {time.perf_counter() - start:.1f} s; open {Path(arguments.out) / 'index.md'}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import zoo
-    from zoo.infer import METHODS
-
     parser = argparse.ArgumentParser(prog="zoo", description="Classic generative models in Pyro.")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -201,8 +197,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fitting = commands.add_parser("fit", help="fit a model to a bundled data set")
     models = fitting.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name in zoo.models.names():
-        model_class = zoo.models.get(name)
+    for name in model_names():
+        model_class = model_class_named(name)
         sub = models.add_parser(name, help=f"fit {model_class.__name__}")
         sub.set_defaults(handler=command_fit, model_options=_add_model_options(sub, model_class))
         sub.add_argument("--dataset", required=True, help="a name from `zoo list`")

@@ -15,11 +15,13 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
+from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 
 import zoo
 from zoo.infer import METHODS, collapse, evaluate
 from zoo.infer.guides import guide_names, make_guide
+from zoo.infer.potential import Potential
 from zoo.infer.runtime import isolated
 from zoo.models import registry
 
@@ -335,6 +337,39 @@ def test_collapsed_training_model_under_vectorised_particles(name: str) -> None:
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-3)
     for enumerated, fast in zip(*gradients):
         torch.testing.assert_close(fast, enumerated, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_nuts_potential_equals_pyros_own(name: str) -> None:
+    """The plain-torch potential NUTS runs on equals the potential Pyro derives by tracing the
+    training model (``initialize_model``), in value and gradient, at several random points of
+    the unconstrained space."""
+    model, data = example(name)
+    prepared = model.prepare(data)
+    if "nuts" not in prepared.methods:
+        pytest.skip("model does not take NUTS")
+    if not collapse.collapsible(prepared):
+        pytest.skip("no collapsed likelihood: NUTS runs Pyro's potential of forward")
+    ours = Potential(prepared, data)
+    with isolated(seed=0):
+        initial, pyros, transforms, _ = initialize_model(
+            collapse.CollapsedModel(prepared), model_kwargs={"data": data}, max_plate_nesting=prepared.max_plate_nesting
+        )
+    assert set(transforms) == set(ours.transforms)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        point = {
+            site: (value + 0.5 * torch.randn(value.shape, generator=generator)).requires_grad_()
+            for site, value in initial.items()
+        }
+        with isolated():
+            expected = pyros(point)
+        actual = ours(point)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        for site, mine, theirs in zip(
+            point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
+        ):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -98,10 +98,10 @@ from pyro.ops.indexing import Vindex
 from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
+from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Poisson
 from zoo.models.registry import register
 from zoo.ops.clustering import kmeans_plus_plus
 from zoo.ops.markov import backward_sample, forward_backward, forward_log_likelihood, safe_log, viterbi
-from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
 
 __all__ = ["HiddenMarkovModel", "EMISSIONS"]
 
@@ -272,18 +272,41 @@ class HiddenMarkovModel(Model):
         return tuple(f"state_{t}" for t in range(self.length or 1))
 
     @property
+    def family(self) -> Family:
+        """The emission family, with this model's hyperparameters (see :mod:`zoo.models.families`).
+
+        Raises
+        ------
+        ValueError
+            While the emission is still "auto" (:meth:`prepare` resolves it from the data).
+        """
+        if self.emission == "gaussian":
+            return Gaussian(
+                num_features=self.num_features,
+                covariance=self.covariance,
+                center=None if self.prior_center is None else tuple(self.prior_center),
+                spread=None if self.prior_spread is None else tuple(self.prior_spread),
+                location_scale=self.location_scale,
+                scale_log_sd=self.scale_log_sd,
+                correlation_concentration=self.correlation_concentration,
+            )
+        if self.emission == "poisson":
+            center = None if self.prior_center is None else tuple(self.prior_center)
+            return Poisson(center=center, rate_log_sd=self.rate_log_sd)
+        if self.emission == "categorical":
+            return Categorical(num_categories=self.num_categories, concentration=self.emission_concentration)
+        if self.emission == "bernoulli":
+            return Bernoulli(num_features=self.num_features, concentration=self.emission_concentration)
+        raise ValueError("emission='auto' has no family until prepare() resolves it from the data")
+
+    @property
     def has_correlations(self) -> bool:
         return self.emission == "gaussian" and self.covariance == "full" and (self.num_features or 0) >= 2
 
     @property
     def emission_sites(self) -> tuple[str, ...]:
-        """The state-indexed emission parameter sites, first dim K."""
-        return {
-            "gaussian": ("locs", "scales") + (("corr_cholesky",) if self.has_correlations else ()),
-            "poisson": ("rates",),
-            "categorical": ("probs",),
-            "bernoulli": ("probs",),
-        }.get(self.emission, ())
+        """The state-indexed emission parameter sites, first dim K (none while "auto")."""
+        return () if self.emission == "auto" else self.family.sites
 
     # ------------------------------------------------------------------ data
     @staticmethod
@@ -306,26 +329,8 @@ class HiddenMarkovModel(Model):
             )
         if data.x.shape[1] < 1 or data.x.shape[2] < 1:
             raise ValueError(f"data.x is empty: shape {tuple(data.x.shape)}")
-        real = data.x[self._mask(data)]  # (num_observations, D)
-        integer = (real == real.round()).all()
-        if self.emission == "poisson":
-            if (real < 0).any() or not integer:
-                raise ValueError("data.x must hold non-negative integer counts for Poisson emissions")
-        elif self.emission == "bernoulli":
-            if not ((real == 0) | (real == 1)).all():
-                raise ValueError("data.x must hold only 0 and 1 for Bernoulli emissions")
-        elif self.emission == "categorical":
-            if data.x.shape[2] != 1:
-                raise ValueError(
-                    f"data.x must have one feature (the category index) for categorical emissions, got {data.x.shape[2]}"
-                )
-            if (real < 0).any() or not integer:
-                raise ValueError("data.x must hold category indices 0, 1, ... (integers) for categorical emissions")
-            if self.num_categories is not None and (real >= self.num_categories).any():
-                raise ValueError(
-                    f"data.x holds category {int(real.max())}, outside the alphabet 0..{self.num_categories - 1} "
-                    f"(num_categories={self.num_categories})"
-                )
+        if self.emission != "auto":
+            self.family.validate(data.x[self._mask(data)])  # the real steps: (num_observations, D)
         if self.num_features is not None and data.x.shape[2] != self.num_features:
             raise ValueError(f"data has {data.x.shape[2]} features but the model was set up for {self.num_features}")
 
@@ -350,15 +355,11 @@ class HiddenMarkovModel(Model):
         config["length"] = config["length"] or int(data.x.shape[1])
         if config["emission"] == "categorical" and config["num_categories"] is None:
             config["num_categories"] = max(2, int(real.max()) + 1)
-        if config["prior_center"] is None and config["emission"] in ("gaussian", "poisson"):
-            center = real.mean(0)
-            if config["emission"] == "poisson":
-                center = center.clamp(min=0.1)
-                spread = torch.ones_like(center)
-            else:
-                spread = real.std(0) if len(real) > 1 else torch.ones_like(center)
-                spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-            config["prior_center"], config["prior_spread"] = center.tolist(), spread.tolist()
+        if config["prior_center"] is None and config["emission"] == "gaussian":
+            config["prior_center"], config["prior_spread"] = Gaussian.empirical_prior(real)
+        if config["prior_center"] is None and config["emission"] == "poisson":
+            config["prior_center"] = Poisson.empirical_prior(real)
+            config["prior_spread"] = [1.0] * len(config["prior_center"])  # unused by Poisson emissions
         return HiddenMarkovModel(**config)
 
     def _check_ready(self) -> None:
@@ -412,11 +413,8 @@ class HiddenMarkovModel(Model):
         if self.num_states > 1:
             dims["initial"] = ["state"]
             dims["transition"] = ["state", "state_to"]
-        column = "category" if self.emission == "categorical" else "feature"
-        for name in self.emission_sites:
-            dims[name] = ["state", column]
-        if self.has_correlations:
-            dims["corr_cholesky"] = ["state", "feature", "feature_bis"]
+        if self.emission != "auto":
+            dims.update(self.family.dims("state"))
         return dims
 
     def coords(self, data: Dataset | None = None) -> dict[str, list[Any]]:
@@ -436,7 +434,7 @@ class HiddenMarkovModel(Model):
 
     # ------------------------------------------------------------------ the model
     def _sample_parameters(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        K, D = self.num_states, int(self.num_features or 1)
+        K = self.num_states
         params: dict[str, torch.Tensor] = {}
         if K > 1:
             params["initial"] = pyro.sample(
@@ -449,50 +447,15 @@ class HiddenMarkovModel(Model):
                 params["transition"] = pyro.sample(
                     "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
                 )
-            if self.emission == "gaussian":
-                center = torch.tensor(self.prior_center, dtype=dtype)
-                spread = torch.tensor(self.prior_spread, dtype=dtype)
-                params["locs"] = pyro.sample("locs", dist.Normal(center, self.location_scale * spread).to_event(1))
-                params["scales"] = pyro.sample("scales", dist.LogNormal(spread.log(), self.scale_log_sd).to_event(1))
-                if self.has_correlations:
-                    params["corr_cholesky"] = pyro.sample(
-                        "corr_cholesky", dist.LKJCholesky(D, torch.tensor(self.correlation_concentration, dtype=dtype))
-                    )
-            elif self.emission == "poisson":
-                center = torch.tensor(self.prior_center, dtype=dtype)
-                params["rates"] = pyro.sample("rates", dist.LogNormal(center.log(), self.rate_log_sd).to_event(1))
-            elif self.emission == "categorical":
-                C = int(self.num_categories or 2)
-                params["probs"] = pyro.sample(
-                    "probs", dist.Dirichlet(torch.full((C,), self.emission_concentration, dtype=dtype))
-                )
-            else:
-                concentration = torch.full((D,), self.emission_concentration, dtype=dtype)
-                params["probs"] = pyro.sample("probs", dist.Beta(concentration, concentration).to_event(1))
+            params.update(self.family.prior(dtype))
         if K == 1:
             params["transition"] = torch.ones(1, 1, dtype=dtype)
         return params
 
     def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
         """The emission distribution of ``state`` (any batch shape, under enumeration or draws)."""
-
-        def pick(name: str, event_dims: int = 1) -> torch.Tensor:
-            value = params[name]
-            expanded = value.unsqueeze(-(event_dims + 2))  # a singleton sequence dim left of K
-            return Vindex(expanded)[(..., state) + (slice(None),) * event_dims]
-
-        if self.emission == "gaussian":
-            loc, scale = pick("locs"), pick("scales")
-            if self.has_correlations:
-                tril = pick("corr_cholesky", 2)
-                return dist.MultivariateNormal(loc, scale_tril=scale.unsqueeze(-1) * tril)
-            return dist.Normal(loc, scale).to_event(1)
-        if self.emission == "poisson":
-            return dist.Poisson(pick("rates")).to_event(1)
-        if self.emission == "categorical":
-            return dist.Categorical(logits=safe_log(pick("probs")))
-        probs = pick("probs")
-        return dist.Bernoulli(logits=safe_log(probs) - safe_log(1 - probs)).to_event(1)
+        family = self.family
+        return family.distribution(family.gather(params, state))
 
     def forward(
         self,
@@ -580,29 +543,7 @@ class HiddenMarkovModel(Model):
         -------
         Tensor, shape (S, N, T, K)
         """
-        dtype = params[self.emission_sites[0]].dtype
-        if self.emission == "bernoulli":
-            probs = params["probs"]
-            x = x.to(dtype)
-            return torch.einsum("ntd,skd->sntk", x, safe_log(probs)) + torch.einsum("ntd,skd->sntk", 1 - x, safe_log(1 - probs))
-        if self.emission == "categorical":
-            log_probs = safe_log(params["probs"]).log_softmax(-1)  # (S, K, C)
-            index = x[..., 0].long()  # (N, T)
-            return log_probs[:, :, index].permute(0, 2, 3, 1)
-        value = x.to(dtype)[None, :, :, None, :]  # (1, N, T, 1, D)
-        if self.emission == "poisson":
-            return dist.Poisson(params["rates"][:, None, None]).log_prob(value).sum(-1)
-        loc, scale = params["locs"][:, None, None], params["scales"][:, None, None]  # (S, 1, 1, K, D)
-        if self.has_correlations:
-            tril = scale.unsqueeze(-1) * params["corr_cholesky"][:, None, None]
-            return dist.MultivariateNormal(loc, scale_tril=tril).log_prob(value)
-        # log Normal(x | loc, scale) written out, as Normal.log_prob computes it, in three
-        # full-size operations, without building a distribution and validating a full-size
-        # value on every call (this runs once per optimiser step and per evaluation)
-        standardised = (value - loc) * scale.reciprocal()  # (S, N, T, K, D)
-        constant = -scale.log() - 0.5 * math.log(2 * math.pi)  # (S, 1, 1, K, D)
-        density = torch.addcmul(constant, standardised, standardised, value=-0.5)
-        return density[..., 0] if density.shape[-1] == 1 else density.sum(-1)
+        return self.family.log_density(params, x)
 
     def _batched_log_likelihood(self, params: dict[str, torch.Tensor], x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward algorithm inside ``forward``: parameters with any batch shape left of the
@@ -615,7 +556,10 @@ class HiddenMarkovModel(Model):
         return log_likelihood.reshape(batch + log_likelihood.shape[-1:])
 
     def _site_dims(self, name: str) -> int:
-        return {"initial": 1, "corr_cholesky": 3}.get(name, 2)
+        """Dims of site ``name`` with its state dim: 1 for ``initial``, 2 for ``transition``."""
+        if name in ("initial", "transition"):
+            return 1 if name == "initial" else 2
+        return 1 + self.family.site_event_dims(name)
 
     def _chunks(self, draws: dict[str, torch.Tensor], data: Dataset, limit: int = 2**23) -> list[dict[str, torch.Tensor]]:
         total = int(next(iter(draws.values())).shape[0])
@@ -666,23 +610,12 @@ class HiddenMarkovModel(Model):
         return torch.stack([value for _, value in steps], 1)
 
     # ------------------------------------------------------------------ initialisation, labels
-    def _order_key(self, draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The quantity states are sorted by: (..., K)."""
-        if self.emission == "gaussian":
-            return draws["locs"][..., 0]
-        if self.emission == "poisson":
-            return draws["rates"][..., 0]
-        if self.emission == "bernoulli":
-            return draws["probs"].mean(-1)
-        probs = draws["probs"]
-        return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
-
     def relabel(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sort the states of every draw (chain, draw, K, ...) by their emission key; permute
         ``initial``, the rows and columns of ``transition`` and the emission sites alike."""
         if self.num_states == 1 or self.emission_sites[0] not in draws:
             return draws
-        order = self._order_key(draws).argsort(-1)  # (c, d, K)
+        order = self.family.order_key(draws).argsort(-1)  # (c, d, K)
         axis = order.dim() - 1
         relabelled = dict(draws)
         for name in ("initial", "transition") + self.emission_sites:
@@ -721,10 +654,10 @@ class HiddenMarkovModel(Model):
         K = self.num_states
         mask = self._mask(data)
         real = data.x[mask]  # (M, D): the observed steps, time ignored
-        features = self._features(real)
+        features = self.family.features(real)
         centres = kmeans_plus_plus(features, K, seed=seed)
         label = torch.cdist(features, centres).argmin(-1)  # (M,)
-        values = self._emission_estimates(real, torch.nn.functional.one_hot(label, K).to(real.dtype))
+        values = self.family.estimates(real, torch.nn.functional.one_hot(label, K).to(real.dtype))
         if K > 1:
             labels = torch.full(mask.shape, -1, dtype=torch.long)  # (N, T), -1 at padding
             labels[mask] = label
@@ -742,50 +675,6 @@ class HiddenMarkovModel(Model):
         ordered = self.relabel({name: value[None, None] for name, value in values.items()})
         return {name: value[0, 0] for name, value in ordered.items()}
 
-    def _features(self, real: torch.Tensor) -> torch.Tensor:
-        """What k-means clusters: the observations, or categories one-hot: (M, D) or (M, C)."""
-        if self.emission == "categorical":
-            return torch.nn.functional.one_hot(real[:, 0].long(), int(self.num_categories)).to(real.dtype)
-        return real
-
-    def _emission_estimates(self, real: torch.Tensor, weights: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Emission parameters from the observed steps weighted by state (maximum likelihood,
-        smoothed and floored so that the start lies inside the support).
-
-        Parameters
-        ----------
-        real : Tensor, shape (M, D)
-            The observed steps.
-        weights : Tensor, shape (M, K)
-            Each step's weight per state: one-hot k-means labels, or posterior state
-            probabilities (an EM step).
-
-        Returns
-        -------
-        dict
-            The emission sites, (K, ...).
-        """
-        features = self._features(real)  # (M, F)
-        counts, sums, means = weighted_means(features, weights)  # (K,), (K, F), (K, F)
-        values: dict[str, torch.Tensor] = {}
-        if self.emission == "gaussian":
-            spread = torch.tensor(self.prior_spread, dtype=real.dtype)
-            moments = weighted_covariances(real, weights, means, full=self.has_correlations)
-            variance = moments.diagonal(dim1=-2, dim2=-1) if self.has_correlations else moments  # (K, D)
-            scales = variance.sqrt().clamp(min=1e-2 * spread)
-            # too few steps for a spread (or none): half the data's
-            scales = torch.where((counts.unsqueeze(-1) > 2) & torch.isfinite(scales), scales, 0.5 * spread)
-            values["locs"], values["scales"] = means, scales
-            if self.has_correlations:
-                values["corr_cholesky"] = correlation_cholesky(moments, counts)
-        elif self.emission == "poisson":
-            values["rates"] = means.clamp(min=0.05)
-        elif self.emission == "categorical":
-            values["probs"] = (sums + 0.5) / (counts.unsqueeze(-1) + 0.5 * sums.shape[1])
-        else:
-            values["probs"] = (sums + 0.5) / (counts.unsqueeze(-1) + 1.0)
-        return values
-
     def _em_step(
         self, values: dict[str, torch.Tensor], data: Dataset, real: torch.Tensor
     ) -> dict[str, torch.Tensor]:
@@ -798,7 +687,8 @@ class HiddenMarkovModel(Model):
         forward pass and its backward (the fast training path's) replace a hand-written
         backward pass. M-step: the chain from the counts plus the Dirichlet priors' pseudo-counts
         (floored at 0.01, so the start stays inside the simplex), the emissions as in
-        :meth:`_emission_estimates` with the posterior state probabilities as weights.
+        :meth:`Family.estimates <zoo.models.families.Family.estimates>` with the posterior state
+        probabilities as weights.
         """
         batched = {name: value[None] for name, value in values.items()}
         with torch.no_grad():
@@ -813,7 +703,7 @@ class HiddenMarkovModel(Model):
             )  # (1, K), (1, K, K), (1, N, T, K)
         if not (torch.isfinite(log_likelihood) and torch.isfinite(posterior).all()):
             return values  # a start this poor is left to the optimiser
-        updated = self._emission_estimates(real, posterior[0][mask])  # weights (M, K)
+        updated = self.family.estimates(real, posterior[0][mask])  # weights (M, K)
         starts = starts[0] + max(self.initial_concentration - 1.0, 0.01)  # (K,)
         transitions = transitions[0] + max(self.transition_concentration - 1.0, 0.01)  # (K, K)
         updated["initial"] = starts / starts.sum()

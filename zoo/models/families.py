@@ -350,15 +350,18 @@ class Family(ABC):
         -------
         Tensor, shape (S, *data, K)
         """
-        data_dims = x.dim() - 1
-        broadcast = {
+        broadcast = self._broadcast(params, data_dims=x.dim() - 1)
+        value = self.observation(x, params[self.sites[0]].dtype)
+        value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
+        return self.distribution(broadcast, validate_args=False).log_prob(value)
+
+    def _broadcast(self, params: Params, data_dims: int) -> Params:
+        """The sites (S, K, ...) with singleton data dims between draw and component: (S, 1, ..., K, ...)."""
+        return {
             name: value.reshape(value.shape[:1] + (1,) * data_dims + value.shape[1:])
             for name, value in params.items()
             if name in self.sites
         }
-        value = self.observation(x, params[self.sites[0]].dtype)
-        value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
-        return self.distribution(broadcast, validate_args=False).log_prob(value)
 
     # ------------------------------------------------------------------ starts and labels
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -485,6 +488,17 @@ class Gaussian(Family):
             tril = scales.unsqueeze(-1) * params["corr_cholesky"]
             return dist.MultivariateNormal(locs, scale_tril=tril, validate_args=validate_args)
         return Normal(locs, scales, validate_args=validate_args).to_event(1)
+
+    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """As :meth:`Family.log_density`; with a diagonal covariance straight from
+        :func:`normal_log_density` (the function the distribution's ``log_prob`` calls),
+        without building a distribution or summing over a single feature."""
+        if self.has_correlations:
+            return super().log_density(params, x)
+        broadcast = self._broadcast(params, data_dims=x.dim() - 1)
+        value = x.to(params["locs"].dtype).unsqueeze(-2)  # (*data, 1, D): a singleton component dim
+        density = normal_log_density(value, broadcast["locs"], broadcast["scales"])  # (S, *data, K, D)
+        return density[..., 0] if density.shape[-1] == 1 else density.sum(-1)
 
     def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
         """Weighted means; weighted sds floored at 1% of ``spread`` (half of it for a component

@@ -61,9 +61,12 @@ The enumerated model above is the definition: ``zoo.infer.evaluate`` sums its st
 Pyro's tensor-variable elimination. The same numbers come much faster from the forward
 algorithm (a log-space parallel scan over time when the problem is small enough for its K^3
 cost; otherwise a sequential pass in probability space with rescaling, which falls back to
-log space where its messages would underflow), which this module uses for
-``log_likelihood``, forward-backward for ``marginals`` and Viterbi / forward-filtering
-backward-sampling for ``discrete``. Training (SVI and NUTS) asks ``model_kwargs(...,
+log space where its messages would underflow; all in :mod:`zoo.ops.markov`), which this
+model uses for ``log_likelihood``, forward-backward for ``marginals`` and Viterbi /
+forward-filtering backward-sampling for ``discrete``. The emissions' priors, densities,
+starting estimates and ordering come from :mod:`zoo.models.families` (the table of
+log p(x_t | state k) the forward algorithm takes is computed from the same density the
+enumerated model observes). Training (SVI and NUTS) asks ``model_kwargs(...,
 training=True)``: with ``training_path="forward"`` (the default) the model then replaces the
 enumerated chain by one ``pyro.factor`` holding the forward algorithm's log p(x_n | theta),
 the same density (tests check the ELBO and its gradient agree to 1e-6), some 10-50x faster

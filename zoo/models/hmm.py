@@ -90,6 +90,7 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -274,9 +275,12 @@ class HiddenMarkovModel(Model):
         """``state_0`` .. ``state_{length-1}``: one enumerated site per time step."""
         return tuple(f"state_{t}" for t in range(self.length or 1))
 
-    @property
+    @functools.cached_property
     def family(self) -> Family:
         """The emission family, with this model's hyperparameters (see :mod:`zoo.models.families`).
+
+        Built once per model (its hyperparameters are fixed at construction: :meth:`prepare`
+        makes a new model), as the training path asks for it several times per step.
 
         Raises
         ------

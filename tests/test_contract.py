@@ -32,6 +32,15 @@ def example(name: str) -> tuple[zoo.models.Model, zoo.Dataset]:
     return registry.get(name).example()
 
 
+#: (registry name, variant index) for every example of every model: each option that changes a
+#: model's density (a covariance form, an emission family) gets the density checks.
+VARIANTS = [(name, index) for name in MODEL_NAMES for index in range(len(registry.get(name).examples()))]
+
+
+def variant(name: str, index: int) -> tuple[zoo.models.Model, zoo.Dataset]:
+    return registry.get(name).examples()[index]
+
+
 def supported(model: zoo.models.Model, guide: str) -> str:
     """``guide`` if the model takes it, else its default guide: a model declares the generic
     guides it cannot take (``unsupported_guides``, e.g. a full-rank Normal over a VAE's codes)."""
@@ -252,20 +261,20 @@ def _empty_guide(*args: object, **kwargs: object) -> None:
     """The guide of a model whose latents are all conditioned (or enumerated)."""
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
 @pytest.mark.parametrize("rows", ["all", "minibatch"])
-def test_collapsed_training_model_is_the_enumerated_definition(name: str, rows: str) -> None:
+def test_collapsed_training_model_is_the_enumerated_definition(name: str, index: int, rows: str) -> None:
     """The one density contract: the training model derived from the global story and the
     collapsed likelihood gives the log joint of the enumerated definition, in value and in
     gradient with respect to every parameter, at random parameter values, on all rows and on
     a minibatch (the data plate's scaling included)."""
-    model, data = example(name)
+    model, data = variant(name, index)
     prepared = model.prepare(data)
     if not prepared.enumerated_sites:
         pytest.skip("no enumerated sites: nothing to collapse")
     assert collapse.collapsible(prepared), "a model with enumerated sites states its collapsed likelihood"
     collapsed = collapse.CollapsedModel(prepared)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: max(1, len(data) // 3)]
+    rows_index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: max(1, len(data) // 3)]
     for seed in range(3):
         with isolated(seed=seed), torch.no_grad():
             trace = poutine.trace(prepared.sample_globals).get_trace()
@@ -280,7 +289,7 @@ def test_collapsed_training_model_is_the_enumerated_definition(name: str, rows: 
             (collapsed, {"data": data}, pyro.infer.Trace_ELBO(max_plate_nesting=prepared.max_plate_nesting)),
         ]:
             conditioned = poutine.condition(trained, data=params)
-            replay = _replay_rows(prepared.data_plate, index) if rows == "minibatch" else contextlib.nullcontext()
+            replay = _replay_rows(prepared.data_plate, rows_index) if rows == "minibatch" else contextlib.nullcontext()
             with isolated(), replay, torch.autograd.set_detect_anomaly(False):
                 with _float64(kwargs) as double:
                     losses.append(elbo.differentiable_loss(conditioned, _empty_guide, **double))
@@ -311,12 +320,12 @@ def _float64(kwargs: dict[str, object]) -> Iterator[dict[str, object]]:
         torch.set_default_dtype(before)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_collapsed_training_model_under_vectorised_particles(name: str) -> None:
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_collapsed_training_model_under_vectorised_particles(name: str, index: int) -> None:
     """With several ELBO particles drawn at once (a particle plate left of the model's plates),
     the collapsed training model gives the enumerated definition's estimate: the same guide
     draws, the same loss and gradient."""
-    model, data = example(name)
+    model, data = variant(name, index)
     prepared = model.prepare(data)
     if not prepared.enumerated_sites:
         pytest.skip("no enumerated sites: nothing to collapse")
@@ -339,12 +348,12 @@ def test_collapsed_training_model_under_vectorised_particles(name: str) -> None:
         torch.testing.assert_close(fast, enumerated, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_nuts_potential_equals_pyros_own(name: str) -> None:
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_nuts_potential_equals_pyros_own(name: str, index: int) -> None:
     """The plain-torch potential NUTS runs on equals the potential Pyro derives by tracing the
     training model (``initialize_model``), in value and gradient, at several random points of
     the unconstrained space."""
-    model, data = example(name)
+    model, data = variant(name, index)
     prepared = model.prepare(data)
     if "nuts" not in prepared.methods:
         pytest.skip("model does not take NUTS")

@@ -7,14 +7,12 @@ float32 values a zoo Dataset holds, given to hmmlearn as float64, so both see th
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 import zoo
 from zoo.datasets import simulate
@@ -157,36 +155,6 @@ def test_enumeration_and_forward_algorithm_agree(emission: str) -> None:
         map_path = model.collect_discrete(evaluate.discrete_values(model, params, data, temperature=0))
     torch.testing.assert_close(marginals, exact.double(), rtol=1e-6, atol=1e-9)
     assert torch.equal(model.collect_discrete(model.discrete(params, data, 0)), map_path)
-
-
-def training_loss(model: HiddenMarkovModel, params: dict[str, torch.Tensor], data: zoo.Dataset) -> torch.Tensor:
-    """-log p(theta, x) as the runner's TraceEnum_ELBO computes it at a point (its training kwargs)."""
-    conditioned = poutine.condition(model, data=params)
-    elbo = TraceEnum_ELBO(max_plate_nesting=1)
-    with warnings.catch_warnings():
-        # the forward factor leaves nothing to enumerate, which TraceEnum_ELBO remarks on (the
-        # runner itself takes Trace_ELBO then); here the same ELBO must score both paths
-        warnings.filterwarnings("ignore", message="TraceEnum_ELBO found no sample sites configured for enumeration")
-        return elbo.differentiable_loss(conditioned, lambda **kwargs: None, **model.model_kwargs(data, training=True))
-
-
-@pytest.mark.parametrize("emission", ["gaussian", "bernoulli"])
-def test_training_on_the_forward_factor_is_training_on_the_definition(emission: str) -> None:
-    """The ELBO and its gradient are the same number whether the runner differentiates the
-    forward algorithm (``training_path="forward"``) or the enumerated chain."""
-    data = simulated(emission, num_sequences=4, length=10)
-    forward = prepared(data, emission)
-    enumerate_ = HiddenMarkovModel(**{**forward.config(), "training_path": "enumerate"})
-    params = prior_parameters(forward, seed=0, requires_grad=True)
-    results = []
-    for model in (forward, enumerate_):
-        with isolated():
-            loss = training_loss(model, params, data)
-        gradients = torch.autograd.grad(loss, list(params.values()))
-        results.append((loss.detach(), gradients))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=0)
-    for a, b in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- padding
@@ -400,7 +368,6 @@ def test_only_real_steps_are_checked_and_padding_may_hold_anything() -> None:
         ({"num_states": 2, "covariance": "tied"}, "covariance must be one of"),
         ({"num_states": 2, "emission": "categorical", "num_categories": 1}, "num_categories must be at least 2"),
         ({"num_states": 2, "transition_concentration": -1.0}, "transition_concentration must be positive"),
-        ({"num_states": 2, "training_path": "em"}, "training_path must be one of"),
         ({"num_states": 2, "initial_em_steps": -1}, "initial_em_steps must be a non-negative integer"),
     ],
 )

@@ -46,7 +46,6 @@ name                   shape            support
 ``state_{T-1}``
 ``x_0`` .. ``x_{T-1}``  (N, D) / (N,)   observed (D features, or a category index)
 ``x``                  (N, T, D)        the generated sequences (only when generating)
-``log_likelihood``     (N,)             ``pyro.factor``: the forward algorithm (training only)
 =====================  ===============  =====================================================
 
 Padding
@@ -66,12 +65,11 @@ model uses for ``log_likelihood``, forward-backward for ``marginals`` and Viterb
 forward-filtering backward-sampling for ``discrete``. The emissions' priors, densities,
 starting estimates and ordering come from :mod:`zoo.models.families` (the table of
 log p(x_t | state k) the forward algorithm takes is computed from the same density the
-enumerated model observes). Training (SVI and NUTS) asks ``model_kwargs(...,
-training=True)``: with ``training_path="forward"`` (the default) the model then replaces the
-enumerated chain by one ``pyro.factor`` holding the forward algorithm's log p(x_n | theta),
-the same density (tests check the ELBO and its gradient agree to 1e-6), some 10-50x faster
-to differentiate than TraceEnum_ELBO's contraction over T sites. ``training_path=
-"enumerate"`` trains on the definition itself. (Pyro's ``DiscreteHMM`` is not used: its
+enumerated model observes). The forward algorithm's log p(x_n | theta) is this model's
+collapsed likelihood: SVI and NUTS fit the global sites and one factor of it
+(:mod:`zoo.infer.collapse`), the same density as the enumerated chain (the contract tests check
+value and gradient) and much cheaper to differentiate than TraceEnum_ELBO's contraction over T
+sites. (Pyro's ``DiscreteHMM`` is not used: its
 ``initial_logits`` describe the state *before* the first step, and it takes no per-sequence
 lengths.)
 
@@ -111,7 +109,6 @@ __all__ = ["HiddenMarkovModel", "EMISSIONS"]
 
 EMISSIONS = ("auto", "gaussian", "categorical", "poisson", "bernoulli")
 COVARIANCES = ("diag", "full")
-TRAINING_PATHS = ("forward", "enumerate")
 
 
 @register("hmm")
@@ -190,7 +187,6 @@ class HiddenMarkovModel(Model):
         scale_log_sd: float = 1.0,
         correlation_concentration: float = 2.0,
         rate_log_sd: float = 1.0,
-        training_path: str = "forward",
         initial_em_steps: int = 3,
         prior_center: list[float] | None = None,
         prior_spread: list[float] | None = None,
@@ -203,8 +199,6 @@ class HiddenMarkovModel(Model):
             raise ValueError(f"emission must be one of {EMISSIONS}, got {emission!r}")
         if covariance not in COVARIANCES:
             raise ValueError(f"covariance must be one of {COVARIANCES}, got {covariance!r}")
-        if training_path not in TRAINING_PATHS:
-            raise ValueError(f"training_path must be one of {TRAINING_PATHS}, got {training_path!r}")
         if isinstance(initial_em_steps, bool) or not isinstance(initial_em_steps, int) or initial_em_steps < 0:
             raise ValueError(f"initial_em_steps must be a non-negative integer, got {initial_em_steps!r}")
         for name, value in [("num_categories", num_categories), ("num_features", num_features), ("length", length)]:
@@ -227,7 +221,6 @@ class HiddenMarkovModel(Model):
         self.scale_log_sd = check_positive_float(scale_log_sd, "scale_log_sd")
         self.correlation_concentration = check_positive_float(correlation_concentration, "correlation_concentration")
         self.rate_log_sd = check_positive_float(rate_log_sd, "rate_log_sd")
-        self.training_path = training_path
         self.initial_em_steps = initial_em_steps
         if prior_spread is not None and any(not s > 0 for s in prior_spread):
             raise ValueError(f"prior_spread must be positive, got {prior_spread}")
@@ -249,6 +242,24 @@ class HiddenMarkovModel(Model):
         data = simulate.hidden_markov(num_sequences=6, length=10, num_states=2, emission="gaussian", seed=0)
         return cls(num_states=2, emission="gaussian"), dataclasses.replace(data, lengths=torch.tensor([10, 7, 10, 5, 10, 8]))
 
+    @classmethod
+    def examples(cls) -> list[tuple["HiddenMarkovModel", Dataset]]:
+        """Every emission family (padded sequences), and full-covariance Gaussian emissions."""
+        import dataclasses
+
+        from zoo.datasets import simulate
+
+        lengths = torch.tensor([10, 7, 10, 5, 10, 8])
+        variants = [cls.example()]
+        for emission, num_features in (("poisson", 1), ("categorical", 3), ("bernoulli", 2)):
+            data = simulate.hidden_markov(
+                num_sequences=6, length=10, num_states=2, emission=emission, num_features=num_features, seed=0
+            )
+            variants.append((cls(num_states=2, emission=emission), dataclasses.replace(data, lengths=lengths)))
+        data = simulate.hidden_markov(num_sequences=6, length=10, num_states=2, emission="gaussian", num_features=2, seed=0)
+        variants.append((cls(num_states=2, emission="gaussian", covariance="full"), dataclasses.replace(data, lengths=lengths)))
+        return variants
+
     def config(self) -> dict[str, Any]:
         return {
             "num_states": self.num_states,
@@ -262,7 +273,6 @@ class HiddenMarkovModel(Model):
             "scale_log_sd": self.scale_log_sd,
             "correlation_concentration": self.correlation_concentration,
             "rate_log_sd": self.rate_log_sd,
-            "training_path": self.training_path,
             "initial_em_steps": self.initial_em_steps,
             "prior_center": self.prior_center,
             "prior_spread": self.prior_spread,
@@ -391,8 +401,7 @@ class HiddenMarkovModel(Model):
         """Arguments of ``forward``.
 
         With ``data``: the padded observations (padding replaced by a value inside the
-        support; category indices as integers), the lengths, and ``use_forward`` when the
-        runner asks for its training model (``training=True``). Without: ``num_samples``
+        support; category indices as integers) and the lengths. Without: ``num_samples``
         sequences of ``length`` steps (option ``length``; else the length of ``template``, a
         data set to imitate; else the model's default length).
         """
@@ -404,7 +413,6 @@ class HiddenMarkovModel(Model):
                 "x": x,
                 "lengths": self._lengths(data),
                 "batch_size": batch_size,
-                "use_forward": bool(options.get("training")) and self.training_path == "forward",
             }
         length = options.get("length")
         template = options.get("template")
@@ -440,23 +448,21 @@ class HiddenMarkovModel(Model):
         return coords
 
     # ------------------------------------------------------------------ the model
-    def _sample_parameters(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-        K = self.num_states
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """initial (K,) and transition (K, K) (for K > 1), and the emission sites (K, ...)."""
+        self._check_ready()
+        K, dtype = self.num_states, torch.get_default_dtype()
         params: dict[str, torch.Tensor] = {}
         if K > 1:
             params["initial"] = pyro.sample(
                 "initial", dist.Dirichlet(torch.full((K,), self.initial_concentration, dtype=dtype))
             )
-        else:
-            params["initial"] = torch.ones(1, dtype=dtype)
         with pyro.plate("states", K, dim=-1):
             if K > 1:
                 params["transition"] = pyro.sample(
                     "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
                 )
             params.update(self.family.prior(dtype))
-        if K == 1:
-            params["transition"] = torch.ones(1, 1, dtype=dtype)
         return params
 
     def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
@@ -471,13 +477,11 @@ class HiddenMarkovModel(Model):
         num_sequences: int | None = None,
         length: int | None = None,
         batch_size: int | None = None,
-        use_forward: bool = False,
     ) -> torch.Tensor | None:
         """p(x, z): see the module docstring. Conditions on padded ``x`` (with ``lengths``) or
         generates ``num_sequences`` sequences of ``length`` steps (returned, (N, T, D))."""
-        self._check_ready()
-        dtype = x.dtype if x is not None and x.dtype.is_floating_point else torch.get_default_dtype()
-        params = self._sample_parameters(dtype)
+        params = self.sample_globals()
+        dtype = params[self.emission_sites[0]].dtype
         if x is not None:
             num_sequences, length = x.shape[0], x.shape[1]
             if lengths is None:
@@ -485,7 +489,9 @@ class HiddenMarkovModel(Model):
         elif num_sequences is None:
             raise ValueError("give x (to condition on) or num_sequences (to generate)")
         length = int(length or self.length or 1)
-        initial, transition = params["initial"], params["transition"]
+        # one state: it starts there and stays (no site: nothing to infer)
+        initial = params.get("initial", torch.ones(1, dtype=dtype))
+        transition = params.get("transition", torch.ones(1, 1, dtype=dtype))
 
         with pyro.plate(self.data_plate, num_sequences, subsample_size=batch_size, dim=-1) as index:
             if x is not None:
@@ -493,10 +499,6 @@ class HiddenMarkovModel(Model):
                 if observed.dtype.is_floating_point:  # the parameters' precision (float64 in tests)
                     observed = observed.to(params[self.emission_sites[0]].dtype)
                 mask = torch.arange(length) < observed_lengths.unsqueeze(-1)  # (n, T)
-                if use_forward:
-                    log_likelihood = self._batched_log_likelihood(params, observed, mask)
-                    pyro.factor("log_likelihood", log_likelihood)
-                    return None
             outputs = []
             state = None
             for t in pyro.markov(range(length)):
@@ -551,22 +553,6 @@ class HiddenMarkovModel(Model):
         Tensor, shape (S, N, T, K)
         """
         return self.family.log_density(params, x)
-
-    def _batched_log_likelihood(self, params: dict[str, torch.Tensor], x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The forward algorithm inside ``forward``: parameters with any batch shape left of the
-        site shape (e.g. vectorised particles), result (..., N)."""
-        batch = params[self.emission_sites[0]].shape[:-2]  # e.g. (num_particles,) or ()
-        flat = {name: value.reshape((-1,) + value.shape[len(value.shape) - self._site_dims(name) :]) for name, value in params.items()}
-        if self.emission == "categorical":
-            x = x.unsqueeze(-1)
-        log_likelihood = forward_log_likelihood(*self._log_chain(flat), self.log_emission(flat, x), mask)
-        return log_likelihood.reshape(batch + log_likelihood.shape[-1:])
-
-    def _site_dims(self, name: str) -> int:
-        """Dims of site ``name`` with its state dim: 1 for ``initial``, 2 for ``transition``."""
-        if name in ("initial", "transition"):
-            return 1 if name == "initial" else 2
-        return 1 + self.family.site_event_dims(name)
 
     def _chunks(self, draws: dict[str, torch.Tensor], data: Dataset, limit: int = 2**23) -> list[dict[str, torch.Tensor]]:
         total = int(next(iter(draws.values())).shape[0])

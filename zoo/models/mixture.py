@@ -145,6 +145,12 @@ class GaussianMixture(Model):
 
         return cls(num_components=2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
 
+    @classmethod
+    def examples(cls) -> list[tuple["GaussianMixture", Dataset]]:
+        """Full and diagonal covariance."""
+        model, data = cls.example()
+        return [(model, data), (cls(num_components=2, covariance="diag"), data)]
+
     def config(self) -> dict[str, Any]:
         return {
             "num_components": self.num_components,

@@ -346,6 +346,25 @@ def test_cuda_end_to_end() -> None:
     assert vae.reconstruct(fit, test).shape == test.x.shape
 
 
+def _m2_end_to_end(device: str) -> None:
+    """M2 fitted on ``device`` (its auxiliary loss on the step's rows there too), then its
+    estimates, classes and helpers, whose results come back to the CPU."""
+    model, data = SemiSupervisedVAE.example()
+    fit = zoo.fit(model, data, zoo.SVI(batch_size=16, num_epochs=2, device=device, progress=False,
+                                       num_posterior_samples=1))
+    assert fit.model.device.type == device and torch.isfinite(fit.losses).all()
+    assert torch.isfinite(fit.log_prob(data, num_particles=5)).all()
+    assert torch.isfinite(fit.log_prob(data.x, num_particles=5, estimator="elbo")).all()
+    assert predict(fit, data).device.type == "cpu" and fit.discrete(data).shape == (len(data),)
+    assert fit.sample(3, y=2).shape == (3, 64)
+    assert vae.reconstruct(fit, data).shape == data.x.shape
+
+
+@CUDA
+def test_m2_cuda_end_to_end() -> None:
+    _m2_end_to_end("cuda")
+
+
 # ---------------------------------------------------------------------- slow: two processes
 def _distributed_worker(rank: int, world: int, port: int, config: dict, path: str) -> None:
     import os

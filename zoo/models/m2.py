@@ -67,8 +67,10 @@ _EXCLUDED = -1e4
 
 @register("m2_vae")
 class SemiSupervisedVAE(Autoencoder):
-    """Semi-supervised VAE, model M2 of Kingma et al. (2014): p(y) p(z) p(x | y, z) (see the
-    module docstring); guide q(y | x) q(z | x, y), a classifier and an encoder of image and class.
+    """Semi-supervised VAE, model M2 of Kingma et al. (2014): p(y) p(z) p(x | y, z).
+
+    The story is in the module docstring; the guide is q(y | x) q(z | x, y), a classifier and an
+    encoder of image and class.
 
     Parameters
     ----------

@@ -7,6 +7,7 @@
 """
 
 from zoo import datasets, metrics, models
+from zoo.amortization import amortization_gap
 from zoo.comparison import compare
 from zoo.datasets import Dataset
 from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit
@@ -17,4 +18,4 @@ from zoo.selection import select
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]

@@ -15,11 +15,13 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
+from pyro.infer.mcmc.util import initialize_model
 from pyro.poutine.util import site_is_subsample
 
 import zoo
 from zoo.infer import METHODS, collapse, evaluate
 from zoo.infer.guides import guide_names, make_guide
+from zoo.infer.potential import Potential
 from zoo.infer.runtime import isolated
 from zoo.models import registry
 
@@ -28,6 +30,15 @@ MODEL_NAMES = registry.names()
 
 def example(name: str) -> tuple[zoo.models.Model, zoo.Dataset]:
     return registry.get(name).example()
+
+
+#: (registry name, variant index) for every example of every model: each option that changes a
+#: model's density (a covariance form, an emission family) gets the density checks.
+VARIANTS = [(name, index) for name in MODEL_NAMES for index in range(len(registry.get(name).examples()))]
+
+
+def variant(name: str, index: int) -> tuple[zoo.models.Model, zoo.Dataset]:
+    return registry.get(name).examples()[index]
 
 
 def supported(model: zoo.models.Model, guide: str) -> str:
@@ -250,20 +261,20 @@ def _empty_guide(*args: object, **kwargs: object) -> None:
     """The guide of a model whose latents are all conditioned (or enumerated)."""
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
 @pytest.mark.parametrize("rows", ["all", "minibatch"])
-def test_collapsed_training_model_is_the_enumerated_definition(name: str, rows: str) -> None:
+def test_collapsed_training_model_is_the_enumerated_definition(name: str, index: int, rows: str) -> None:
     """The one density contract: the training model derived from the global story and the
     collapsed likelihood gives the log joint of the enumerated definition, in value and in
     gradient with respect to every parameter, at random parameter values, on all rows and on
     a minibatch (the data plate's scaling included)."""
-    model, data = example(name)
+    model, data = variant(name, index)
     prepared = model.prepare(data)
     if not prepared.enumerated_sites:
         pytest.skip("no enumerated sites: nothing to collapse")
     assert collapse.collapsible(prepared), "a model with enumerated sites states its collapsed likelihood"
     collapsed = collapse.CollapsedModel(prepared)
-    index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: max(1, len(data) // 3)]
+    rows_index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: max(1, len(data) // 3)]
     for seed in range(3):
         with isolated(seed=seed), torch.no_grad():
             trace = poutine.trace(prepared.sample_globals).get_trace()
@@ -278,7 +289,7 @@ def test_collapsed_training_model_is_the_enumerated_definition(name: str, rows: 
             (collapsed, {"data": data}, pyro.infer.Trace_ELBO(max_plate_nesting=prepared.max_plate_nesting)),
         ]:
             conditioned = poutine.condition(trained, data=params)
-            replay = _replay_rows(prepared.data_plate, index) if rows == "minibatch" else contextlib.nullcontext()
+            replay = _replay_rows(prepared.data_plate, rows_index) if rows == "minibatch" else contextlib.nullcontext()
             with isolated(), replay, torch.autograd.set_detect_anomaly(False):
                 with _float64(kwargs) as double:
                     losses.append(elbo.differentiable_loss(conditioned, _empty_guide, **double))
@@ -309,12 +320,12 @@ def _float64(kwargs: dict[str, object]) -> Iterator[dict[str, object]]:
         torch.set_default_dtype(before)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
-def test_collapsed_training_model_under_vectorised_particles(name: str) -> None:
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_collapsed_training_model_under_vectorised_particles(name: str, index: int) -> None:
     """With several ELBO particles drawn at once (a particle plate left of the model's plates),
     the collapsed training model gives the enumerated definition's estimate: the same guide
     draws, the same loss and gradient."""
-    model, data = example(name)
+    model, data = variant(name, index)
     prepared = model.prepare(data)
     if not prepared.enumerated_sites:
         pytest.skip("no enumerated sites: nothing to collapse")
@@ -335,6 +346,39 @@ def test_collapsed_training_model_under_vectorised_particles(name: str) -> None:
     torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-3)
     for enumerated, fast in zip(*gradients):
         torch.testing.assert_close(fast, enumerated, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_nuts_potential_equals_pyros_own(name: str, index: int) -> None:
+    """The plain-torch potential NUTS runs on equals the potential Pyro derives by tracing the
+    training model (``initialize_model``), in value and gradient, at several random points of
+    the unconstrained space."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if "nuts" not in prepared.methods:
+        pytest.skip("model does not take NUTS")
+    if not collapse.collapsible(prepared):
+        pytest.skip("no collapsed likelihood: NUTS runs Pyro's potential of forward")
+    ours = Potential(prepared, data)
+    with isolated(seed=0):
+        initial, pyros, transforms, _ = initialize_model(
+            collapse.CollapsedModel(prepared), model_kwargs={"data": data}, max_plate_nesting=prepared.max_plate_nesting
+        )
+    assert set(transforms) == set(ours.transforms)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        point = {
+            site: (value + 0.5 * torch.randn(value.shape, generator=generator)).requires_grad_()
+            for site, value in initial.items()
+        }
+        with isolated():
+            expected = pyros(point)
+        actual = ours(point)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        for site, mine, theirs in zip(
+            point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
+        ):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

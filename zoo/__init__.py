@@ -13,10 +13,11 @@ from zoo.datasets import Dataset  # isort: skip
 from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit  # isort: skip
 from zoo.results import Fit, load  # isort: skip
 from zoo import metrics  # isort: skip
+from zoo.amortization import amortization_gap
 from zoo.comparison import compare
 from zoo.sbc import SBCResult, sbc  # the function zoo.sbc shadows the module: from zoo.sbc import ...
 from zoo.selection import select
 
 __version__ = "0.1.0"
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]

@@ -128,7 +128,7 @@ def training_model(model: Model, data: Dataset, batch_size: int | None = None) -
     """
     if collapsible(model):
         return CollapsedModel(model), {"data": data, "batch_size": batch_size}
-    return model, model.model_kwargs(data, batch_size=batch_size, training=True)
+    return model, model.model_kwargs(data, batch_size=batch_size)
 
 
 def on_training_arguments(guide: Callable[..., Any], model: Model) -> Callable[..., Any]:

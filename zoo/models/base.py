@@ -96,6 +96,12 @@ class Model(PyroModule):
         """A small instance and data set it fits in seconds: what the contract tests run on."""
         raise NotImplementedError(f"{cls.__name__} must define example() to join the registry")
 
+    @classmethod
+    def examples(cls) -> list[tuple["Model", Dataset]]:
+        """Small instances covering each option that changes the density (a covariance form, an
+        emission family), for the contract checks of the density. Default: ``[example()]``."""
+        return [cls.example()]
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable) that rebuild this model:
         ``type(model)(**model.config())`` is an equal model.

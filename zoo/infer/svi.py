@@ -353,6 +353,15 @@ def _make_optimizer(method: SVI, guide_name: Any, parameters: list[torch.Tensor]
 
 
 # ---------------------------------------------------------------------- the loop
+def _converged(losses: list[float], window: int, tolerance: float) -> bool:
+    """Relative change between the means of the last two windows of the loss."""
+    if tolerance <= 0 or len(losses) < 2 * window or len(losses) % window:
+        return False
+    recent = sum(losses[-window:]) / window
+    before = sum(losses[-2 * window : -window]) / window
+    return abs(recent - before) <= tolerance * max(abs(recent), 1e-12)
+
+
 @dataclass
 class _Run:
     """What the optimisation loop leaves: the loss per step, the per-epoch records, and how it
@@ -418,15 +427,6 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     finally:
         bar.close()
     return run
-
-
-def _converged(losses: list[float], window: int, tolerance: float) -> bool:
-    """Relative change between the means of the last two windows of the loss."""
-    if tolerance <= 0 or len(losses) < 2 * window or len(losses) % window:
-        return False
-    recent = sum(losses[-window:]) / window
-    before = sum(losses[-2 * window : -window]) / window
-    return abs(recent - before) <= tolerance * max(abs(recent), 1e-12)
 
 
 # ---------------------------------------------------------------------- the runner

@@ -424,13 +424,21 @@ def test_short_nuts_run(name: str) -> None:
     if "nuts" not in model.methods:
         pytest.skip("model does not take NUTS")
     method = zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, progress=False)
-    fit = zoo.fit(model, data, method)
+    # ten draws per chain cannot reach 100 effective draws per chain: the fit must say so
+    with pytest.warns(UserWarning, match="the chains did not mix"):
+        fit = zoo.fit(model, data, method)
     assert fit.num_chains == 2 and fit.num_draws == 10
-    again = zoo.fit(model, data, method)
+    assert any("ESS" in problem for problem in fit.diagnostics["mixing_problems"])
+    with pytest.warns(UserWarning, match="the chains did not mix"):
+        again = zoo.fit(model, data, method)
     for site in fit.draws:  # the same seed gives the same chains
         assert torch.equal(fit.draws[site], again.draws[site])
-    assert set(fit.sample_stats) >= {"diverging", "acceptance_rate", "step_size", "lp"}
-    assert fit.sample_stats["lp"].shape == (2, 10)
+    statistics = {"diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps", "tree_depth"}
+    assert set(fit.sample_stats) >= statistics
+    assert all(fit.sample_stats[name].shape == (2, 10) for name in statistics)
+    # NUTS doubles its trajectory: depth d means between 2^(d-1) and 2^d - 1 leapfrog steps
+    steps, depth = fit.sample_stats["n_steps"], fit.sample_stats["tree_depth"]
+    assert ((2 ** (depth - 1) <= steps) & (steps <= 2**depth - 1)).all()
     assert "max_rhat" in fit.diagnostics
     assert torch.isfinite(fit.log_prob(data)).all()
     assert fit.log_prob(data.subset([0])).shape == (1,)  # one new datum is fine to score

@@ -1,17 +1,32 @@
-"""NUTS, with the model's enumerated sites summed out inside the potential energy: the runner of
-``zoo.NUTS``.
+"""NUTS on the model's collapsed density: the runner of ``zoo.NUTS``.
 
-Chains run one after the other (parallel chains hang in Jupyter on some systems). Each chain
-starts from the model's data-driven initialisation with its own seed. The loop drives Pyro's NUTS
-kernel step by step, so every draw's statistics are kept as data (BlackJAX's (state, info)):
-``diverging``, ``acceptance_rate``, ``step_size`` and ``lp`` (the log density at the draw). The
-convergence diagnostics (R-hat, effective sample sizes) are computed from the draws before the
-``Fit`` is built, so the Fit is complete when constructed.
+For a model stating the density contract the sampler runs on :class:`~zoo.infer.potential.Potential`,
+plain torch derived once from the model's global story and collapsed likelihood (discrete
+latents summed out exactly): Pyro's kernel, adaptation and diagnostics, but no Pyro trace per
+leapfrog step. A model without a collapsed likelihood (and ``jit_compile=True``) gets Pyro's own
+potential of what it trains.
+
+Where chains start (``initialization="map"``, the default): at the best of a few optimisations
+of the potential, each from the model's data-driven start with its own seed. A mixture or an HMM
+has local modes besides the K! relabellings of its main one (two components sharing a cluster,
+one covering two); a chain started in one rarely leaves it, and chains in different modes
+give an R-hat far above 1 for a posterior that is, in its main mode, easy to sample. Relabelling
+after sampling (``model.relabel``) handles the permutations.
+
+Each draw's statistics are kept as data (BlackJAX's (state, info)): ``diverging``,
+``acceptance_rate``, ``step_size``, ``lp`` (the log density at the draw, unconstrained space),
+``energy`` (the Hamiltonian of the draw's trajectory), ``n_steps`` (leapfrog steps) and
+``tree_depth``: what ArviZ's ``plot_energy`` and ``bfmi`` read. R-hat and effective sample sizes
+are computed before the ``Fit`` is built, and a fit whose chains did not mix says so.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import math
+import multiprocessing
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,23 +36,54 @@ from pyro.infer.mcmc import NUTS as PyroNUTS
 
 from zoo.datasets.dataset import Dataset
 from zoo.diagnostics import convergence
-from zoo.infer.collapse import training_model
+from zoo.infer.collapse import collapsible, training_model
 from zoo.infer.evaluate import relabel_point
 from zoo.infer.methods import NUTS
+from zoo.infer.potential import Potential
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
 
-__all__ = ["NUTS", "run_nuts"]
+__all__ = ["NUTS", "run_nuts", "mixing_problems"]
 
-#: The per-draw statistics a chain records, in ``fit.sample_stats``.
-STATISTICS = ("diverging", "acceptance_rate", "step_size", "lp")
+#: The per-draw statistics a chain records, in ``fit.sample_stats`` (ArviZ's names).
+STATISTICS = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps", "tree_depth")
+#: Thresholds below which a fit says its chains did not mix (Vehtari et al. 2021).
+MAX_RHAT = 1.01
+MIN_ESS_PER_CHAIN = 100
+
+
+class _RecordingNUTS(PyroNUTS):
+    """Pyro's NUTS, keeping the kinetic energy of each transition's fresh momentum.
+
+    Pyro reports no per-draw energy, which ArviZ's energy plot and BFMI need: the Hamiltonian of
+    a transition is the kinetic energy of the momentum drawn at its start plus the potential at
+    its start (leapfrog conserves it up to the integrator's error). The momentum is drawn in the
+    private ``_sample_r``, the only place it is seen: this subclass records it there.
+    """
+
+    kinetic_energy: float = math.nan
+
+    def _sample_r(self, name: str) -> Any:
+        momentum, unscaled = super()._sample_r(name)
+        self.kinetic_energy = float(self._kinetic_energy(unscaled))
+        return momentum, unscaled
+
+
+class _Counted:
+    """A potential that counts its evaluations: one per leapfrog step."""
+
+    def __init__(self, function: Any) -> None:
+        self.function, self.calls = function, 0
+
+    def __call__(self, point: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.calls += 1
+        return self.function(point)
 
 
 @dataclass
 class _Chain:
-    """The kept draws of one chain (constrained values, one tensor per draw and site) and their
-    statistics (one float per draw and statistic)."""
+    """One chain's kept draws (constrained, one tensor per draw and site) and statistics."""
 
     draws: dict[str, list[torch.Tensor]] = field(default_factory=dict)
     stats: dict[str, list[float]] = field(default_factory=lambda: {name: [] for name in STATISTICS})
@@ -46,95 +92,236 @@ class _Chain:
         return len(self.stats["lp"])
 
 
-def _kernel(model: Model, trained: Any, data: Dataset, method: NUTS, chain: int) -> PyroNUTS:
-    """Pyro's NUTS kernel for ``trained``, started at the model's initial values for ``chain``."""
+def _options(method: NUTS) -> dict[str, Any]:
+    return {
+        "target_accept_prob": method.target_accept_prob,
+        "max_tree_depth": method.max_tree_depth,
+        "full_mass": method.dense_mass,
+    }
+
+
+def _uses_potential(model: Model, method: NUTS) -> bool:
+    return collapsible(model) and not method.jit_compile
+
+
+def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor] | None:
+    """Every chain's unconstrained start for ``initialization="map"``: the lowest potential
+    reached by ``num_starts`` optimisations from the model's starts; None otherwise."""
+    if method.initialization != "map" or not _uses_potential(model, method):
+        return None
+    potential = Potential(model, data)
+    best, best_energy = None, math.inf
+    for start in range(method.num_starts):
+        point = potential.initial_point(model.initial_values(data, seed=method.seed + start))
+        point, energy = _descend(potential, point)
+        if energy < best_energy or best is None:
+            best, best_energy = point, energy
+    return best
+
+
+def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: int = 200) -> tuple[dict[str, torch.Tensor], float]:
+    """A local minimum of the potential from ``point`` (L-BFGS, strong Wolfe), and its value;
+    ``point`` itself where the optimisation leaves the finite region."""
+    leaves = {name: value.detach().clone().requires_grad_() for name, value in point.items()}
+    optimizer = torch.optim.LBFGS(
+        list(leaves.values()), lr=1.0, max_iter=max_steps, line_search_fn="strong_wolfe",
+        tolerance_grad=1e-6, tolerance_change=1e-9, history_size=20,
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        energy = potential(leaves)
+        if torch.isfinite(energy):
+            energy.backward()
+        return energy
+
+    with torch.no_grad():
+        start_energy = float(potential(leaves))
+    with torch.enable_grad():
+        optimizer.step(closure)
+    with torch.no_grad():
+        energy = float(potential(leaves))
+    if not math.isfinite(energy) or not all(torch.isfinite(value).all() for value in leaves.values()):
+        return point, start_energy
+    return {name: value.detach() for name, value in leaves.items()}, energy
+
+
+def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None) -> tuple[_RecordingNUTS, Any]:
+    """Pyro's NUTS kernel for chain ``chain``, set up, and the map from its (unconstrained)
+    states to constrained draws."""
+    if _uses_potential(model, method):
+        potential = Potential(model, data)
+        if start is None:
+            start = potential.initial_point(model.initial_values(data, seed=method.seed + chain))
+        kernel = _RecordingNUTS(potential_fn=potential, **_options(method))
+        kernel.initial_params = {name: value.clone() for name, value in start.items()}
+        kernel.setup(method.num_warmup)
+        return kernel, potential.constrain
+    trained, kwargs = training_model(model, data)
     initial = model.initial_values(data, seed=method.seed + chain)
-    return PyroNUTS(
+    kernel = _RecordingNUTS(
         trained,
         max_plate_nesting=model.max_plate_nesting,
-        target_accept_prob=method.target_accept_prob,
-        max_tree_depth=method.max_tree_depth,
         jit_compile=method.jit_compile,
         ignore_jit_warnings=True,
         init_strategy=init_to_value(values=initial, fallback=init_to_median),
+        **_options(method),
     )
-
-
-def _sample_chain(model: Model, data: Dataset, method: NUTS, chain: int, chains: list[_Chain], bar: Any) -> None:
-    """Run chain ``chain`` (warm-up, then ``num_samples`` kept draws), appending its record to
-    ``chains`` once the kernel is set up and filling it one draw at a time, so that an interrupt
-    leaves the draws so far in it."""
-    trained, kwargs = training_model(model, data)
-    torch.manual_seed(method.seed + chain)
-    kernel = _kernel(model, trained, data, method, chain)
     kernel.setup(method.num_warmup, **kwargs)
+    return kernel, lambda z: {name: kernel.transforms[name].inv(value) for name, value in z.items()}
+
+
+def _sample_chain(
+    model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None,
+    record: _Chain, bar: Any = None,
+) -> _Chain:
+    """Run chain ``chain`` (warm-up, then ``num_samples`` kept draws), filling ``record`` one
+    draw at a time, so that an interrupt leaves the draws so far in it."""
+    torch.manual_seed(method.seed + chain)
+    kernel, constrain = _kernel(model, data, method, chain, start)
+    kernel.potential_fn = counted = _Counted(kernel.potential_fn)
     z = kernel.initial_params
-    record = _Chain(draws={name: [] for name in z})
-    chains.append(record)
+    record.draws = {name: [] for name in z}
     for step in range(method.num_warmup + method.num_samples):
-        # Pyro's kernel keeps a running mean of the acceptance statistic, and exposes it only
-        # rounded to 3 digits (kernel.logging()); this step's value is recovered from the
-        # running mean before and after it, read from the private attribute for want of a
-        # public one.
-        mean_before = kernel._mean_accept_prob
+        # Pyro keeps a running mean of the acceptance statistic and the potential at its last
+        # draw, exposing neither per draw (kernel.logging() rounds the mean to 3 digits): both
+        # are read from the kernel's private attributes, for want of a public route that does
+        # not evaluate the potential once more per draw.
+        mean_before, potential_before, calls_before = kernel._mean_accept_prob, kernel._potential_energy_last, counted.calls
         z = kernel.sample(z)
-        bar.update(1)
-        kept = step + 1 - method.num_warmup  # n, the number of kept draws including this one
+        if bar is not None:
+            bar.update(1)
+        kept = step + 1 - method.num_warmup  # the number of kept draws, this one included
         if kept < 1:
             continue
         mean_after = kernel._mean_accept_prob
-        accept = mean_after if kept == 1 else mean_before + kept * (mean_after - mean_before)
-        for name, value in z.items():
-            record.draws[name].append(kernel.transforms[name].inv(value).detach())
-        # Public: the kernel's diagnostics list the kept draws whose trajectory diverged.
-        divergences = kernel.diagnostics()["divergences"]
+        steps = counted.calls - calls_before
+        for name, value in constrain(z).items():
+            record.draws[name].append(value.detach())
+        divergences = kernel.diagnostics()["divergences"]  # public: the kept draws that diverged
         record.stats["diverging"].append(float(bool(divergences) and divergences[-1] == kept - 1))
-        record.stats["acceptance_rate"].append(float(accept))
+        record.stats["acceptance_rate"].append(float(mean_after if kept == 1 else mean_before + kept * (mean_after - mean_before)))
         record.stats["step_size"].append(float(kernel.step_size))
-        # The potential energy at the draw is -log density (unconstrained space). The public
-        # route, kernel.potential_fn(z), evaluates it once more per draw: measured 5% of NUTS's
-        # time on a mixture and on Naive Bayes. The kernel caches the value at the draw it
-        # returns, so it is read there, from the private attribute, for want of a public one.
         record.stats["lp"].append(-float(kernel._potential_energy_last))
+        record.stats["energy"].append(kernel.kinetic_energy + float(potential_before))
+        record.stats["n_steps"].append(float(steps))
+        # NUTS doubles its trajectory: depth d holds between 2^(d-1) and 2^d - 1 steps
+        record.stats["tree_depth"].append(float(math.floor(math.log2(max(steps, 1))) + 1))
     kernel.cleanup()
+    return record
+
+
+def _chain_in_process(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None) -> _Chain:
+    """One chain in a worker process: the sequential run's chain, draw for draw."""
+    with isolated(seed=method.seed), threads(method.num_threads or model.num_threads):
+        return _sample_chain(model, data, method, chain, start, _Chain())
+
+
+def _run_chains(model: Model, data: Dataset, method: NUTS, start: dict[str, torch.Tensor] | None, bar: Any) -> tuple[list[_Chain], bool]:
+    """Every chain, in sequence or in processes; on an interrupt, the chains so far and True."""
+    chains: list[_Chain] = []
+    if method.chain_method == "parallel" and method.num_chains > 1:
+        context = multiprocessing.get_context("spawn")
+        with concurrent.futures.ProcessPoolExecutor(method.num_chains, mp_context=context) as pool:
+            futures = [pool.submit(_chain_in_process, model, data, method, chain, start) for chain in range(method.num_chains)]
+            try:
+                for future in futures:
+                    chains.append(future.result())
+                    bar.update(method.num_warmup + method.num_samples)
+            except KeyboardInterrupt:
+                for future in futures:
+                    future.cancel()
+                return chains, True
+        return chains, False
+    try:
+        for chain in range(method.num_chains):
+            record = _Chain()
+            chains.append(record)
+            _sample_chain(model, data, method, chain, start, record, bar)
+    except KeyboardInterrupt:
+        return chains, True
+    return chains, False
+
+
+def _kept(chains: list[_Chain], num_samples: int) -> list[_Chain]:
+    """The chains to keep after an interrupt: the finished ones; if none finished, every chain
+    that kept a draw, cut to the shortest."""
+    finished = [chain for chain in chains if len(chain) == num_samples]
+    return finished or [chain for chain in chains if len(chain) > 0]
 
 
 def _stack(chains: list[_Chain]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Draws {site: (chain, draw, ...)} relabelled, and statistics {name: (chain, draw)}, of
-    the draws every chain holds (an interrupted chain holds fewer)."""
+    """Draws {site: (chain, draw, ...)} and statistics {name: (chain, draw)}."""
     kept = min(len(chain) for chain in chains)
     draws = {name: torch.stack([torch.stack(chain.draws[name][:kept]) for chain in chains]) for name in chains[0].draws}
     stats = {name: torch.tensor([chain.stats[name][:kept] for chain in chains]) for name in STATISTICS}
     stats["diverging"] = stats["diverging"].bool()
+    stats["n_steps"] = stats["n_steps"].long()
+    stats["tree_depth"] = stats["tree_depth"].long()
     return draws, stats
+
+
+def mixing_problems(diagnostics: dict[str, Any], num_chains: int) -> list[str]:
+    """What a NUTS fit's diagnostics say is wrong with its chains (empty when nothing is).
+
+    Thresholds: R-hat above 1.01, bulk or tail ESS below 100 per chain, any divergence
+    (Vehtari, Gelman, Simpson, Carpenter and Buerkner, 2021, "Rank-normalization, folding, and
+    localization: an improved R-hat").
+    """
+    problems = []
+    rhat, bulk, tail = (diagnostics.get(name, math.nan) for name in ("max_rhat", "min_ess_bulk", "min_ess_tail"))
+    if rhat > MAX_RHAT:
+        problems.append(f"R-hat {rhat:.3f} > {MAX_RHAT}")
+    minimum = MIN_ESS_PER_CHAIN * num_chains
+    if any(value < minimum for value in (bulk, tail) if math.isfinite(value)):
+        problems.append(f"ESS bulk {bulk:.0f} / tail {tail:.0f} < {minimum} ({MIN_ESS_PER_CHAIN} per chain)")
+    if diagnostics.get("num_divergences", 0):
+        problems.append(f"{diagnostics['num_divergences']} divergent transitions")
+    return problems
 
 
 def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
     """Sample ``model`` (already prepared for ``data``) by NUTS. See :class:`~zoo.infer.methods.NUTS`.
+
+    Warns (one line: the numbers and what to try) when the chains did not mix.
 
     Raises
     ------
     zoo.FitError
         If interrupted (Ctrl-C) before any chain kept a draw.
     """
-    start = time.perf_counter()
-    chains: list[_Chain] = []
-    interrupted = False
+    started = time.perf_counter()
     bar = progress_bar((method.num_warmup + method.num_samples) * method.num_chains, "NUTS", method.progress)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
         try:
-            for chain in range(method.num_chains):
-                _sample_chain(model, data, method, chain, chains, bar)
+            start = _start(model, data, method)
+            chains, interrupted = _run_chains(model, data, method, start, bar)
         except KeyboardInterrupt:
-            interrupted = True
+            chains, interrupted = [], True
         finally:
             bar.close()
-    if not chains or min(len(chain) for chain in chains) == 0:
+    chains = _kept(chains, method.num_samples)
+    if not chains:
         raise FitError("NUTS was interrupted before it kept any draw; nothing to return")
     draws, sample_stats = _stack(chains)
     best = int(sample_stats["lp"].reshape(-1).argmax())  # the draw of highest posterior density
     point = {name: value.reshape((-1,) + value.shape[2:])[best] for name, value in draws.items()}
     draws = model.relabel(draws)
+    diagnostics = {
+        "num_divergences": int(sample_stats["diverging"].sum()),
+        "acceptance_rate": float(sample_stats["acceptance_rate"].mean()),
+        "step_size": [float(chain.stats["step_size"][-1]) for chain in chains],
+        **convergence(draws),
+    }
+    problems = mixing_problems(diagnostics, len(chains))
+    diagnostics["mixing_problems"] = problems
+    if problems and not interrupted:
+        warnings.warn(
+            f"NUTS on {type(model).__name__}: the chains did not mix ({'; '.join(problems)}): do not trust "
+            "this posterior yet. Try more num_warmup/num_samples, target_accept_prob=0.95 (divergences), "
+            "dense_mass=True (correlated posterior), or a model with fewer components.",
+            stacklevel=3,
+        )
     return Fit(
         model=model,
         method=method,
@@ -142,13 +329,8 @@ def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
         point=relabel_point(model, point),
         train=data,
         sample_stats=sample_stats,
-        diagnostics={
-            "num_divergences": int(sample_stats["diverging"].sum()),
-            "acceptance_rate": float(sample_stats["acceptance_rate"].mean()),
-            "step_size": [float(chain.stats["step_size"][-1]) for chain in chains],
-            **convergence(draws),
-        },
-        wall_time=time.perf_counter() - start,
+        diagnostics=diagnostics,
+        wall_time=time.perf_counter() - started,
         param_state=param_state,
         interrupted=interrupted,
     )

@@ -50,6 +50,9 @@ __all__ = [
 #: SVI's optimisers and learning-rate schedules.
 OPTIMIZERS = ("auto", "adam", "lbfgs")
 SCHEDULES = ("constant", "cosine", "exponential")
+#: Where NUTS chains start, and how they run.
+INITIALIZATIONS = ("map", "model")
+CHAIN_METHODS = ("sequential", "parallel")
 #: The adversarial objectives a model's ``loss`` may name.
 OBJECTIVES = ("non_saturating", "wgan_gp")
 
@@ -276,29 +279,48 @@ class SVI(MethodConfig, kind="svi"):
 
 @dataclass(frozen=True)
 class NUTS(MethodConfig, kind="nuts"):
-    """The No-U-Turn sampler.
+    """The No-U-Turn sampler (Pyro's kernel and adaptation).
+
+    For a model stating the density contract, the sampler runs on a potential in plain torch
+    derived from it (:mod:`zoo.infer.potential`): no Pyro trace per leapfrog step.
 
     Parameters
     ----------
     num_warmup : int
-        Adaptation steps per chain (step size and a diagonal mass matrix); discarded.
+        Adaptation steps per chain (step size and mass matrix); discarded.
     num_samples : int
         Draws kept per chain.
     num_chains : int
-        Chains, run one after the other.
+        Independent chains.
     target_accept_prob : float
         Target of the step-size adaptation, in (0, 1).
     max_tree_depth : int
         At most 2**max_tree_depth leapfrog steps per draw.
+    dense_mass : bool
+        Adapt a dense mass matrix (every pair of coordinates) instead of a diagonal one: for
+        posteriors with strong correlations, at O(P^2) memory and O(P^2) per leapfrog step.
+    initialization : {"map", "model"}
+        Where chains start. "map": every chain starts at the best (highest posterior density)
+        of ``num_starts`` short optimisations of the potential, each from the model's
+        data-driven start with its own seed, so that no chain starts in a minor local mode
+        (each chain then draws its own momenta and adapts on its own; R-hat still compares
+        them). "model": chain c starts at the model's data-driven start with seed ``seed + c``.
+    num_starts : int
+        Optimisations tried by ``initialization="map"``.
+    chain_method : {"sequential", "parallel"}
+        "parallel" runs the chains in separate processes (spawned: each imports zoo, a few
+        seconds, so it pays for long runs; parallel processes hang in some Jupyter set-ups,
+        hence the default), with exactly the draws of the sequential run.
     jit_compile : bool
-        Compile the potential energy with the PyTorch JIT (measured no faster here, so off).
+        Sample with Pyro's own potential of the training model, compiled with the PyTorch JIT
+        (the path of models without a collapsed likelihood; kept for comparison).
     num_threads : int, optional
         Torch threads while sampling; default: the model's ``num_threads`` (1 for the small
         models, whose many small operations several threads only slow down).
     seed : int
         Chain c uses seed + c.
     progress : bool
-        Show a progress bar (only when standard error is a terminal).
+        Show a progress bar.
     """
 
     num_warmup: int = 500
@@ -306,6 +328,10 @@ class NUTS(MethodConfig, kind="nuts"):
     num_chains: int = 2
     target_accept_prob: float = 0.8
     max_tree_depth: int = 10
+    dense_mass: bool = False
+    initialization: str = "map"
+    num_starts: int = 4
+    chain_method: str = "sequential"
     jit_compile: bool = False
     num_threads: int | None = None
     seed: int = 0
@@ -318,6 +344,11 @@ class NUTS(MethodConfig, kind="nuts"):
         check_positive_int(self.num_chains, "num_chains")
         object.__setattr__(self, "target_accept_prob", check_probability(self.target_accept_prob, "target_accept_prob"))
         check_positive_int(self.max_tree_depth, "max_tree_depth")
+        check_flag(self.dense_mass, "dense_mass")
+        check_choice(self.initialization, "initialization", INITIALIZATIONS)
+        check_positive_int(self.num_starts, "num_starts")
+        check_choice(self.chain_method, "chain_method", CHAIN_METHODS)
+        check_flag(self.jit_compile, "jit_compile")
 
 
 @dataclass(frozen=True)

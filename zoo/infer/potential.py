@@ -75,6 +75,7 @@ class Potential:
     def __init__(self, model: Model, data: Dataset) -> None:
         self.model, self.data = model, data
         first, second = (_trace_globals(model, seed) for seed in (0, 1))
+        self.prior_draw = {name: site["value"] for name, site in first.items()}
         self.shapes = {name: tuple(site["value"].shape) for name, site in first.items()}
         self.transforms = {name: biject_to(site["fn"].support).inv for name, site in first.items()}
         # A prior that scores one value alike in two runs at other values of every other site
@@ -86,13 +87,18 @@ class Potential:
                 self.fixed_priors = None
                 break
 
+    def initial_point(self, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The unconstrained point of ``values`` (constrained, e.g. a model's data-driven start);
+        a site it does not give starts at a draw from its prior."""
+        return self.unconstrain({name: values.get(name, draw) for name, draw in self.prior_draw.items()})
+
     def constrain(self, unconstrained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The parameters on their supports, site shapes."""
         return {name: self.transforms[name].inv(value) for name, value in unconstrained.items()}
 
     def unconstrain(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The unconstrained coordinates of ``params`` (site shapes, on their supports)."""
-        return {name: self.transforms[name](params[name]) for name in self.transforms}
+        return {name: self.transforms[name](params[name]).detach() for name in self.transforms}
 
     def log_prior(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum over global sites of log p(theta_site): a scalar."""

@@ -1,0 +1,125 @@
+"""zoo.NUTS: its plain-torch potential, its chains, and what it reports about them.
+
+The potential's equality with Pyro's own is a contract check over every model
+(tests/test_contract.py::test_nuts_potential_equals_pyros_own); here, what the runner does with it.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import zoo
+from zoo.datasets import simulate
+from zoo.infer import mcmc
+
+
+def small_mixture() -> tuple[zoo.models.GaussianMixture, zoo.Dataset]:
+    return zoo.models.GaussianMixture(2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
+
+
+def quiet_fit(model: zoo.models.Model, data: zoo.Dataset, method: zoo.NUTS) -> zoo.Fit:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*the chains did not mix")  # short test budgets
+        return zoo.fit(model, data, method)
+
+
+def test_nuts_never_runs_the_model_while_sampling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sampler evaluates the plain-torch potential only: the model's ``forward`` is not run
+    once in the whole fit, and its global story only where the potential is set up (a mixture's
+    priors do not depend on each other, so their distribution objects are kept)."""
+    model, data = small_mixture()
+    calls = {"forward": 0, "sample_globals": 0}
+    original_forward, original_globals = zoo.models.GaussianMixture.forward, zoo.models.GaussianMixture.sample_globals
+
+    def counted_forward(self: object, *args: object, **kwargs: object) -> object:
+        calls["forward"] += 1
+        return original_forward(self, *args, **kwargs)
+
+    def counted_globals(self: object) -> object:
+        calls["sample_globals"] += 1
+        return original_globals(self)
+
+    monkeypatch.setattr(zoo.models.GaussianMixture, "forward", counted_forward)
+    monkeypatch.setattr(zoo.models.GaussianMixture, "sample_globals", counted_globals)
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=30, num_samples=30, num_chains=2, progress=False))
+    leapfrog_steps = int(fit.sample_stats["n_steps"].sum())
+    assert leapfrog_steps > 60
+    assert calls["forward"] == 0
+    # two prior runs per Potential (one for the start's search, one per chain): none per step
+    assert calls["sample_globals"] <= 2 * (1 + 2)
+
+
+def test_parallel_chains_give_the_sequential_draws() -> None:
+    model, data = small_mixture()
+    settings = {"num_warmup": 15, "num_samples": 10, "num_chains": 2, "progress": False, "seed": 3}
+    sequential = quiet_fit(model, data, zoo.NUTS(**settings))
+    parallel = quiet_fit(model, data, zoo.NUTS(chain_method="parallel", **settings))
+    for site in sequential.draws:
+        assert torch.equal(sequential.draws[site], parallel.draws[site]), site
+    assert torch.equal(sequential.sample_stats["lp"], parallel.sample_stats["lp"])
+
+
+def test_energy_and_tree_statistics_serve_arviz() -> None:
+    """``energy`` is the Hamiltonian of each transition: the kinetic energy of its fresh
+    momentum plus the potential where it starts (the previous draw's, -lp). The kinetic energy
+    of a momentum r ~ N(0, M) is r' M^-1 r / 2 ~ chi-square(P) / 2, mean P / 2 and sd
+    sqrt(P / 2), independently per draw: the mean of 199 of them lies within 5 of its standard
+    errors of P / 2. ArviZ's BFMI reads the energies; for this well-posed posterior it is above
+    0.3, the threshold ArviZ and Stan use."""
+    arviz = pytest.importorskip("arviz")
+    model, data = small_mixture()
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=200, num_samples=200, num_chains=1, progress=False))
+    num_coordinates = 1 + 2 * 2 + 2 * 2 + 2  # stick-breaking weights, locs, log scales, a correlation each
+    kinetic = fit.sample_stats["energy"][:, 1:] + fit.sample_stats["lp"][:, :-1]
+    standard_error = math.sqrt(num_coordinates / 2) / math.sqrt(kinetic.numel())
+    assert abs(float(kinetic.mean()) - num_coordinates / 2) < 5 * standard_error
+    bfmi = arviz.bfmi(fit.to_arviz(posterior_predictive=False))
+    assert bfmi.shape == (1,) and (bfmi > 0.3).all()
+
+
+def test_an_interrupt_in_a_later_chain_keeps_the_finished_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C in the warm-up of chain 2 returns chain 1 whole, flagged as interrupted."""
+    model, data = small_mixture()
+    original = mcmc._RecordingNUTS.sample
+    state = {"calls": 0}
+    method = zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, progress=False)
+
+    def interrupting(self: object, params: object) -> object:
+        state["calls"] += 1
+        if state["calls"] == method.num_warmup + method.num_samples + 5:  # chain 2, in warm-up
+            raise KeyboardInterrupt
+        return original(self, params)
+
+    monkeypatch.setattr(mcmc._RecordingNUTS, "sample", interrupting)
+    fit = quiet_fit(model, data, method)
+    assert fit.interrupted
+    assert fit.num_chains == 1 and fit.num_draws == 10
+
+
+def test_dense_mass_runs_and_the_options_are_checked() -> None:
+    model, data = small_mixture()
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=20, num_samples=10, num_chains=1, dense_mass=True, progress=False))
+    assert fit.num_draws == 10
+    with pytest.raises(ValueError, match="initialization must be one of"):
+        zoo.NUTS(initialization="prior")
+    with pytest.raises(ValueError, match="chain_method must be one of"):
+        zoo.NUTS(chain_method="threads")
+    with pytest.raises(TypeError, match="dense_mass must be True or False"):
+        zoo.NUTS(dense_mass=1)
+
+
+def test_chains_start_in_the_main_mode() -> None:
+    """Four well-separated clusters and K = 4 (plenty of local modes: two components on one
+    cluster, one covering two): every chain starts at the best of several optimisations, so the
+    chains agree (R-hat near 1) where chains started from independent k-means seeds need not."""
+    data = simulate.gaussian_mixture(num_data=200, num_components=4, num_features=2, seed=4, separation=6.0)
+    model = zoo.models.GaussianMixture(4)
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=150, num_samples=150, num_chains=2, progress=False))
+    assert fit.diagnostics["max_rhat"] < 1.05
+    order = data.truth["locs"][:, 0].argsort()
+    locs = fit.posterior_mean()["locs"]
+    assert torch.allclose(locs, data.truth["locs"][order], atol=0.5)

@@ -16,6 +16,7 @@ import torch
 
 from zoo.ops import conjugate
 from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
 from zoo.ops.markov import (
     FORWARD_METHODS,
     backward_sample,
@@ -379,3 +380,35 @@ def test_dirichlet_categorical_and_multinomial_updates_count_per_class() -> None
         conjugate.dirichlet_categorical(torch.tensor([5]), torch.tensor([0]), 4, 5, 1.0, torch.float64)
     # no rows: the prior
     torch.testing.assert_close(conjugate.dirichlet_multinomial(counts[:0], labels[:0], 4, 0.25), torch.full((4, 3), 0.25, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- densities
+def test_density_functions_match_torch_at_the_edges() -> None:
+    """Probabilities of exactly 0 and 1 give finite densities (floored logs), where the other
+    outcome has density 1."""
+    probs = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    assert bernoulli_log_density(torch.tensor([0.0, 1.0], dtype=torch.float64), probs) == 0.0
+    assert torch.isfinite(bernoulli_log_density(torch.tensor([1.0, 0.0], dtype=torch.float64), probs))
+    counts = torch.tensor([0.0, 3.0], dtype=torch.float64)
+    assert multinomial_log_density(counts, probs) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bool])
+def test_support_checks_decide_every_value_exactly(dtype: torch.dtype) -> None:
+    """all_binary and all_counts against the elementwise definitions, on the values where a
+    shortcut could go wrong (just inside and outside 0 and 1, subnormals, -0.0, large counts)."""
+    if dtype == torch.bool:
+        assert all_binary(torch.tensor([True, False])) and all_counts(torch.tensor([True, False]))
+        return
+    if dtype.is_floating_point:
+        tiny = torch.finfo(dtype).tiny
+        eps = torch.finfo(dtype).eps
+        candidates = [0.0, -0.0, 1.0, 2.0, 3.0, 2.0**40, tiny, tiny / 4, 1 - eps / 2, 1 + eps, 0.5, -1.0, 3 - 2 * eps, float("inf")]
+    else:
+        candidates = [0, 1, 2, 3, -1, 2**40]
+    for value in candidates:
+        values = torch.tensor([0, 1, value], dtype=dtype)
+        value = float(value)
+        assert all_binary(values) == (value in (0.0, 1.0)) or value == float("inf"), value
+        assert all_counts(values) == (value >= 0 and value == int(value) if value != float("inf") else False), value
+    assert all_counts(torch.zeros(0, dtype=dtype))

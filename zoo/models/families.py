@@ -1,7 +1,7 @@
 r"""Emission and component families, written once for every model with K discrete components.
 
-A mixture's components, an HMM's emissions and (later) Naive Bayes' class-conditional features
-are the same thing: K parameter sets of one family, and a density for an observation given its
+A mixture's components, an HMM's emissions and Naive Bayes' class-conditional features are the
+same thing: K parameter sets of one family, and a density for an observation given its
 component. Each family here states, for K components (or states, or classes):
 
 =======================  ===================================================================
@@ -16,21 +16,14 @@ component. Each family here states, for K components (or states, or classes):
                          algorithm over states) uses
 :meth:`~Family.estimates`  weighted estimates from responsibilities (k-means start, EM step)
 :meth:`~Family.order_key`  what components are sorted by when relabelling draws
-:meth:`~Family.validate`  whether data lie in the family's support
+:meth:`~Family.in_support`, :meth:`~Family.validate`  whether data lie in the family's support
 :meth:`~Family.dims`     the ArviZ dims of its sites
 =======================  ===================================================================
 
-One density per family
-----------------------
-The table is computed from the very distribution the enumerated definition observes: the
-distribution is built with a batch shape (S, 1, ..., K) and scores the data with a singleton
-component dim, (*data, 1, D), so the two cannot drift apart. Where Pyro's own ``log_prob``
-would be slow on a large table, the family's distribution is a small subclass whose
-``log_prob`` is one function written for broadcasting (:func:`normal_log_density`: three
-full-size operations instead of five; :func:`bernoulli_log_density` and
-:func:`multinomial_log_density`: one contraction over features, a matrix product, where an
-elementwise product would build an (S, *data, K, D) tensor); sampling, support and parameters
-stay Pyro's.
+One density per family: the table is computed by the very distribution the enumerated
+definition observes, built with a batch shape (S, 1, ..., K) and scoring the data with a
+singleton component dim, (*data, 1, D), so the two cannot drift apart. The densities themselves
+(written once, for broadcasting) and the support checks are :mod:`zoo.ops.densities`.
 
 Sites, shapes and priors
 ------------------------
@@ -56,18 +49,17 @@ observation is one column holding the category index, D = 1).
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
 from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.ops.densities import IndependentBernoulli, MultinomialCounts, Normal, all_binary, all_counts, normal_log_density
 from zoo.ops.markov import safe_log
 from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
 
@@ -78,163 +70,20 @@ __all__ = [
     "Categorical",
     "Bernoulli",
     "Multinomial",
-    "Normal",
-    "IndependentBernoulli",
-    "MultinomialCounts",
-    "normal_log_density",
-    "bernoulli_log_density",
-    "multinomial_log_density",
 ]
 
 Params = dict[str, torch.Tensor]
 
 
-# =========================================================================== densities
-def normal_log_density(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log Normal(value | loc, scale), elementwise.
-
-    Parameters
-    ----------
-    value, loc, scale : Tensor
-        Any shapes that broadcast together; ``scale`` > 0.
-
-    Returns
-    -------
-    Tensor, the broadcast shape
-        The same numbers as ``torch.distributions.Normal(loc, scale).log_prob(value)`` (up to
-        rounding), in three full-size operations: the constant -log(scale) - log(2 pi) / 2 is
-        computed on the parameters' (small) shape.
-    """
-    standardised = (value - loc) * scale.reciprocal()
-    constant = -scale.log() - 0.5 * math.log(2 * math.pi)
-    return torch.addcmul(constant, standardised, standardised, value=-0.5)
-
-
-def bernoulli_log_density(value: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """log prod_d Bernoulli(value_d | probs_d): D independent binary features as one event.
-
-    Parameters
-    ----------
-    value : Tensor, shape (*A, D)
-        0 or 1.
-    probs : Tensor, shape (*B, D)
-        In [0, 1]; logs floored at the smallest normal number (:func:`zoo.ops.safe_log`), so a
-        probability of exactly 0 or 1 gives a finite density and gradient.
-
-    Returns
-    -------
-    Tensor, shape broadcast(A, B)
-        sum_d value_d log p_d + (1 - value_d) log(1 - p_d), as one contraction over d (a matrix
-        product when ``value`` and ``probs`` broadcast against each other's singleton dims).
-    """
-    log_p, log_q = safe_log(probs), safe_log(1 - probs)
-    return torch.einsum("...d,...d->...", value.to(probs.dtype), log_p - log_q) + log_q.sum(-1)
-
-
-def multinomial_log_density(value: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """log Multinomial(value | sum_d value_d, probs): counts over D categories, any total.
-
-    Parameters
-    ----------
-    value : Tensor, shape (*A, D)
-        Non-negative integer counts; each row's total is its own number of trials.
-    probs : Tensor, shape (*B, D)
-        Each row a point of the simplex; logs floored at the smallest normal number.
-
-    Returns
-    -------
-    Tensor, shape broadcast(A, B)
-        log (n! / prod_d value_d!) + sum_d value_d log p_d with n = sum_d value_d.
-    """
-    value = value.to(probs.dtype)
-    coefficient = torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
-    return torch.einsum("...d,...d->...", value, safe_log(probs)) + coefficient
-
-
-class Normal(dist.Normal):
-    """Pyro's ``Normal`` (same parameters, support and sampling) whose ``log_prob`` is
-    :func:`normal_log_density`: the one Gaussian density the enumerated definition and the
-    log-density table share."""
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return normal_log_density(value, self.loc, self.scale)
-
-
-class IndependentBernoulli(dist.TorchDistribution):
-    """D independent Bernoulli features as one event, scored by :func:`bernoulli_log_density`.
-
-    The density of ``dist.Bernoulli(probs).to_event(1)``; its ``log_prob`` contracts over the
-    features instead of building one term per feature.
-
-    Parameters
-    ----------
-    probs : Tensor, shape (*batch, D)
-        Probability of a 1 for each feature.
-    validate_args : bool, optional
-        As for every torch distribution.
-    """
-
-    arg_constraints = {"probs": constraints.independent(constraints.unit_interval, 1)}
-    support = constraints.independent(constraints.boolean, 1)
-
-    def __init__(self, probs: torch.Tensor, validate_args: bool | None = None) -> None:
-        self.probs = probs
-        super().__init__(probs.shape[:-1], probs.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape: Any, _instance: Any = None) -> "IndependentBernoulli":
-        new = self._get_checked_instance(IndependentBernoulli, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.probs = self.probs.expand(batch_shape + self.event_shape)
-        super(IndependentBernoulli, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.probs
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return self.probs * (1 - self.probs)
-
-    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
-        with torch.no_grad():
-            return torch.bernoulli(self.probs.expand(shape))
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return bernoulli_log_density(value, self.probs)
-
-
-class MultinomialCounts(dist.Multinomial):
-    """Pyro's ``Multinomial`` scoring counts of any total with :func:`multinomial_log_density`.
-
-    The density of counts does not depend on the constructor's ``total_count`` (each value
-    brings its own number of trials); ``total_count`` is what :meth:`sample` draws.
-    """
-
-    support = constraints.independent(constraints.nonnegative_integer, 1)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return multinomial_log_density(value, self.probs)
-
-
-# =========================================================================== the families
 def _refuse(x: torch.Tensor, bad: torch.Tensor, message: str) -> None:
-    """Raise ValueError(message, and the first bad value) if ``bad`` (x's shape) holds anywhere."""
-    if bool(bad.any()):
-        raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
+    """Raise ValueError(message, and the first value where ``bad`` (x's shape) holds)."""
+    raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
 
 
 def _not_counts(x: torch.Tensor) -> torch.Tensor:
-    """Where x is not a non-negative integer: a bool tensor of x's shape."""
-    return (x < 0) | (x != x.round())
+    """Where x is not a non-negative integer (an infinite value included): x's shape, bool."""
+    x = x.double()
+    return (x < 0) | (x.frac() != 0)
 
 
 class Family(ABC):
@@ -391,8 +240,15 @@ class Family(ABC):
         """What components are sorted by: sites (*B, K, ...) -> (*B, K)."""
 
     @abstractmethod
+    def in_support(self, x: torch.Tensor) -> bool:
+        """Whether every value of x (*data, D) lies in the support: one or two passes over x
+        (:mod:`zoo.ops.densities`), no bool temporary the size of x."""
+
+    @abstractmethod
     def validate(self, x: torch.Tensor) -> None:
-        """Raise ValueError, naming what is wrong, unless observations x (M, D) lie in the support."""
+        """Raise ValueError, naming what is wrong and the first value outside the support, unless
+        observations x (M, D) lie in it (:meth:`in_support`, which decides, and only then a pass
+        to find that value)."""
 
 
 @dataclass(frozen=True)
@@ -520,8 +376,12 @@ class Gaussian(Family):
         """The location on the first feature."""
         return params["locs"][..., 0]
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return bool(torch.isfinite(x).all())
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
+        if not self.in_support(x):
+            _refuse(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
 
 
 @dataclass(frozen=True)
@@ -573,8 +433,12 @@ class Poisson(Family):
         """The rate of the first feature."""
         return params["rates"][..., 0]
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_counts(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")
+        if not self.in_support(x):
+            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")
 
 
 @dataclass(frozen=True)
@@ -637,13 +501,19 @@ class Categorical(Family):
         probs = params["probs"]
         return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        """Whether x holds category indices (of the alphabet, where its size is known); any
+        number of columns."""
+        return all_counts(x) and (self.num_categories is None or x.numel() == 0 or bool(x.max() < self.num_categories))
+
     def validate(self, x: torch.Tensor) -> None:
         if x.shape[-1] != 1:
             raise ValueError(
                 f"data.x must have one feature (the category index) for the categorical family, got {x.shape[-1]}"
             )
-        _refuse(x, _not_counts(x), "data.x must hold category indices 0, 1, ... (integers) for the categorical family")
-        if self.num_categories is not None and bool((x >= self.num_categories).any()):
+        if not all_counts(x):
+            _refuse(x, _not_counts(x), "data.x must hold category indices 0, 1, ... (integers) for the categorical family")
+        if self.num_categories is not None and not self.in_support(x):
             raise ValueError(
                 f"data.x holds category {int(x.max())}, outside the alphabet 0..{self.num_categories - 1} "
                 f"(num_categories={self.num_categories})"
@@ -692,8 +562,12 @@ class Bernoulli(Family):
         """The mean probability over features."""
         return params["probs"].mean(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_binary(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, (x != 0) & (x != 1), "data.x must hold only 0 and 1 for the Bernoulli family")
+        if not self.in_support(x):
+            _refuse(x, (x != 0) & (x != 1), "data.x must hold only 0 and 1 for the Bernoulli family")
 
 
 @dataclass(frozen=True)
@@ -745,5 +619,9 @@ class Multinomial(Family):
         probs = params["probs"]
         return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_counts(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the multinomial family")
+        if not self.in_support(x):
+            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the multinomial family")

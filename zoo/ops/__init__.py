@@ -8,6 +8,9 @@ module                 what
 =====================  ===================================================================
 :mod:`.markov`         forward filtering (parallel scan, rescaled, log space), forward-
                        backward, Viterbi, forward-filtering backward-sampling
+:mod:`.densities`      log densities of the emission families, written for broadcasting
+                       (one call scores every datum under every component), and their
+                       support checks
 :mod:`.clustering`     k-means++ seeding and Lloyd iterations
 :mod:`.moments`        weighted means and covariances from responsibilities
 :mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from zoo.ops import conjugate
+from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_plus_plus
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
 from zoo.ops.markov import (
@@ -412,3 +413,15 @@ def test_support_checks_decide_every_value_exactly(dtype: torch.dtype) -> None:
         assert all_binary(values) == (value in (0.0, 1.0)) or value == float("inf"), value
         assert all_counts(values) == (value >= 0 and value == int(value) if value != float("inf") else False), value
     assert all_counts(torch.zeros(0, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- chunks
+def test_over_draw_chunks_equals_one_call_on_all_draws() -> None:
+    generator = torch.Generator().manual_seed(0)
+    draws = {"a": torch.randn(7, 3, generator=generator), "b": torch.randn(7, 3, 2, generator=generator)}
+
+    def table(chunk: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (chunk["a"].unsqueeze(-1) * chunk["b"]).sum(-1)  # (S', 3)
+
+    for limit in (1, 5, 6, 17, 10**6):  # one draw per chunk, uneven chunks, a single chunk
+        assert torch.equal(over_draw_chunks(table, draws, elements_per_draw=6, limit=limit), table(draws))

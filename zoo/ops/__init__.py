@@ -13,7 +13,9 @@ module                 what
                        support checks
 :mod:`.clustering`     k-means++ seeding and Lloyd iterations
 :mod:`.moments`        weighted means and covariances from responsibilities
-:mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes)
+:mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes), and the
+                       posterior they give (exact draws, means, marginals)
+:mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
 =====================  ===================================================================
 """
 

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from zoo.ops import conjugate
+from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
 from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_plus_plus
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
@@ -425,3 +426,47 @@ def test_over_draw_chunks_equals_one_call_on_all_draws() -> None:
 
     for limit in (1, 5, 6, 17, 10**6):  # one draw per chunk, uneven chunks, a single chunk
         assert torch.equal(over_draw_chunks(table, draws, elements_per_draw=6, limit=limit), table(draws))
+
+
+# --------------------------------------------------------------------------- Baum-Welch
+def test_one_baum_welch_step_equals_brute_force_path_enumeration() -> None:
+    """Expected counts by the forward pass's gradient, and the M-step built on them (chain with
+    pseudo-counts, Gaussian emission means weighted by the posterior), against sums over every
+    path of each sequence's real steps."""
+    num_states, pseudo = 3, (0.5, 0.25)
+    log_initial, log_transition, log_emission, mask = random_chain(2, LENGTHS, num_states, seed=7)
+    x = torch.randn(len(LENGTHS), max(LENGTHS), generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    counts = expected_counts(log_initial, log_transition, log_emission, mask)
+    initial, transition = chain_estimates(counts, *pseudo)
+    for s in range(2):
+        starts = torch.zeros(num_states, dtype=torch.float64)
+        transitions = torch.zeros(num_states, num_states, dtype=torch.float64)
+        posterior = torch.zeros(len(LENGTHS), max(LENGTHS), num_states, dtype=torch.float64)
+        for n, length in enumerate(LENGTHS):
+            paths, joints = path_log_joints(log_initial, log_transition, log_emission, s, n, length)
+            torch.testing.assert_close(counts.log_likelihood[s, n], joints.logsumexp(0), **EXACT)
+            for path, probability in zip(paths, joints.softmax(0)):
+                starts[path[0]] += probability
+                for t in range(length):
+                    posterior[n, t, path[t]] += probability
+                for t in range(1, length):
+                    transitions[path[t - 1], path[t]] += probability
+        torch.testing.assert_close(counts.starts[s], starts, **EXACT)
+        torch.testing.assert_close(counts.transitions[s], transitions, **EXACT)
+        torch.testing.assert_close(counts.posterior[s], posterior, **EXACT)  # 0 at padded steps
+        torch.testing.assert_close(initial[s], (starts + pseudo[0]) / (starts + pseudo[0]).sum(), **EXACT)
+        expected = (transitions + pseudo[1]) / (transitions + pseudo[1]).sum(-1, keepdim=True)
+        torch.testing.assert_close(transition[s], expected, **EXACT)
+        # the emission M-step: each real step weighted by its state posterior
+        means = weighted_means(x[mask].unsqueeze(-1), counts.posterior[s][mask]).means[:, 0]
+        brute = (posterior[mask] * x[mask].unsqueeze(-1)).sum(0) / posterior[mask].sum(0)
+        torch.testing.assert_close(means, brute, **EXACT)
+
+
+def test_label_counts_and_sequence_mask() -> None:
+    mask = sequence_mask(torch.tensor([3, 1, 2]), 4)
+    assert mask.tolist() == [[True, True, True, False], [True, False, False, False], [True, True, False, False]]
+    labels = torch.tensor([[0, 1, 1, -1], [2, -1, -1, -1], [1, 0, -1, -1]])
+    starts, transitions = label_counts(labels, 3)
+    assert starts.tolist() == [1, 1, 1]
+    assert transitions.tolist() == [[0, 1, 0], [1, 1, 0], [0, 0, 0]]

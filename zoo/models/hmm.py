@@ -88,6 +88,7 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -98,10 +99,13 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Poisson
 from zoo.models.registry import register
+from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
+from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_plus_plus
 from zoo.ops.markov import backward_sample, forward_backward, forward_log_likelihood, safe_log, viterbi
 
@@ -235,20 +239,12 @@ class HiddenMarkovModel(Model):
     @classmethod
     def example(cls) -> tuple["HiddenMarkovModel", Dataset]:
         """Two Gaussian states, 6 short sequences of unequal lengths (padding exercised)."""
-        import dataclasses
-
-        from zoo.datasets import simulate
-
         data = simulate.hidden_markov(num_sequences=6, length=10, num_states=2, emission="gaussian", seed=0)
         return cls(num_states=2, emission="gaussian"), dataclasses.replace(data, lengths=torch.tensor([10, 7, 10, 5, 10, 8]))
 
     @classmethod
     def examples(cls) -> list[tuple["HiddenMarkovModel", Dataset]]:
         """Every emission family (padded sequences), and full-covariance Gaussian emissions."""
-        import dataclasses
-
-        from zoo.datasets import simulate
-
         lengths = torch.tensor([10, 7, 10, 5, 10, 8])
         variants = [cls.example()]
         for emission, num_features in (("poisson", 1), ("categorical", 3), ("bernoulli", 2)):
@@ -335,7 +331,7 @@ class HiddenMarkovModel(Model):
     @classmethod
     def _mask(cls, data: Dataset) -> torch.Tensor:
         """True at real steps: (N, T)."""
-        return torch.arange(data.x.shape[1]) < cls._lengths(data).unsqueeze(-1)
+        return sequence_mask(cls._lengths(data), data.x.shape[1])
 
     def validate(self, data: Dataset) -> None:
         """Refuse data this model cannot take, naming the argument; nothing is computed."""
@@ -355,11 +351,7 @@ class HiddenMarkovModel(Model):
         if self.emission != "auto":
             return self.emission
         real = data.x[self._mask(data)]
-        if ((real == 0) | (real == 1)).all():
-            return "bernoulli"
-        if (real >= 0).all() and (real == real.round()).all():
-            return "poisson"
-        return "gaussian"
+        return next(family.name for family in (Bernoulli(), Poisson(), Gaussian()) if family.in_support(real))
 
     def prepare(self, data: Dataset) -> "HiddenMarkovModel":
         """A copy with the emission, empirical prior, D, C and default length set from ``data``."""
@@ -554,11 +546,10 @@ class HiddenMarkovModel(Model):
         """
         return self.family.log_density(params, x)
 
-    def _chunks(self, draws: dict[str, torch.Tensor], data: Dataset, limit: int = 2**23) -> list[dict[str, torch.Tensor]]:
-        total = int(next(iter(draws.values())).shape[0])
-        size = int(data.x.shape[0] * data.x.shape[1]) * self.num_states * max(self.num_states, int(data.x.shape[2]))
-        step = max(1, limit // max(size, 1))
-        return [{name: value[start : start + step] for name, value in draws.items()} for start in range(0, total, step)]
+    def _elements_per_draw(self, data: Dataset) -> int:
+        """The largest temporary of the forward pass per draw: N T K max(K, D)."""
+        num_sequences, length, num_features = data.x.shape
+        return num_sequences * length * self.num_states * max(self.num_states, num_features)
 
     def _messages(self, draws: dict[str, torch.Tensor], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         self._check_ready()
@@ -576,12 +567,11 @@ class HiddenMarkovModel(Model):
 
     def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """log p(x_n | theta_s) by the forward algorithm: (S, num_sequences)."""
-        rows = [forward_log_likelihood(*self._messages(chunk, data)) for chunk in self._chunks(draws, data)]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        return over_draw_chunks(lambda chunk: forward_log_likelihood(*self._messages(chunk, data)), draws, self._elements_per_draw(data))
 
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """p(state_t = k | x_n, theta_s) by forward-backward: {"state_t": (S, N, K)} for each t."""
-        probs = torch.cat([forward_backward(*self._messages(chunk, data)) for chunk in self._chunks(draws, data)])
+        probs = over_draw_chunks(lambda chunk: forward_backward(*self._messages(chunk, data)), draws, self._elements_per_draw(data))
         return {f"state_{t}": probs[:, :, t] for t in range(probs.shape[2])}
 
     def discrete(self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0) -> dict[str, torch.Tensor]:
@@ -654,10 +644,8 @@ class HiddenMarkovModel(Model):
         if K > 1:
             labels = torch.full(mask.shape, -1, dtype=torch.long)  # (N, T), -1 at padding
             labels[mask] = label
-            first = torch.bincount(labels[:, 0], minlength=K).to(real.dtype) + 1.0
-            pairs = (labels[:, :-1] >= 0) & (labels[:, 1:] >= 0)
-            flat_pairs = labels[:, :-1][pairs] * K + labels[:, 1:][pairs]
-            transitions = torch.bincount(flat_pairs, minlength=K * K).reshape(K, K).to(real.dtype)
+            first, transitions = (counts.to(real.dtype) for counts in label_counts(labels, K))
+            first = first + 1.0
             # smoothed: one pseudo-count everywhere, and 10% of the row's steps for staying
             stay = 0.1 * transitions.sum(-1, keepdim=True).clamp(min=1)
             transitions = transitions + 1.0 + torch.eye(K, dtype=real.dtype) * stay
@@ -673,32 +661,20 @@ class HiddenMarkovModel(Model):
     ) -> dict[str, torch.Tensor]:
         """One Baum-Welch (EM) iteration from ``values`` (K-indexed sites, no draw dims).
 
-        E-step: the expected counts are the gradient of log p(x | theta) with respect to the
-        log parameters taken as free (unnormalised): d/d log_emission[n, t, k] is
-        p(state_t = k | x_n), d/d log_transition[i, j] the expected number of i -> j
-        transitions, d/d log_initial[k] the expected number of sequences starting in k. So one
-        forward pass and its backward (the fast training path's) replace a hand-written
-        backward pass. M-step: the chain from the counts plus the Dirichlet priors' pseudo-counts
-        (floored at 0.01, so the start stays inside the simplex), the emissions as in
-        :meth:`Family.estimates <zoo.models.families.Family.estimates>` with the posterior state
-        probabilities as weights.
+        E-step: expected starts, transitions and state posteriors (:mod:`zoo.ops.baum_welch`,
+        by the gradient of the forward pass the fast training path runs). M-step: the chain
+        from the counts plus the Dirichlet priors' pseudo-counts (floored at 0.01, so the start
+        stays inside the simplex), the emissions as in :meth:`Family.estimates
+        <zoo.models.families.Family.estimates>` with the posterior state probabilities as weights.
         """
         batched = {name: value[None] for name, value in values.items()}
         with torch.no_grad():
-            log_initial, log_transition, log_emission, mask = self._messages(batched, data)
-        log_initial, log_transition, log_emission = (
-            tensor.detach().requires_grad_() for tensor in (log_initial, log_transition, log_emission)
-        )
-        with torch.enable_grad():
-            log_likelihood = forward_log_likelihood(log_initial, log_transition, log_emission, mask).sum()
-            starts, transitions, posterior = torch.autograd.grad(
-                log_likelihood, (log_initial, log_transition, log_emission)
-            )  # (1, K), (1, K, K), (1, N, T, K)
-        if not (torch.isfinite(log_likelihood) and torch.isfinite(posterior).all()):
+            *chain, mask = self._messages(batched, data)
+        counts = expected_counts(*chain, mask)  # draw dim 1
+        if not (torch.isfinite(counts.log_likelihood).all() and torch.isfinite(counts.posterior).all()):
             return values  # a start this poor is left to the optimiser
-        updated = self.family.estimates(real, posterior[0][mask])  # weights (M, K)
-        starts = starts[0] + max(self.initial_concentration - 1.0, 0.01)  # (K,)
-        transitions = transitions[0] + max(self.transition_concentration - 1.0, 0.01)  # (K, K)
-        updated["initial"] = starts / starts.sum()
-        updated["transition"] = transitions / transitions.sum(-1, keepdim=True)
+        updated = self.family.estimates(real, counts.posterior[0][mask])  # weights (M, K)
+        pseudo_counts = (max(self.initial_concentration - 1.0, 0.01), max(self.transition_concentration - 1.0, 0.01))
+        initial, transition = chain_estimates(counts, *pseudo_counts)
+        updated["initial"], updated["transition"] = initial[0], transition[0]
         return updated

@@ -32,7 +32,9 @@ from torch import nn
 
 from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import ARCHITECTURES, Decoder, Encoder, NetworkModel, check_architecture, check_network_data, seeded
+from zoo.models.nets import (
+    Decoder, Encoder, NetworkModel, check_architecture, check_network_arguments, check_network_data, seeded,
+)
 
 __all__ = ["Autoencoder", "LIKELIHOODS"]
 
@@ -72,14 +74,9 @@ class Autoencoder(NetworkModel):
         self, latent_dim: int, likelihood: str, hidden_sizes: Sequence[int], architecture: str, init_seed: int
     ) -> None:
         super().__init__()
-        check_positive_int(latent_dim, "latent_dim", minimum=1)
+        hidden = check_network_arguments(latent_dim, hidden_sizes, architecture)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        hidden = [int(size) for size in hidden_sizes]
-        if any(size < 1 for size in hidden):
-            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
         self.latent_dim = latent_dim
         self.likelihood = likelihood
         self.hidden_sizes = hidden

@@ -14,22 +14,23 @@ Every network takes inputs with any number of leading batch dims: a decoder maps
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from typing import Any
-
-import copy
 
 import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.nn import functional
 
+from zoo.checks import check_positive_int
 from zoo.models.base import Model
 
 __all__ = [
     "ARCHITECTURES", "MLP", "Encoder", "Decoder", "Classifier", "Discriminator", "image_size", "check_architecture",
-    "NetworkModel",
+    "check_network_arguments", "NetworkModel",
 ]
 
 ARCHITECTURES = ("mlp", "conv")
@@ -96,6 +97,39 @@ def check_network_data(data: Any, model_name: str, image_shape: Any, architectur
         )
     check_architecture(architecture, shape)
     return shape
+
+
+def check_network_arguments(latent_dim: int, hidden_sizes: Sequence[int], architecture: str) -> list[int]:
+    """The constructor checks every network model shares.
+
+    Parameters
+    ----------
+    latent_dim : int
+        At least 1.
+    hidden_sizes : sequence of int
+        Positive integers.
+    architecture : {"mlp", "conv"}
+
+    Returns
+    -------
+    list of int
+        ``hidden_sizes`` as Python ints.
+
+    Raises
+    ------
+    TypeError
+        If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
+    ValueError
+        Naming the argument that is out of range.
+    """
+    check_positive_int(latent_dim, "latent_dim", minimum=1)
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+        raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
+    if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 for size in hidden_sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
+    return [int(size) for size in hidden_sizes]
 
 
 def check_architecture(architecture: str, event_shape: Sequence[int]) -> None:

@@ -52,6 +52,7 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import real
 from zoo.datasets.dataset import UNLABELED, Dataset
 from zoo.models.autoencoder import Autoencoder
 from zoo.models.base import class_labels
@@ -269,8 +270,6 @@ class SemiSupervisedVAE(Autoencoder):
     @classmethod
     def example(cls) -> tuple["SemiSupervisedVAE", Dataset]:
         """40 binarised digits, every third one unlabeled: both kinds of rows in one small set."""
-        from zoo.datasets import real
-
         data = real.digits(binarize=True).subset(list(range(40)))
         labels = data.y.clone()
         labels[::3] = UNLABELED

@@ -54,6 +54,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
@@ -141,8 +142,6 @@ class GaussianMixture(Model):
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["GaussianMixture", Dataset]:
-        from zoo.datasets import simulate
-
         return cls(num_components=2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
 
     @classmethod

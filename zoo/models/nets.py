@@ -17,7 +17,7 @@ import contextlib
 import copy
 import math
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyro.distributions as dist
@@ -100,20 +100,9 @@ def check_network_data(data: Any, model_name: str, image_shape: Any, architectur
 
 
 def check_network_arguments(latent_dim: int, hidden_sizes: Sequence[int], architecture: str) -> list[int]:
-    """The constructor checks every network model shares.
-
-    Parameters
-    ----------
-    latent_dim : int
-        At least 1.
-    hidden_sizes : sequence of int
-        Positive integers.
-    architecture : {"mlp", "conv"}
-
-    Returns
-    -------
-    list of int
-        ``hidden_sizes`` as Python ints.
+    """The constructor checks every network model shares: ``latent_dim`` >= 1, ``hidden_sizes``
+    positive integers, ``architecture`` one of :data:`ARCHITECTURES`; returns ``hidden_sizes`` as
+    a list of Python ints.
 
     Raises
     ------
@@ -170,7 +159,39 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-class Encoder(nn.Module):
+class _ImageReader(nn.Module):
+    """What the networks that read a datum share (encoder, classifier, discriminator): its shape,
+    and its features, flattened ("mlp") or after two stride-2 convolutions ("conv")."""
+
+    def _build_reader(
+        self, event_shape: Sequence[int], architecture: str, activation: Callable[[], nn.Module] = nn.ReLU
+    ) -> int:
+        """Set the datum's shape and, for "conv", the convolutions (each followed by
+        ``activation()``); return the number of features a datum gives."""
+        check_architecture(architecture, event_shape)
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.architecture = architecture
+        if architecture != "conv":
+            return math.prod(self.event_shape)
+        height, width = image_size(self.event_shape)  # type: ignore[misc]
+        self.image = (height, width)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
+            activation(),
+            nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
+            activation(),
+        )
+        return _CHANNELS[1] * (height // 4) * (width // 4)
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        """x (..., *event_shape) -> its features (B, F), B the batch dims flattened, and those dims."""
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        if self.architecture == "conv":
+            return self.conv(x.reshape(-1, 1, *self.image)).flatten(1), batch
+        return x.reshape(-1, math.prod(self.event_shape)), batch
+
+
+class Encoder(_ImageReader):
     """x -> (loc, scale) of a diagonal Normal over the latent code.
 
     Parameters
@@ -195,24 +216,10 @@ class Encoder(nn.Module):
         condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
         self.latent_dim = latent_dim
         self.condition_dim = int(condition_dim)
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.ReLU(),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features + self.condition_dim, *hidden_sizes, 2 * latent_dim])
-        else:
-            self.mlp = MLP([math.prod(self.event_shape) + self.condition_dim, *hidden_sizes, 2 * latent_dim])
+        features = self._build_reader(event_shape, architecture)
+        self.mlp = MLP([features + self.condition_dim, *hidden_sizes, 2 * latent_dim])
 
     def forward(
         self, x: torch.Tensor, condition: torch.Tensor | None = None
@@ -228,11 +235,7 @@ class Encoder(nn.Module):
         -------
         loc, scale : Tensor, shape (broadcast batch dims..., latent_dim)
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            features = self.conv(x.reshape(-1, 1, *self.image)).flatten(1)
-        else:
-            features = x.reshape(-1, math.prod(self.event_shape))
+        features, batch = self._features(x)
         if self.condition_dim:
             features, batch = _join(features.reshape(*batch, -1), condition, self.condition_dim)
         out = self.mlp(features)
@@ -307,7 +310,7 @@ class Decoder(nn.Module):
         return out.reshape(*batch, *self.event_shape)
 
 
-class Classifier(nn.Module):
+class Classifier(_ImageReader):
     """x -> logits over ``num_classes`` classes: q(y | x) of the semi-supervised VAE.
 
     The encoder's body (fully connected, or two stride-2 convolutions first) with ReLU between
@@ -326,23 +329,9 @@ class Classifier(nn.Module):
         self, event_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int], architecture: str = "mlp"
     ) -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
         self.num_classes = int(num_classes)
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.ReLU(),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features, *hidden_sizes, self.num_classes])
-        else:
-            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, self.num_classes])
+        features = self._build_reader(event_shape, architecture)
+        self.mlp = MLP([features, *hidden_sizes, self.num_classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -355,12 +344,8 @@ class Classifier(nn.Module):
         Tensor, shape (..., num_classes)
             Unnormalised log-probabilities.
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
-        else:
-            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
-        return out.reshape(*batch, self.num_classes)
+        features, batch = self._features(x)
+        return self.mlp(features).reshape(*batch, self.num_classes)
 
 
 def _join(
@@ -378,7 +363,7 @@ def _join(
     return joined, batch
 
 
-class Discriminator(nn.Module):
+class Discriminator(_ImageReader):
     """x -> one real score per datum: a GAN's discriminator (logit) or critic (WGAN).
 
     The encoder's body (fully connected, or two stride-2 convolutions first) with LeakyReLU(0.2)
@@ -395,22 +380,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, event_shape: Sequence[int], hidden_sizes: Sequence[int], architecture: str = "mlp") -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.LeakyReLU(0.2),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features, *hidden_sizes, 1], negative_slope=0.2)
-        else:
-            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, 1], negative_slope=0.2)
+        features = self._build_reader(event_shape, architecture, activation=lambda: nn.LeakyReLU(0.2))
+        self.mlp = MLP([features, *hidden_sizes, 1], negative_slope=0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -422,12 +393,8 @@ class Discriminator(nn.Module):
         -------
         Tensor, shape (...)
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
-        else:
-            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
-        return out.reshape(batch)
+        features, batch = self._features(x)
+        return self.mlp(features).reshape(batch)
 
 
 class NetworkModel(Model):

@@ -94,11 +94,8 @@ def expected_counts(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-    mask : BoolTensor, shape (N, T)
-        As for :func:`zoo.ops.markov.forward_log_likelihood`.
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring.
 
     Returns
     -------

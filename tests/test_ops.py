@@ -17,7 +17,7 @@ import torch
 from zoo.ops import conjugate
 from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
 from zoo.ops.chunks import over_draw_chunks
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
 from zoo.ops.markov import (
     FORWARD_METHODS,
@@ -470,3 +470,15 @@ def test_label_counts_and_sequence_mask() -> None:
     starts, transitions = label_counts(labels, 3)
     assert starts.tolist() == [1, 1, 1]
     assert transitions.tolist() == [[0, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_reorder_components_permutes_components_and_transition_rows_and_columns() -> None:
+    generator = torch.Generator().manual_seed(3)
+    order = torch.stack([torch.randperm(4, generator=generator) for _ in range(6)]).reshape(2, 3, 4)
+    value = torch.randn(2, 3, 4, 5, generator=generator)
+    matrix = torch.randn(2, 3, 4, 4, generator=generator)
+    moved, moved_matrix = reorder_components(value, order), reorder_components(matrix, order, dims=2)
+    for c, d in itertools.product(range(2), range(3)):
+        permutation = order[c, d]
+        assert torch.equal(moved[c, d], value[c, d][permutation])
+        assert torch.equal(moved_matrix[c, d], matrix[c, d][permutation][:, permutation])

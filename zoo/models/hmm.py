@@ -106,7 +106,7 @@ from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Poisso
 from zoo.models.registry import register
 from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
 from zoo.ops.chunks import over_draw_chunks
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 from zoo.ops.markov import backward_sample, forward_backward, forward_log_likelihood, safe_log, viterbi
 
 __all__ = ["HiddenMarkovModel", "EMISSIONS"]
@@ -599,18 +599,9 @@ class HiddenMarkovModel(Model):
         if self.num_states == 1 or self.emission_sites[0] not in draws:
             return draws
         order = self.family.order_key(draws).argsort(-1)  # (c, d, K)
-        axis = order.dim() - 1
-        relabelled = dict(draws)
-        for name in ("initial", "transition") + self.emission_sites:
-            if name not in draws:
-                continue
-            value = draws[name]
-            index = order.reshape(order.shape + (1,) * (value.dim() - order.dim())).expand_as(value)
-            value = value.gather(axis, index)
-            if name == "transition":
-                value = value.gather(axis + 1, order.unsqueeze(-2).expand_as(value))
-            relabelled[name] = value
-        return relabelled
+        sites = [name for name in ("initial", "transition") + self.emission_sites if name in draws]
+        relabelled = {name: reorder_components(draws[name], order, dims=2 if name == "transition" else 1) for name in sites}
+        return draws | relabelled
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """Where every fit starts: k-means, then ``initial_em_steps`` Baum-Welch iterations.

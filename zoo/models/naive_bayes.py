@@ -101,7 +101,7 @@ from pyro.ops.indexing import Vindex
 from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
-from zoo.models.base import Model, class_labels
+from zoo.models.base import Model, check_labels, class_labels
 from zoo.models.columns import FAMILIES, Block, ColumnLayout, MixedColumns, check_features, column_families, select_columns
 from zoo.models.registry import register
 from zoo.ops import conjugate
@@ -481,14 +481,7 @@ class NaiveBayes(Model):
             raise ValueError(f"x has {data.num_features} columns but the model was set up for {self.num_features}")
         layout = self.layout(data)
         if data.y is not None:
-            low, high = torch.aminmax(data.y)  # one reduction; the offending row only on failure
-            if low < UNLABELED or high >= self.num_classes:
-                bad = (data.y < UNLABELED) | (data.y >= self.num_classes)
-                index = int(bad.nonzero()[0, 0])
-                raise ValueError(
-                    f"y holds label {int(data.y[index])} (row {index}): labels must be in 0..{self.num_classes - 1}, "
-                    f"or {UNLABELED} for an unlabeled row"
-                )
+            check_labels(data.y, self.num_classes)
         layout.validate(x, self.num_categories)
 
     def prepare(self, data: Dataset) -> "NaiveBayes":

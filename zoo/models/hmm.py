@@ -56,20 +56,14 @@ padded steps :meth:`Fit.discrete` and :meth:`Fit.marginals` repeat the last real
 
 Exact fast paths, and what is trained
 -------------------------------------
-The enumerated model above is the definition: ``zoo.infer.evaluate`` sums its states out with
-Pyro's tensor-variable elimination. The same numbers come much faster from the forward
-algorithm (a log-space parallel scan over time when the problem is small enough for its K^3
-cost; otherwise a sequential pass in probability space with rescaling, which falls back to
-log space where its messages would underflow; all in :mod:`zoo.ops.markov`), which this
-model uses for ``log_likelihood``, forward-backward for ``marginals`` and Viterbi /
-forward-filtering backward-sampling for ``discrete``. The emissions' priors, densities,
-starting estimates and ordering come from :mod:`zoo.models.families` (the table of
-log p(x_t | state k) the forward algorithm takes is computed from the same density the
-enumerated model observes). The forward algorithm's log p(x_n | theta) is this model's
-collapsed likelihood: SVI and NUTS fit the global sites and one factor of it
-(:mod:`zoo.infer.collapse`), the same density as the enumerated chain (the contract tests check
-value and gradient) and much cheaper to differentiate than TraceEnum_ELBO's contraction over T
-sites. (Pyro's ``DiscreteHMM`` is not used: its
+The enumerated model above is the definition. The same numbers come much faster from the
+forward algorithm (:mod:`zoo.ops.markov`), this model's collapsed likelihood: SVI and NUTS fit
+the global sites and one factor of it (:mod:`zoo.infer.collapse`), the same density as the
+enumerated chain (the contract tests check value and gradient) and much cheaper to
+differentiate than TraceEnum_ELBO's contraction over T sites. Forward-backward gives
+``marginals``, Viterbi and forward-filtering backward-sampling ``discrete``. The table of
+log p(x_t | state k) they take is the emission family's (:mod:`zoo.models.families`), computed
+from the same density the enumerated model observes. (Pyro's ``DiscreteHMM`` is not used: its
 ``initial_logits`` describe the state *before* the first step, and it takes no per-sequence
 lengths.)
 
@@ -149,9 +143,6 @@ class HiddenMarkovModel(Model):
         Gaussian, full: LKJ concentration.
     rate_log_sd : float
         Poisson: sd of log(rate) under its LogNormal prior, centred on the mean count.
-    training_path : {"forward", "enumerate"}
-        What the runner differentiates: the forward algorithm as one ``pyro.factor`` (default),
-        or the enumerated chain (the definition); both are the same density.
     initial_em_steps : int
         Baum-Welch (EM) iterations refining the k-means start of every fit (see
         :meth:`initial_values`); 0 starts from k-means alone. They move the start, not the

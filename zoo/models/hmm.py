@@ -226,6 +226,84 @@ class HiddenMarkovModel(Model):
         self.num_features = num_features
         self.length = length
 
+    # ------------------------------------------------------------------ the model
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """initial (K,) and transition (K, K) (for K > 1), and the emission sites (K, ...)."""
+        self._check_ready()
+        K, dtype = self.num_states, torch.get_default_dtype()
+        params: dict[str, torch.Tensor] = {}
+        if K > 1:
+            params["initial"] = pyro.sample(
+                "initial", dist.Dirichlet(torch.full((K,), self.initial_concentration, dtype=dtype))
+            )
+        with pyro.plate("states", K, dim=-1):
+            if K > 1:
+                params["transition"] = pyro.sample(
+                    "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
+                )
+            params.update(self.family.prior(dtype))
+        return params
+
+    def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
+        """The emission distribution of ``state`` (any batch shape, under enumeration or draws)."""
+        family = self.family
+        return family.distribution(family.gather(params, state))
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        num_sequences: int | None = None,
+        length: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor | None:
+        """p(x, z): see the module docstring. Conditions on padded ``x`` (with ``lengths``) or
+        generates ``num_sequences`` sequences of ``length`` steps (returned, (N, T, D))."""
+        params = self.sample_globals()
+        dtype = params[self.emission_sites[0]].dtype
+        if x is not None:
+            num_sequences, length = x.shape[0], x.shape[1]
+            if lengths is None:
+                lengths = torch.full((num_sequences,), length, dtype=torch.long)
+        elif num_sequences is None:
+            raise ValueError("give x (to condition on) or num_sequences (to generate)")
+        length = int(length or self.length or 1)
+        # one state: it starts there and stays (no site: nothing to infer)
+        initial = params.get("initial", torch.ones(1, dtype=dtype))
+        transition = params.get("transition", torch.ones(1, 1, dtype=dtype))
+
+        with pyro.plate(self.data_plate, num_sequences, subsample_size=batch_size, dim=-1) as index:
+            if x is not None:
+                observed, observed_lengths = x.index_select(0, index), lengths.index_select(0, index)
+                if observed.dtype.is_floating_point:  # the parameters' precision (float64 in tests)
+                    observed = observed.to(params[self.emission_sites[0]].dtype)
+                mask = torch.arange(length) < observed_lengths.unsqueeze(-1)  # (n, T)
+            outputs = []
+            state = None
+            for t in pyro.markov(range(length)):
+                if t == 0:
+                    logits = safe_log(initial)
+                else:
+                    logits = Vindex(safe_log(transition).unsqueeze(-3))[..., state, :]
+                    if x is not None:
+                        # padding: the state stays where it was (probability one), so padded
+                        # steps change no likelihood, MAP path or sample of the real ones
+                        stay = torch.full_like(logits, -math.inf).scatter(-1, state.unsqueeze(-1).expand(logits.shape[:-1] + (1,)), 0.0)
+                        logits = torch.where(mask[:, t].unsqueeze(-1), logits, stay)
+                state = pyro.sample(f"state_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+                emission = self._emission(params, state)
+                if x is not None:
+                    pyro.sample(f"x_{t}", emission.mask(mask[:, t]), obs=observed[:, t])
+                else:
+                    outputs.append(pyro.sample(f"x_{t}", emission))
+            if x is not None:
+                return None
+            if self.emission == "categorical":
+                generated = torch.stack(outputs, -1).unsqueeze(-1).to(dtype)
+            else:
+                generated = torch.stack(outputs, -2)
+            return pyro.deterministic(self.observed_site, generated, event_dim=2)
+
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["HiddenMarkovModel", Dataset]:
@@ -429,84 +507,6 @@ class HiddenMarkovModel(Model):
         if data is not None and data.x.dim() == 3:
             coords["time"] = list(range(int(data.x.shape[1])))
         return coords
-
-    # ------------------------------------------------------------------ the model
-    def sample_globals(self) -> dict[str, torch.Tensor]:
-        """initial (K,) and transition (K, K) (for K > 1), and the emission sites (K, ...)."""
-        self._check_ready()
-        K, dtype = self.num_states, torch.get_default_dtype()
-        params: dict[str, torch.Tensor] = {}
-        if K > 1:
-            params["initial"] = pyro.sample(
-                "initial", dist.Dirichlet(torch.full((K,), self.initial_concentration, dtype=dtype))
-            )
-        with pyro.plate("states", K, dim=-1):
-            if K > 1:
-                params["transition"] = pyro.sample(
-                    "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
-                )
-            params.update(self.family.prior(dtype))
-        return params
-
-    def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
-        """The emission distribution of ``state`` (any batch shape, under enumeration or draws)."""
-        family = self.family
-        return family.distribution(family.gather(params, state))
-
-    def forward(
-        self,
-        x: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        num_sequences: int | None = None,
-        length: int | None = None,
-        batch_size: int | None = None,
-    ) -> torch.Tensor | None:
-        """p(x, z): see the module docstring. Conditions on padded ``x`` (with ``lengths``) or
-        generates ``num_sequences`` sequences of ``length`` steps (returned, (N, T, D))."""
-        params = self.sample_globals()
-        dtype = params[self.emission_sites[0]].dtype
-        if x is not None:
-            num_sequences, length = x.shape[0], x.shape[1]
-            if lengths is None:
-                lengths = torch.full((num_sequences,), length, dtype=torch.long)
-        elif num_sequences is None:
-            raise ValueError("give x (to condition on) or num_sequences (to generate)")
-        length = int(length or self.length or 1)
-        # one state: it starts there and stays (no site: nothing to infer)
-        initial = params.get("initial", torch.ones(1, dtype=dtype))
-        transition = params.get("transition", torch.ones(1, 1, dtype=dtype))
-
-        with pyro.plate(self.data_plate, num_sequences, subsample_size=batch_size, dim=-1) as index:
-            if x is not None:
-                observed, observed_lengths = x.index_select(0, index), lengths.index_select(0, index)
-                if observed.dtype.is_floating_point:  # the parameters' precision (float64 in tests)
-                    observed = observed.to(params[self.emission_sites[0]].dtype)
-                mask = torch.arange(length) < observed_lengths.unsqueeze(-1)  # (n, T)
-            outputs = []
-            state = None
-            for t in pyro.markov(range(length)):
-                if t == 0:
-                    logits = safe_log(initial)
-                else:
-                    logits = Vindex(safe_log(transition).unsqueeze(-3))[..., state, :]
-                    if x is not None:
-                        # padding: the state stays where it was (probability one), so padded
-                        # steps change no likelihood, MAP path or sample of the real ones
-                        stay = torch.full_like(logits, -math.inf).scatter(-1, state.unsqueeze(-1).expand(logits.shape[:-1] + (1,)), 0.0)
-                        logits = torch.where(mask[:, t].unsqueeze(-1), logits, stay)
-                state = pyro.sample(f"state_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
-                emission = self._emission(params, state)
-                if x is not None:
-                    pyro.sample(f"x_{t}", emission.mask(mask[:, t]), obs=observed[:, t])
-                else:
-                    outputs.append(pyro.sample(f"x_{t}", emission))
-            if x is not None:
-                return None
-            if self.emission == "categorical":
-                generated = torch.stack(outputs, -1).unsqueeze(-1).to(dtype)
-            else:
-                generated = torch.stack(outputs, -2)
-            return pyro.deterministic(self.observed_site, generated, event_dim=2)
 
     # ------------------------------------------------------------------ fast exact paths
     def _flat_parameters(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

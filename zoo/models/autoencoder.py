@@ -33,7 +33,7 @@ from torch import nn
 from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
 from zoo.models.nets import (
-    Decoder, Encoder, NetworkModel, check_architecture, check_network_arguments, check_network_data, seeded,
+    Decoder, Encoder, NetworkModel, check_network_arguments, check_network_data,
 )
 
 __all__ = ["Autoencoder", "LIKELIHOODS"]
@@ -84,18 +84,10 @@ class Autoencoder(NetworkModel):
         self.init_seed = int(init_seed)
         self.image_shape: list[int] | None = None
 
-    def build_networks(self, shape: list[int]) -> None:
-        """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""
-        raise NotImplementedError
-
     def _build(self, shape: Sequence[int]) -> None:
         """Build the networks for data of ``shape`` (seeded by ``init_seed``), and the per-pixel
         log scale of a Gaussian likelihood."""
-        shape = [int(size) for size in shape]
-        check_architecture(self.architecture, shape)
-        self.image_shape = shape
-        with seeded(self.init_seed):
-            self.build_networks(shape)
+        super()._build(shape)
         if self.likelihood == "gaussian":
             self.log_scale = nn.Parameter(torch.zeros(shape))
 

@@ -63,7 +63,7 @@ from torch import nn
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.nets import (
-    Decoder, Discriminator, NetworkModel, check_architecture, check_network_arguments, check_network_data, seeded,
+    Decoder, Discriminator, NetworkModel, check_network_arguments, check_network_data,
 )
 from zoo.models.registry import register
 
@@ -155,12 +155,7 @@ class GAN(NetworkModel):
         self.num_threads = 1 if architecture == "mlp" else None  # type: ignore[misc]
         self.image_shape: list[int] | None = None
         if image_shape is not None:
-            shape = [int(size) for size in image_shape]
-            check_architecture(architecture, shape)
-            self.image_shape = shape
-            with seeded(self.init_seed):
-                self.generator = Decoder(shape, latent_dim, self.hidden_sizes, architecture)
-                self.discriminator = Discriminator(shape, self.hidden_sizes, architecture)
+            self._build(image_shape)
 
     # ------------------------------------------------------------------ the model
     def transform(self, output: torch.Tensor) -> torch.Tensor:
@@ -201,6 +196,11 @@ class GAN(NetworkModel):
             return pyro.sample(self.observed_site, dist.Delta(value, event_dim=len(self.event_shape)))
 
     # ------------------------------------------------------------------ declarations
+    def build_networks(self, shape: list[int]) -> None:
+        """The generator (the VAE's decoder) and the discriminator, for data of ``shape``."""
+        self.generator = Decoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
+        self.discriminator = Discriminator(shape, self.hidden_sizes, self.architecture)
+
     @classmethod
     def example(cls) -> tuple["GAN", Dataset]:
         return cls(latent_dim=2, hidden_sizes=[16]), simulate.ring(num_data=40)

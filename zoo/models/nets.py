@@ -38,13 +38,8 @@ _CHANNELS = (32, 64)
 
 
 def image_size(event_shape: Sequence[int]) -> tuple[int, int] | None:
-    """(height, width) of a datum read as an image, or None if it cannot be one.
-
-    Parameters
-    ----------
-    event_shape : sequence of int
-        The shape of one datum: (height, width), or (D,) with D a perfect square.
-    """
+    """(height, width) of a datum of shape ``event_shape`` read as an image: the shape itself
+    if it is (height, width), (sqrt(D), sqrt(D)) if it is (D,) with D a perfect square, else None."""
     shape = tuple(int(size) for size in event_shape)
     if len(shape) == 2:
         return shape  # type: ignore[return-value]
@@ -65,22 +60,9 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def check_network_data(data: Any, model_name: str, image_shape: Any, architecture: str) -> list[int]:
-    """Checks shared by the network models: one datum per row, no sequences, the built shape.
-
-    Parameters
-    ----------
-    data : zoo.Dataset
-    model_name : str
-        "VAE", "GAN", ... for the messages.
-    image_shape : sequence of int or None
-        The shape the networks were built for, if built.
-    architecture : {"mlp", "conv"}
-
-    Returns
-    -------
-    list of int
-        The shape of one datum.
-    """
+    """Checks shared by the network models: one datum per row, no sequences, the shape the
+    networks were built for (``image_shape``, if built), one the ``architecture`` takes;
+    ``model_name`` ("VAE", "GAN", ...) for the messages. Returns the shape of one datum."""
     x = data.x
     if x.dim() not in (2, 3):
         raise ValueError(
@@ -407,6 +389,20 @@ class NetworkModel(Model):
 
     image_shape: list[int] | None
     latent_dim: int
+    architecture: str
+    init_seed: int
+
+    def build_networks(self, shape: list[int]) -> None:
+        """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""
+        raise NotImplementedError
+
+    def _build(self, shape: Sequence[int]) -> None:
+        """Build the networks for data of ``shape`` (one datum's), seeded by ``init_seed``."""
+        shape = [int(size) for size in shape]
+        check_architecture(self.architecture, shape)
+        self.image_shape = shape
+        with seeded(self.init_seed):
+            self.build_networks(shape)
 
     @property
     def event_shape(self) -> tuple[int, ...]:

@@ -287,16 +287,17 @@ class ClassConditionalPosterior:
         p = self.params
         return NormalGamma(p["loc"], p["loc_count"], p["shape"], p["rate"]) if "shape" in p else None
 
+    def _dirichlet_sites(self) -> list[str]:
+        """The probability sites with a Dirichlet posterior (categorical and multinomial)."""
+        return [name for name in self.params if name.startswith("categorical_probs_") or name == "multinomial_probs"]
+
     def _probabilities(self) -> dict[str, Distribution]:
         """The posterior of each probability site besides the weights: a Beta or a Dirichlet."""
         p = self.params
         out: dict[str, Distribution] = {}
         if "bernoulli_alpha" in p:
             out["bernoulli_probs"] = Beta(p["bernoulli_alpha"], p["bernoulli_beta"])
-        for name, value in p.items():
-            if name.startswith("categorical_probs_") or name == "multinomial_probs":
-                out[name] = Dirichlet(value)
-        return out
+        return out | {name: Dirichlet(p[name]) for name in self._dirichlet_sites()}
 
     def marginals(self) -> dict[str, Distribution]:
         """Marginal posterior of each site (``loc``'s is a Student-t: precision integrated out)."""
@@ -317,13 +318,16 @@ class ClassConditionalPosterior:
         return draws | {name: posterior.sample(shape) for name, posterior in self._probabilities().items()}
 
     def mean(self) -> dict[str, torch.Tensor]:
-        """Posterior mean of each site (E[loc] = m_n, E[precision] = a_n / b_n)."""
-        weights = self.params["class_concentration"]
-        out = {"weights": weights / weights.sum(-1, keepdim=True)}
+        """Posterior mean of each site (E[loc] = m_n, E[precision] = a_n / b_n), from the
+        hyperparameters directly (no distribution objects: this is what an Exact fit computes)."""
+        p = self.params
+        out = {"weights": p["class_concentration"] / p["class_concentration"].sum(-1, keepdim=True)}
         normal_gamma = self._normal_gamma()
         if normal_gamma is not None:
             out["loc"], out["precision"] = normal_gamma.mean()
-        return out | {name: posterior.mean for name, posterior in self._probabilities().items()}
+        if "bernoulli_alpha" in p:
+            out["bernoulli_probs"] = p["bernoulli_alpha"] / (p["bernoulli_alpha"] + p["bernoulli_beta"])
+        return out | {name: p[name] / p[name].sum(-1, keepdim=True) for name in self._dirichlet_sites()}
 
 
 def class_conditional(

@@ -32,9 +32,7 @@ from torch import nn
 
 from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import (
-    Decoder, Encoder, NetworkModel, check_network_arguments, check_network_data,
-)
+from zoo.models.nets import Decoder, Encoder, NetworkModel, check_network_data
 
 __all__ = ["Autoencoder", "LIKELIHOODS"]
 
@@ -73,16 +71,10 @@ class Autoencoder(NetworkModel):
     def __init__(
         self, latent_dim: int, likelihood: str, hidden_sizes: Sequence[int], architecture: str, init_seed: int
     ) -> None:
-        super().__init__()
-        hidden = check_network_arguments(latent_dim, hidden_sizes, architecture)
+        super().__init__(latent_dim, hidden_sizes, architecture, init_seed)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        self.latent_dim = latent_dim
         self.likelihood = likelihood
-        self.hidden_sizes = hidden
-        self.architecture = architecture
-        self.init_seed = int(init_seed)
-        self.image_shape: list[int] | None = None
 
     def _build(self, shape: Sequence[int]) -> None:
         """Build the networks for data of ``shape`` (seeded by ``init_seed``), and the per-pixel

@@ -62,9 +62,7 @@ from torch import nn
 
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import (
-    Decoder, Discriminator, NetworkModel, check_network_arguments, check_network_data,
-)
+from zoo.models.nets import Decoder, Discriminator, NetworkModel, check_network_data
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -139,21 +137,15 @@ class GAN(NetworkModel):
         image_shape: Sequence[int] | None = None,
         init_seed: int = 0,
     ) -> None:
-        super().__init__()
-        hidden = check_network_arguments(latent_dim, hidden_sizes, architecture)
+        super().__init__(latent_dim, hidden_sizes, architecture, init_seed)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        self.latent_dim = latent_dim
-        self.hidden_sizes = hidden
-        self.architecture = architecture
         self.loss = loss
         self.output = output
-        self.init_seed = int(init_seed)
         # Small fully connected networks run fastest on one thread; convolutions use torch's setting.
         self.num_threads = 1 if architecture == "mlp" else None  # type: ignore[misc]
-        self.image_shape: list[int] | None = None
         if image_shape is not None:
             self._build(image_shape)
 

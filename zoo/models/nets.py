@@ -30,7 +30,7 @@ from zoo.models.base import Model
 
 __all__ = [
     "ARCHITECTURES", "MLP", "Encoder", "Decoder", "Classifier", "Discriminator", "image_size", "check_architecture",
-    "check_network_arguments", "NetworkModel",
+    "NetworkModel",
 ]
 
 ARCHITECTURES = ("mlp", "conv")
@@ -79,28 +79,6 @@ def check_network_data(data: Any, model_name: str, image_shape: Any, architectur
         )
     check_architecture(architecture, shape)
     return shape
-
-
-def check_network_arguments(latent_dim: int, hidden_sizes: Sequence[int], architecture: str) -> list[int]:
-    """The constructor checks every network model shares: ``latent_dim`` >= 1, ``hidden_sizes``
-    positive integers, ``architecture`` one of :data:`ARCHITECTURES`; returns ``hidden_sizes`` as
-    a list of Python ints.
-
-    Raises
-    ------
-    TypeError
-        If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
-    ValueError
-        Naming the argument that is out of range.
-    """
-    check_positive_int(latent_dim, "latent_dim", minimum=1)
-    if architecture not in ARCHITECTURES:
-        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-    if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
-        raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
-    if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 for size in hidden_sizes):
-        raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
-    return [int(size) for size in hidden_sizes]
 
 
 def check_architecture(architecture: str, event_shape: Sequence[int]) -> None:
@@ -387,10 +365,31 @@ class NetworkModel(Model):
     other data-dependent options (the GAN's ``output="auto"``).
     """
 
-    image_shape: list[int] | None
-    latent_dim: int
-    architecture: str
-    init_seed: int
+    def __init__(self, latent_dim: int, hidden_sizes: Sequence[int], architecture: str, init_seed: int) -> None:
+        """The checks and settings every network model's constructor shares: ``latent_dim`` >= 1,
+        ``hidden_sizes`` positive integers, ``architecture`` one of :data:`ARCHITECTURES`, the seed
+        of the initial weights; no networks until :meth:`_build` is given a datum's shape.
+
+        Raises
+        ------
+        TypeError
+            If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
+        ValueError
+            Naming the argument that is out of range.
+        """
+        super().__init__()
+        check_positive_int(latent_dim, "latent_dim", minimum=1)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+            raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
+        if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 for size in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
+        self.latent_dim = latent_dim
+        self.hidden_sizes = [int(size) for size in hidden_sizes]
+        self.architecture = architecture
+        self.init_seed = int(init_seed)
+        self.image_shape: list[int] | None = None
 
     def build_networks(self, shape: list[int]) -> None:
         """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""

@@ -18,7 +18,6 @@ from pyro.infer import TraceEnum_ELBO
 
 import zoo
 from zoo.infer.runtime import isolated
-from zoo.models import families
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial, Poisson
 
 CLOSE = dict(rtol=1e-10, atol=1e-10)
@@ -337,12 +336,3 @@ def test_gaussian_family_reproduces_the_mixtures_priors_and_component_density(co
     )
     torch.testing.assert_close(family.log_density(draws, data.x), mixture.component_distribution(draws).log_prob(x).transpose(0, 1), rtol=1e-6, atol=1e-5)
 
-
-def test_density_functions_match_torch_at_the_edges() -> None:
-    """Probabilities of exactly 0 and 1 give finite densities (floored logs), where the other
-    outcome has density 1."""
-    probs = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    assert families.bernoulli_log_density(torch.tensor([0.0, 1.0], dtype=torch.float64), probs) == 0.0
-    assert torch.isfinite(families.bernoulli_log_density(torch.tensor([1.0, 0.0], dtype=torch.float64), probs))
-    counts = torch.tensor([0.0, 3.0], dtype=torch.float64)
-    assert families.multinomial_log_density(counts, probs) == 0.0

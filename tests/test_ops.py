@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from zoo.ops import conjugate
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
+from zoo.ops.chunks import over_draw_chunks
+from zoo.ops.clustering import kmeans_plus_plus, reorder_components
+from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
 from zoo.ops.markov import (
     FORWARD_METHODS,
     backward_sample,
@@ -379,3 +382,103 @@ def test_dirichlet_categorical_and_multinomial_updates_count_per_class() -> None
         conjugate.dirichlet_categorical(torch.tensor([5]), torch.tensor([0]), 4, 5, 1.0, torch.float64)
     # no rows: the prior
     torch.testing.assert_close(conjugate.dirichlet_multinomial(counts[:0], labels[:0], 4, 0.25), torch.full((4, 3), 0.25, dtype=torch.float64))
+
+
+# --------------------------------------------------------------------------- densities
+def test_density_functions_match_torch_at_the_edges() -> None:
+    """Probabilities of exactly 0 and 1 give finite densities (floored logs), where the other
+    outcome has density 1."""
+    probs = torch.tensor([0.0, 1.0], dtype=torch.float64)
+    assert bernoulli_log_density(torch.tensor([0.0, 1.0], dtype=torch.float64), probs) == 0.0
+    assert torch.isfinite(bernoulli_log_density(torch.tensor([1.0, 0.0], dtype=torch.float64), probs))
+    counts = torch.tensor([0.0, 3.0], dtype=torch.float64)
+    assert multinomial_log_density(counts, probs) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int64, torch.bool])
+def test_support_checks_decide_every_value_exactly(dtype: torch.dtype) -> None:
+    """all_binary and all_counts against the elementwise definitions, on the values where a
+    shortcut could go wrong (just inside and outside 0 and 1, subnormals, -0.0, large counts)."""
+    if dtype == torch.bool:
+        assert all_binary(torch.tensor([True, False])) and all_counts(torch.tensor([True, False]))
+        return
+    if dtype.is_floating_point:
+        tiny = torch.finfo(dtype).tiny
+        eps = torch.finfo(dtype).eps
+        candidates = [0.0, -0.0, 1.0, 2.0, 3.0, 2.0**40, tiny, tiny / 4, 1 - eps / 2, 1 + eps, 0.5, -1.0, 3 - 2 * eps, float("inf")]
+    else:
+        candidates = [0, 1, 2, 3, -1, 2**40]
+    for value in candidates:
+        values = torch.tensor([0, 1, value], dtype=dtype)
+        value = float(value)
+        assert all_binary(values) == (value in (0.0, 1.0)) or value == float("inf"), value
+        assert all_counts(values) == (value >= 0 and value == int(value) if value != float("inf") else False), value
+    assert all_counts(torch.zeros(0, dtype=dtype))
+
+
+# --------------------------------------------------------------------------- chunks
+def test_over_draw_chunks_equals_one_call_on_all_draws() -> None:
+    generator = torch.Generator().manual_seed(0)
+    draws = {"a": torch.randn(7, 3, generator=generator), "b": torch.randn(7, 3, 2, generator=generator)}
+
+    def table(chunk: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (chunk["a"].unsqueeze(-1) * chunk["b"]).sum(-1)  # (S', 3)
+
+    for limit in (1, 5, 6, 17, 10**6):  # one draw per chunk, uneven chunks, a single chunk
+        assert torch.equal(over_draw_chunks(table, draws, elements_per_draw=6, limit=limit), table(draws))
+
+
+# --------------------------------------------------------------------------- Baum-Welch
+def test_one_baum_welch_step_equals_brute_force_path_enumeration() -> None:
+    """Expected counts by the forward pass's gradient, and the M-step built on them (chain with
+    pseudo-counts, Gaussian emission means weighted by the posterior), against sums over every
+    path of each sequence's real steps."""
+    num_states, pseudo = 3, (0.5, 0.25)
+    log_initial, log_transition, log_emission, mask = random_chain(2, LENGTHS, num_states, seed=7)
+    x = torch.randn(len(LENGTHS), max(LENGTHS), generator=torch.Generator().manual_seed(8), dtype=torch.float64)
+    counts = expected_counts(log_initial, log_transition, log_emission, mask)
+    initial, transition = chain_estimates(counts, *pseudo)
+    for s in range(2):
+        starts = torch.zeros(num_states, dtype=torch.float64)
+        transitions = torch.zeros(num_states, num_states, dtype=torch.float64)
+        posterior = torch.zeros(len(LENGTHS), max(LENGTHS), num_states, dtype=torch.float64)
+        for n, length in enumerate(LENGTHS):
+            paths, joints = path_log_joints(log_initial, log_transition, log_emission, s, n, length)
+            torch.testing.assert_close(counts.log_likelihood[s, n], joints.logsumexp(0), **EXACT)
+            for path, probability in zip(paths, joints.softmax(0)):
+                starts[path[0]] += probability
+                for t in range(length):
+                    posterior[n, t, path[t]] += probability
+                for t in range(1, length):
+                    transitions[path[t - 1], path[t]] += probability
+        torch.testing.assert_close(counts.starts[s], starts, **EXACT)
+        torch.testing.assert_close(counts.transitions[s], transitions, **EXACT)
+        torch.testing.assert_close(counts.posterior[s], posterior, **EXACT)  # 0 at padded steps
+        torch.testing.assert_close(initial[s], (starts + pseudo[0]) / (starts + pseudo[0]).sum(), **EXACT)
+        expected = (transitions + pseudo[1]) / (transitions + pseudo[1]).sum(-1, keepdim=True)
+        torch.testing.assert_close(transition[s], expected, **EXACT)
+        # the emission M-step: each real step weighted by its state posterior
+        means = weighted_means(x[mask].unsqueeze(-1), counts.posterior[s][mask]).means[:, 0]
+        brute = (posterior[mask] * x[mask].unsqueeze(-1)).sum(0) / posterior[mask].sum(0)
+        torch.testing.assert_close(means, brute, **EXACT)
+
+
+def test_label_counts_and_sequence_mask() -> None:
+    mask = sequence_mask(torch.tensor([3, 1, 2]), 4)
+    assert mask.tolist() == [[True, True, True, False], [True, False, False, False], [True, True, False, False]]
+    labels = torch.tensor([[0, 1, 1, -1], [2, -1, -1, -1], [1, 0, -1, -1]])
+    starts, transitions = label_counts(labels, 3)
+    assert starts.tolist() == [1, 1, 1]
+    assert transitions.tolist() == [[0, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_reorder_components_permutes_components_and_transition_rows_and_columns() -> None:
+    generator = torch.Generator().manual_seed(3)
+    order = torch.stack([torch.randperm(4, generator=generator) for _ in range(6)]).reshape(2, 3, 4)
+    value = torch.randn(2, 3, 4, 5, generator=generator)
+    matrix = torch.randn(2, 3, 4, 4, generator=generator)
+    moved, moved_matrix = reorder_components(value, order), reorder_components(matrix, order, dims=2)
+    for c, d in itertools.product(range(2), range(3)):
+        permutation = order[c, d]
+        assert torch.equal(moved[c, d], value[c, d][permutation])
+        assert torch.equal(moved_matrix[c, d], matrix[c, d][permutation][:, permutation])

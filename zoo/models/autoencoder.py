@@ -32,7 +32,7 @@ from torch import nn
 
 from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import ARCHITECTURES, Decoder, Encoder, NetworkModel, check_architecture, check_network_data, seeded
+from zoo.models.nets import Decoder, Encoder, NetworkModel, check_network_data
 
 __all__ = ["Autoencoder", "LIKELIHOODS"]
 
@@ -71,34 +71,15 @@ class Autoencoder(NetworkModel):
     def __init__(
         self, latent_dim: int, likelihood: str, hidden_sizes: Sequence[int], architecture: str, init_seed: int
     ) -> None:
-        super().__init__()
-        check_positive_int(latent_dim, "latent_dim", minimum=1)
+        super().__init__(latent_dim, hidden_sizes, architecture, init_seed)
         if likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {likelihood!r}")
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
-        hidden = [int(size) for size in hidden_sizes]
-        if any(size < 1 for size in hidden):
-            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
-        self.latent_dim = latent_dim
         self.likelihood = likelihood
-        self.hidden_sizes = hidden
-        self.architecture = architecture
-        self.init_seed = int(init_seed)
-        self.image_shape: list[int] | None = None
-
-    def build_networks(self, shape: list[int]) -> None:
-        """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""
-        raise NotImplementedError
 
     def _build(self, shape: Sequence[int]) -> None:
         """Build the networks for data of ``shape`` (seeded by ``init_seed``), and the per-pixel
         log scale of a Gaussian likelihood."""
-        shape = [int(size) for size in shape]
-        check_architecture(self.architecture, shape)
-        self.image_shape = shape
-        with seeded(self.init_seed):
-            self.build_networks(shape)
+        super()._build(shape)
         if self.likelihood == "gaussian":
             self.log_scale = nn.Parameter(torch.zeros(shape))
 

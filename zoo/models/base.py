@@ -54,9 +54,9 @@ from typing import Any, ClassVar
 import torch
 from pyro.nn import PyroModule
 
-from zoo.datasets.dataset import Dataset
+from zoo.datasets.dataset import UNLABELED, Dataset
 
-__all__ = ["Model", "class_labels"]
+__all__ = ["Model", "class_labels", "check_labels"]
 
 
 class Model(PyroModule):
@@ -282,3 +282,23 @@ def class_labels(y: Any, num_classes: int, num_samples: int | None) -> torch.Ten
     if isinstance(y, bool) or not isinstance(y, int) or not 0 <= y < num_classes:
         raise ValueError(f"y must be a class in 0..{num_classes - 1}, got {y!r}")
     return torch.full((num_samples or 1,), y, dtype=torch.long)
+
+
+def check_labels(labels: torch.Tensor, num_classes: int) -> None:
+    """Raise ValueError, naming the first offending row, unless every label of a class-conditional
+    model's data is a class in 0..num_classes - 1 or ``UNLABELED`` (-1).
+
+    Parameters
+    ----------
+    labels : LongTensor, shape (N,)
+    num_classes : int
+    """
+    if labels.numel() == 0:
+        return
+    low, high = torch.aminmax(labels)  # one reduction; the offending row only on failure
+    if low < UNLABELED or high >= num_classes:
+        index = int(((labels < UNLABELED) | (labels >= num_classes)).nonzero()[0, 0])
+        raise ValueError(
+            f"y holds label {int(labels[index])} (row {index}): labels must be in 0..{num_classes - 1}, "
+            f"or {UNLABELED} for an unlabeled row"
+        )

@@ -1,36 +1,11 @@
 r"""Emission and component families, written once for every model with K discrete components.
 
-A mixture's components, an HMM's emissions and (later) Naive Bayes' class-conditional features
-are the same thing: K parameter sets of one family, and a density for an observation given its
-component. Each family here states, for K components (or states, or classes):
-
-=======================  ===================================================================
-:meth:`~Family.prior`    the ``pyro.sample`` statements of its parameter sites, inside a plate
-                         over components that the caller opens
-:meth:`~Family.gather`   each datum's component parameters, picked with ``Vindex`` (works
-                         under enumeration and under a plate of posterior draws)
-:meth:`~Family.distribution`  the distribution of one observation given gathered parameters:
-                         what the enumerated definition observes
-:meth:`~Family.log_density`  the per-component log-density table (S, *data, K): the fast path
-                         every collapsed likelihood (logsumexp over components, the forward
-                         algorithm over states) uses
-:meth:`~Family.estimates`  weighted estimates from responsibilities (k-means start, EM step)
-:meth:`~Family.order_key`  what components are sorted by when relabelling draws
-:meth:`~Family.validate`  whether data lie in the family's support
-:meth:`~Family.dims`     the ArviZ dims of its sites
-=======================  ===================================================================
-
-One density per family
-----------------------
-The table is computed from the very distribution the enumerated definition observes: the
-distribution is built with a batch shape (S, 1, ..., K) and scores the data with a singleton
-component dim, (*data, 1, D), so the two cannot drift apart. Where Pyro's own ``log_prob``
-would be slow on a large table, the family's distribution is a small subclass whose
-``log_prob`` is one function written for broadcasting (:func:`normal_log_density`: three
-full-size operations instead of five; :func:`bernoulli_log_density` and
-:func:`multinomial_log_density`: one contraction over features, a matrix product, where an
-elementwise product would build an (S, *data, K, D) tensor); sampling, support and parameters
-stay Pyro's.
+A mixture's components, an HMM's emissions and Naive Bayes' class-conditional features are the
+same thing: K parameter sets of one family, and a density for an observation given its
+component. What a family states (its priors as Pyro sites, its distribution, its log-density
+table, its weighted estimates, ordering and support) is :class:`zoo.models.family.Family`; the
+families are here. Their densities (written once, for broadcasting) and support checks are
+:mod:`zoo.ops.densities`.
 
 Sites, shapes and priors
 ------------------------
@@ -56,18 +31,16 @@ observation is one column holding the category index, D = 1).
 
 from __future__ import annotations
 
-import math
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.distributions import constraints
-from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.models.family import Family, Params
+from zoo.ops.densities import IndependentBernoulli, MultinomialCounts, Normal, all_binary, all_counts, normal_log_density
 from zoo.ops.markov import safe_log
 from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
 
@@ -78,321 +51,17 @@ __all__ = [
     "Categorical",
     "Bernoulli",
     "Multinomial",
-    "Normal",
-    "IndependentBernoulli",
-    "MultinomialCounts",
-    "normal_log_density",
-    "bernoulli_log_density",
-    "multinomial_log_density",
 ]
 
-Params = dict[str, torch.Tensor]
-
-
-# =========================================================================== densities
-def normal_log_density(value: torch.Tensor, loc: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """log Normal(value | loc, scale), elementwise.
-
-    Parameters
-    ----------
-    value, loc, scale : Tensor
-        Any shapes that broadcast together; ``scale`` > 0.
-
-    Returns
-    -------
-    Tensor, the broadcast shape
-        The same numbers as ``torch.distributions.Normal(loc, scale).log_prob(value)`` (up to
-        rounding), in three full-size operations: the constant -log(scale) - log(2 pi) / 2 is
-        computed on the parameters' (small) shape.
-    """
-    standardised = (value - loc) * scale.reciprocal()
-    constant = -scale.log() - 0.5 * math.log(2 * math.pi)
-    return torch.addcmul(constant, standardised, standardised, value=-0.5)
-
-
-def bernoulli_log_density(value: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """log prod_d Bernoulli(value_d | probs_d): D independent binary features as one event.
-
-    Parameters
-    ----------
-    value : Tensor, shape (*A, D)
-        0 or 1.
-    probs : Tensor, shape (*B, D)
-        In [0, 1]; logs floored at the smallest normal number (:func:`zoo.ops.safe_log`), so a
-        probability of exactly 0 or 1 gives a finite density and gradient.
-
-    Returns
-    -------
-    Tensor, shape broadcast(A, B)
-        sum_d value_d log p_d + (1 - value_d) log(1 - p_d), as one contraction over d (a matrix
-        product when ``value`` and ``probs`` broadcast against each other's singleton dims).
-    """
-    log_p, log_q = safe_log(probs), safe_log(1 - probs)
-    return torch.einsum("...d,...d->...", value.to(probs.dtype), log_p - log_q) + log_q.sum(-1)
-
-
-def multinomial_log_density(value: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """log Multinomial(value | sum_d value_d, probs): counts over D categories, any total.
-
-    Parameters
-    ----------
-    value : Tensor, shape (*A, D)
-        Non-negative integer counts; each row's total is its own number of trials.
-    probs : Tensor, shape (*B, D)
-        Each row a point of the simplex; logs floored at the smallest normal number.
-
-    Returns
-    -------
-    Tensor, shape broadcast(A, B)
-        log (n! / prod_d value_d!) + sum_d value_d log p_d with n = sum_d value_d.
-    """
-    value = value.to(probs.dtype)
-    coefficient = torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
-    return torch.einsum("...d,...d->...", value, safe_log(probs)) + coefficient
-
-
-class Normal(dist.Normal):
-    """Pyro's ``Normal`` (same parameters, support and sampling) whose ``log_prob`` is
-    :func:`normal_log_density`: the one Gaussian density the enumerated definition and the
-    log-density table share."""
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return normal_log_density(value, self.loc, self.scale)
-
-
-class IndependentBernoulli(dist.TorchDistribution):
-    """D independent Bernoulli features as one event, scored by :func:`bernoulli_log_density`.
-
-    The density of ``dist.Bernoulli(probs).to_event(1)``; its ``log_prob`` contracts over the
-    features instead of building one term per feature.
-
-    Parameters
-    ----------
-    probs : Tensor, shape (*batch, D)
-        Probability of a 1 for each feature.
-    validate_args : bool, optional
-        As for every torch distribution.
-    """
-
-    arg_constraints = {"probs": constraints.independent(constraints.unit_interval, 1)}
-    support = constraints.independent(constraints.boolean, 1)
-
-    def __init__(self, probs: torch.Tensor, validate_args: bool | None = None) -> None:
-        self.probs = probs
-        super().__init__(probs.shape[:-1], probs.shape[-1:], validate_args=validate_args)
-
-    def expand(self, batch_shape: Any, _instance: Any = None) -> "IndependentBernoulli":
-        new = self._get_checked_instance(IndependentBernoulli, _instance)
-        batch_shape = torch.Size(batch_shape)
-        new.probs = self.probs.expand(batch_shape + self.event_shape)
-        super(IndependentBernoulli, new).__init__(batch_shape, self.event_shape, validate_args=False)
-        new._validate_args = self._validate_args
-        return new
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.probs
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return self.probs * (1 - self.probs)
-
-    def sample(self, sample_shape: Any = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
-        with torch.no_grad():
-            return torch.bernoulli(self.probs.expand(shape))
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return bernoulli_log_density(value, self.probs)
-
-
-class MultinomialCounts(dist.Multinomial):
-    """Pyro's ``Multinomial`` scoring counts of any total with :func:`multinomial_log_density`.
-
-    The density of counts does not depend on the constructor's ``total_count`` (each value
-    brings its own number of trials); ``total_count`` is what :meth:`sample` draws.
-    """
-
-    support = constraints.independent(constraints.nonnegative_integer, 1)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        if self._validate_args:
-            self._validate_sample(value)
-        return multinomial_log_density(value, self.probs)
-
-
-# =========================================================================== the families
 def _refuse(x: torch.Tensor, bad: torch.Tensor, message: str) -> None:
-    """Raise ValueError(message, and the first bad value) if ``bad`` (x's shape) holds anywhere."""
-    if bool(bad.any()):
-        raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
+    """Raise ValueError(message, and the first value where ``bad`` (x's shape) holds)."""
+    raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
 
 
 def _not_counts(x: torch.Tensor) -> torch.Tensor:
-    """Where x is not a non-negative integer: a bool tensor of x's shape."""
-    return (x < 0) | (x != x.round())
-
-
-class Family(ABC):
-    """K components of one family: priors, density, estimates, ordering and support.
-
-    Subclasses are frozen dataclasses of their hyperparameters; see the module docstring.
-    """
-
-    #: The family's name, as models spell it (``emission="poisson"``).
-    name: ClassVar[str] = ""
-    #: Dims of the value one component's distribution scores: 1 (a vector of D features), or
-    #: 0 for a categorical's category index.
-    value_event_dims: ClassVar[int] = 1
-
-    # ------------------------------------------------------------------ declarations
-    @property
-    @abstractmethod
-    def sites(self) -> tuple[str, ...]:
-        """The parameter sites, each shaped (K, ...), in the order :meth:`prior` samples them."""
-
-    def site_event_dims(self, name: str) -> int:
-        """How many dims site ``name`` has right of its component dim (1, or 2 for matrices)."""
-        return 1
-
-    def dims(self, component: str = "component") -> dict[str, list[str]]:
-        """ArviZ dims of the sites (without chain and draw), the component dim named ``component``."""
-        return {name: [component, "feature"] for name in self.sites}
-
-    # ------------------------------------------------------------------ the model
-    @abstractmethod
-    def prior(self, dtype: torch.dtype) -> Params:
-        """Sample the parameter sites from their priors.
-
-        Call it inside a plate over the K components (dim -1) that the caller opens: every
-        site's batch shape is that plate's, its event the per-component parameter.
-
-        Parameters
-        ----------
-        dtype : torch.dtype
-            Of the hyperparameter tensors (and so of the sampled values).
-
-        Returns
-        -------
-        dict
-            {site: value}, each value (*plates, K, ...) as ``pyro.sample`` returns it.
-        """
-
-    @abstractmethod
-    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
-        """The distribution of one observation given its component's parameters.
-
-        Parameters
-        ----------
-        params : dict
-            The family's sites, each (*batch, ...) with the site's own event dims on the right:
-            gathered for each datum (:meth:`gather`), or all K components (batch (*B, K)).
-        validate_args : bool, optional
-            As for every torch distribution (None: Pyro's global setting).
-
-        Returns
-        -------
-        Distribution
-            Batch shape ``*batch``; event shape (D,) (none for a categorical).
-        """
-
-    def gather(self, params: Params, component: torch.Tensor) -> Params:
-        """Each datum's component parameters: ``value[..., component, :]`` of every site.
-
-        A singleton datum dim is put left of the component dim before indexing, so that
-        ``Vindex`` broadcasts the parameters' batch dims against ``component``'s shape
-        (..., N): under a plate of posterior draws at dim -2 a site is (S, K, ...), expanded
-        to (S, 1, K, ...), and with ``component`` (N,) the result is (S, N, ...); under
-        enumeration ``component`` is (K, 1) (its values in a dim of their own, left of the
-        data plate) and the result (K, 1, ...); with neither, (N, ...).
-
-        Parameters
-        ----------
-        params : dict
-            The family's sites, each (*B, K, ...).
-        component : LongTensor
-            Each datum's component, any shape that broadcasts with ``*B`` and a data dim.
-
-        Returns
-        -------
-        dict
-            The sites, each (broadcast(*B, component.shape), ...).
-        """
-        gathered = {}
-        for name in self.sites:
-            event_dims = self.site_event_dims(name)
-            expanded = params[name].unsqueeze(-(event_dims + 2))  # a singleton datum dim left of K
-            gathered[name] = Vindex(expanded)[(..., component) + (slice(None),) * event_dims]
-        return gathered
-
-    def observation(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The value :meth:`distribution` scores, from data x (*data, D): x in ``dtype``."""
-        return x.to(dtype)
-
-    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
-        """The per-component log-density table log p(x_i | component k, theta_s).
-
-        Computed by :meth:`distribution` itself (not validating its arguments: the data are
-        checked once by :meth:`validate`), with batch shape (S, 1, ..., K).
-
-        Parameters
-        ----------
-        params : dict
-            The family's sites with one leading draw dim S: each (S, K, ...).
-        x : Tensor, shape (*data, D)
-            Observations, any number of data dims (N points, or N sequences by T steps).
-
-        Returns
-        -------
-        Tensor, shape (S, *data, K)
-        """
-        broadcast = self._broadcast(params, data_dims=x.dim() - 1)
-        value = self.observation(x, params[self.sites[0]].dtype)
-        value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
-        return self.distribution(broadcast, validate_args=False).log_prob(value)
-
-    def _broadcast(self, params: Params, data_dims: int) -> Params:
-        """The sites (S, K, ...) with singleton data dims between draw and component: (S, 1, ..., K, ...)."""
-        return {
-            name: value.reshape(value.shape[:1] + (1,) * data_dims + value.shape[1:])
-            for name, value in params.items()
-            if name in self.sites
-        }
-
-    # ------------------------------------------------------------------ starts and labels
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """What k-means clusters and :meth:`estimates` average: x (M, D) itself by default."""
-        return x
-
-    @abstractmethod
-    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
-        """Weighted maximum-likelihood parameters, smoothed and floored inside the support.
-
-        Parameters
-        ----------
-        x : Tensor, shape (M, D)
-            Observations (no padding).
-        weights : Tensor, shape (M, K)
-            Each observation's weight per component: one-hot cluster labels, or posterior
-            probabilities (an EM step).
-
-        Returns
-        -------
-        dict
-            The sites, each (K, ...), inside the support even for a component without weight.
-        """
-
-    @abstractmethod
-    def order_key(self, params: Params) -> torch.Tensor:
-        """What components are sorted by: sites (*B, K, ...) -> (*B, K)."""
-
-    @abstractmethod
-    def validate(self, x: torch.Tensor) -> None:
-        """Raise ValueError, naming what is wrong, unless observations x (M, D) lie in the support."""
+    """Where x is not a non-negative integer (an infinite value included): x's shape, bool."""
+    x = x.double()
+    return (x < 0) | (x.frac() != 0)
 
 
 @dataclass(frozen=True)
@@ -520,8 +189,12 @@ class Gaussian(Family):
         """The location on the first feature."""
         return params["locs"][..., 0]
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return bool(torch.isfinite(x).all())
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
+        if not self.in_support(x):
+            _refuse(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
 
 
 @dataclass(frozen=True)
@@ -573,8 +246,12 @@ class Poisson(Family):
         """The rate of the first feature."""
         return params["rates"][..., 0]
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_counts(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")
+        if not self.in_support(x):
+            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")
 
 
 @dataclass(frozen=True)
@@ -637,13 +314,19 @@ class Categorical(Family):
         probs = params["probs"]
         return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        """Whether x holds category indices (of the alphabet, where its size is known); any
+        number of columns."""
+        return all_counts(x) and (self.num_categories is None or x.numel() == 0 or bool(x.max() < self.num_categories))
+
     def validate(self, x: torch.Tensor) -> None:
         if x.shape[-1] != 1:
             raise ValueError(
                 f"data.x must have one feature (the category index) for the categorical family, got {x.shape[-1]}"
             )
-        _refuse(x, _not_counts(x), "data.x must hold category indices 0, 1, ... (integers) for the categorical family")
-        if self.num_categories is not None and bool((x >= self.num_categories).any()):
+        if not all_counts(x):
+            _refuse(x, _not_counts(x), "data.x must hold category indices 0, 1, ... (integers) for the categorical family")
+        if self.num_categories is not None and not self.in_support(x):
             raise ValueError(
                 f"data.x holds category {int(x.max())}, outside the alphabet 0..{self.num_categories - 1} "
                 f"(num_categories={self.num_categories})"
@@ -692,8 +375,12 @@ class Bernoulli(Family):
         """The mean probability over features."""
         return params["probs"].mean(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_binary(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, (x != 0) & (x != 1), "data.x must hold only 0 and 1 for the Bernoulli family")
+        if not self.in_support(x):
+            _refuse(x, (x != 0) & (x != 1), "data.x must hold only 0 and 1 for the Bernoulli family")
 
 
 @dataclass(frozen=True)
@@ -745,5 +432,9 @@ class Multinomial(Family):
         probs = params["probs"]
         return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
 
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all_counts(x)
+
     def validate(self, x: torch.Tensor) -> None:
-        _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the multinomial family")
+        if not self.in_support(x):
+            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the multinomial family")

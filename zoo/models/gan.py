@@ -60,12 +60,9 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from zoo.checks import check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import (
-    ARCHITECTURES, Decoder, Discriminator, NetworkModel, check_architecture, check_network_data, seeded,
-)
+from zoo.models.nets import Decoder, Discriminator, NetworkModel, check_network_data
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -139,36 +136,62 @@ class GAN(NetworkModel):
         image_shape: Sequence[int] | None = None,
         init_seed: int = 0,
     ) -> None:
-        super().__init__()
-        check_positive_int(latent_dim, "latent_dim", minimum=1)
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        super().__init__(latent_dim, hidden_sizes, architecture, init_seed)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
-        if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
-            raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
-        if any(isinstance(size, bool) or not isinstance(size, int) or size < 1 for size in hidden_sizes):
-            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
-        self.latent_dim = latent_dim
-        self.hidden_sizes = [int(size) for size in hidden_sizes]
-        self.architecture = architecture
         self.loss = loss
         self.output = output
-        self.init_seed = int(init_seed)
         # Small fully connected networks run fastest on one thread; convolutions use torch's setting.
         self.num_threads = 1 if architecture == "mlp" else None  # type: ignore[misc]
-        self.image_shape: list[int] | None = None
         if image_shape is not None:
-            shape = [int(size) for size in image_shape]
-            check_architecture(architecture, shape)
-            self.image_shape = shape
-            with seeded(self.init_seed):
-                self.generator = Decoder(shape, latent_dim, self.hidden_sizes, architecture)
-                self.discriminator = Discriminator(shape, self.hidden_sizes, architecture)
+            self._build(image_shape)
+
+    # ------------------------------------------------------------------ the model
+    def transform(self, output: torch.Tensor) -> torch.Tensor:
+        """The generator's last transform (identity or sigmoid), shapes unchanged."""
+        if self.output == "sigmoid":
+            return torch.sigmoid(output)
+        return output
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        num_data: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """The generator's sampling story: ``num_data`` draws of x = out(G(z)), z ~ Normal(0, I).
+
+        Parameters
+        ----------
+        x : None
+            A GAN cannot be conditioned on data (it has no density); giving x raises.
+        num_data : int
+            How many data to generate.
+        batch_size : int, optional
+            Subsample size of the data plate.
+
+        Returns
+        -------
+        Tensor, shape (num_data, *event_shape)
+        """
+        self._check_ready()
+        if x is not None:
+            raise ValueError(NO_DENSITY)
+        if num_data is None:
+            raise ValueError("give num_data, the number of data to generate")
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device):
+            z = pyro.sample("z", self.prior())
+            value = self.transform(self.generator(z))
+            return pyro.sample(self.observed_site, dist.Delta(value, event_dim=len(self.event_shape)))
 
     # ------------------------------------------------------------------ declarations
+    def build_networks(self, shape: list[int]) -> None:
+        """The generator (the VAE's decoder) and the discriminator, for data of ``shape``."""
+        self.generator = Decoder(shape, self.latent_dim, self.hidden_sizes, self.architecture)
+        self.discriminator = Discriminator(shape, self.hidden_sizes, self.architecture)
+
     @classmethod
     def example(cls) -> tuple["GAN", Dataset]:
         return cls(latent_dim=2, hidden_sizes=[16]), simulate.ring(num_data=40)
@@ -210,44 +233,6 @@ class GAN(NetworkModel):
     def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset, **options: Any) -> torch.Tensor:
         """Raises: a GAN defines no density (see :data:`NO_DENSITY`)."""
         raise ValueError(NO_DENSITY)
-
-    # ------------------------------------------------------------------ the model
-    def transform(self, output: torch.Tensor) -> torch.Tensor:
-        """The generator's last transform (identity or sigmoid), shapes unchanged."""
-        if self.output == "sigmoid":
-            return torch.sigmoid(output)
-        return output
-
-    def forward(
-        self,
-        x: torch.Tensor | None = None,
-        num_data: int | None = None,
-        batch_size: int | None = None,
-    ) -> torch.Tensor:
-        """The generator's sampling story: ``num_data`` draws of x = out(G(z)), z ~ Normal(0, I).
-
-        Parameters
-        ----------
-        x : None
-            A GAN cannot be conditioned on data (it has no density); giving x raises.
-        num_data : int
-            How many data to generate.
-        batch_size : int, optional
-            Subsample size of the data plate.
-
-        Returns
-        -------
-        Tensor, shape (num_data, *event_shape)
-        """
-        self._check_ready()
-        if x is not None:
-            raise ValueError(NO_DENSITY)
-        if num_data is None:
-            raise ValueError("give num_data, the number of data to generate")
-        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size, device=self.device):
-            z = pyro.sample("z", self.prior())
-            value = self.transform(self.generator(z))
-            return pyro.sample(self.observed_site, dist.Delta(value, event_dim=len(self.event_shape)))
 
     # ------------------------------------------------------------------ what training uses
     def generate(self, num_samples: int, noise: torch.Tensor | None = None) -> torch.Tensor:

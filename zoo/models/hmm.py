@@ -56,20 +56,14 @@ padded steps :meth:`Fit.discrete` and :meth:`Fit.marginals` repeat the last real
 
 Exact fast paths, and what is trained
 -------------------------------------
-The enumerated model above is the definition: ``zoo.infer.evaluate`` sums its states out with
-Pyro's tensor-variable elimination. The same numbers come much faster from the forward
-algorithm (a log-space parallel scan over time when the problem is small enough for its K^3
-cost; otherwise a sequential pass in probability space with rescaling, which falls back to
-log space where its messages would underflow; all in :mod:`zoo.ops.markov`), which this
-model uses for ``log_likelihood``, forward-backward for ``marginals`` and Viterbi /
-forward-filtering backward-sampling for ``discrete``. The emissions' priors, densities,
-starting estimates and ordering come from :mod:`zoo.models.families` (the table of
-log p(x_t | state k) the forward algorithm takes is computed from the same density the
-enumerated model observes). The forward algorithm's log p(x_n | theta) is this model's
-collapsed likelihood: SVI and NUTS fit the global sites and one factor of it
-(:mod:`zoo.infer.collapse`), the same density as the enumerated chain (the contract tests check
-value and gradient) and much cheaper to differentiate than TraceEnum_ELBO's contraction over T
-sites. (Pyro's ``DiscreteHMM`` is not used: its
+The enumerated model above is the definition. The same numbers come much faster from the
+forward algorithm (:mod:`zoo.ops.markov`), this model's collapsed likelihood: SVI and NUTS fit
+the global sites and one factor of it (:mod:`zoo.infer.collapse`), the same density as the
+enumerated chain (the contract tests check value and gradient) and much cheaper to
+differentiate than TraceEnum_ELBO's contraction over T sites. Forward-backward gives
+``marginals``, Viterbi and forward-filtering backward-sampling ``discrete``. The table of
+log p(x_t | state k) they take is the emission family's (:mod:`zoo.models.families`), computed
+from the same density the enumerated model observes. (Pyro's ``DiscreteHMM`` is not used: its
 ``initial_logits`` describe the state *before* the first step, and it takes no per-sequence
 lengths.)
 
@@ -88,6 +82,7 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import Any
@@ -98,11 +93,14 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Poisson
 from zoo.models.registry import register
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
+from zoo.ops.chunks import over_draw_chunks
+from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 from zoo.ops.markov import backward_sample, forward_backward, forward_log_likelihood, safe_log, viterbi
 
 __all__ = ["HiddenMarkovModel", "EMISSIONS"]
@@ -145,9 +143,6 @@ class HiddenMarkovModel(Model):
         Gaussian, full: LKJ concentration.
     rate_log_sd : float
         Poisson: sd of log(rate) under its LogNormal prior, centred on the mean count.
-    training_path : {"forward", "enumerate"}
-        What the runner differentiates: the forward algorithm as one ``pyro.factor`` (default),
-        or the enumerated chain (the definition); both are the same density.
     initial_em_steps : int
         Baum-Welch (EM) iterations refining the k-means start of every fit (see
         :meth:`initial_values`); 0 starts from k-means alone. They move the start, not the
@@ -231,24 +226,94 @@ class HiddenMarkovModel(Model):
         self.num_features = num_features
         self.length = length
 
+    # ------------------------------------------------------------------ the model
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """initial (K,) and transition (K, K) (for K > 1), and the emission sites (K, ...)."""
+        self._check_ready()
+        K, dtype = self.num_states, torch.get_default_dtype()
+        params: dict[str, torch.Tensor] = {}
+        if K > 1:
+            params["initial"] = pyro.sample(
+                "initial", dist.Dirichlet(torch.full((K,), self.initial_concentration, dtype=dtype))
+            )
+        with pyro.plate("states", K, dim=-1):
+            if K > 1:
+                params["transition"] = pyro.sample(
+                    "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
+                )
+            params.update(self.family.prior(dtype))
+        return params
+
+    def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
+        """The emission distribution of ``state`` (any batch shape, under enumeration or draws)."""
+        family = self.family
+        return family.distribution(family.gather(params, state))
+
+    def forward(
+        self,
+        x: torch.Tensor | None = None,
+        lengths: torch.Tensor | None = None,
+        num_sequences: int | None = None,
+        length: int | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor | None:
+        """p(x, z): see the module docstring. Conditions on padded ``x`` (with ``lengths``) or
+        generates ``num_sequences`` sequences of ``length`` steps (returned, (N, T, D))."""
+        params = self.sample_globals()
+        dtype = params[self.emission_sites[0]].dtype
+        if x is not None:
+            num_sequences, length = x.shape[0], x.shape[1]
+            if lengths is None:
+                lengths = torch.full((num_sequences,), length, dtype=torch.long)
+        elif num_sequences is None:
+            raise ValueError("give x (to condition on) or num_sequences (to generate)")
+        length = int(length or self.length or 1)
+        # one state: it starts there and stays (no site: nothing to infer)
+        initial = params.get("initial", torch.ones(1, dtype=dtype))
+        transition = params.get("transition", torch.ones(1, 1, dtype=dtype))
+
+        with pyro.plate(self.data_plate, num_sequences, subsample_size=batch_size, dim=-1) as index:
+            if x is not None:
+                observed, observed_lengths = x.index_select(0, index), lengths.index_select(0, index)
+                if observed.dtype.is_floating_point:  # the parameters' precision (float64 in tests)
+                    observed = observed.to(params[self.emission_sites[0]].dtype)
+                mask = torch.arange(length) < observed_lengths.unsqueeze(-1)  # (n, T)
+            outputs = []
+            state = None
+            for t in pyro.markov(range(length)):
+                if t == 0:
+                    logits = safe_log(initial)
+                else:
+                    logits = Vindex(safe_log(transition).unsqueeze(-3))[..., state, :]
+                    if x is not None:
+                        # padding: the state stays where it was (probability one), so padded
+                        # steps change no likelihood, MAP path or sample of the real ones
+                        stay = torch.full_like(logits, -math.inf).scatter(-1, state.unsqueeze(-1).expand(logits.shape[:-1] + (1,)), 0.0)
+                        logits = torch.where(mask[:, t].unsqueeze(-1), logits, stay)
+                state = pyro.sample(f"state_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
+                emission = self._emission(params, state)
+                if x is not None:
+                    pyro.sample(f"x_{t}", emission.mask(mask[:, t]), obs=observed[:, t])
+                else:
+                    outputs.append(pyro.sample(f"x_{t}", emission))
+            if x is not None:
+                return None
+            if self.emission == "categorical":
+                generated = torch.stack(outputs, -1).unsqueeze(-1).to(dtype)
+            else:
+                generated = torch.stack(outputs, -2)
+            return pyro.deterministic(self.observed_site, generated, event_dim=2)
+
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["HiddenMarkovModel", Dataset]:
         """Two Gaussian states, 6 short sequences of unequal lengths (padding exercised)."""
-        import dataclasses
-
-        from zoo.datasets import simulate
-
         data = simulate.hidden_markov(num_sequences=6, length=10, num_states=2, emission="gaussian", seed=0)
         return cls(num_states=2, emission="gaussian"), dataclasses.replace(data, lengths=torch.tensor([10, 7, 10, 5, 10, 8]))
 
     @classmethod
     def examples(cls) -> list[tuple["HiddenMarkovModel", Dataset]]:
         """Every emission family (padded sequences), and full-covariance Gaussian emissions."""
-        import dataclasses
-
-        from zoo.datasets import simulate
-
         lengths = torch.tensor([10, 7, 10, 5, 10, 8])
         variants = [cls.example()]
         for emission, num_features in (("poisson", 1), ("categorical", 3), ("bernoulli", 2)):
@@ -335,7 +400,7 @@ class HiddenMarkovModel(Model):
     @classmethod
     def _mask(cls, data: Dataset) -> torch.Tensor:
         """True at real steps: (N, T)."""
-        return torch.arange(data.x.shape[1]) < cls._lengths(data).unsqueeze(-1)
+        return sequence_mask(cls._lengths(data), data.x.shape[1])
 
     def validate(self, data: Dataset) -> None:
         """Refuse data this model cannot take, naming the argument; nothing is computed."""
@@ -355,11 +420,7 @@ class HiddenMarkovModel(Model):
         if self.emission != "auto":
             return self.emission
         real = data.x[self._mask(data)]
-        if ((real == 0) | (real == 1)).all():
-            return "bernoulli"
-        if (real >= 0).all() and (real == real.round()).all():
-            return "poisson"
-        return "gaussian"
+        return next(family.name for family in (Bernoulli(), Poisson(), Gaussian()) if family.in_support(real))
 
     def prepare(self, data: Dataset) -> "HiddenMarkovModel":
         """A copy with the emission, empirical prior, D, C and default length set from ``data``."""
@@ -447,84 +508,6 @@ class HiddenMarkovModel(Model):
             coords["time"] = list(range(int(data.x.shape[1])))
         return coords
 
-    # ------------------------------------------------------------------ the model
-    def sample_globals(self) -> dict[str, torch.Tensor]:
-        """initial (K,) and transition (K, K) (for K > 1), and the emission sites (K, ...)."""
-        self._check_ready()
-        K, dtype = self.num_states, torch.get_default_dtype()
-        params: dict[str, torch.Tensor] = {}
-        if K > 1:
-            params["initial"] = pyro.sample(
-                "initial", dist.Dirichlet(torch.full((K,), self.initial_concentration, dtype=dtype))
-            )
-        with pyro.plate("states", K, dim=-1):
-            if K > 1:
-                params["transition"] = pyro.sample(
-                    "transition", dist.Dirichlet(torch.full((K,), self.transition_concentration, dtype=dtype))
-                )
-            params.update(self.family.prior(dtype))
-        return params
-
-    def _emission(self, params: dict[str, torch.Tensor], state: torch.Tensor) -> dist.Distribution:
-        """The emission distribution of ``state`` (any batch shape, under enumeration or draws)."""
-        family = self.family
-        return family.distribution(family.gather(params, state))
-
-    def forward(
-        self,
-        x: torch.Tensor | None = None,
-        lengths: torch.Tensor | None = None,
-        num_sequences: int | None = None,
-        length: int | None = None,
-        batch_size: int | None = None,
-    ) -> torch.Tensor | None:
-        """p(x, z): see the module docstring. Conditions on padded ``x`` (with ``lengths``) or
-        generates ``num_sequences`` sequences of ``length`` steps (returned, (N, T, D))."""
-        params = self.sample_globals()
-        dtype = params[self.emission_sites[0]].dtype
-        if x is not None:
-            num_sequences, length = x.shape[0], x.shape[1]
-            if lengths is None:
-                lengths = torch.full((num_sequences,), length, dtype=torch.long)
-        elif num_sequences is None:
-            raise ValueError("give x (to condition on) or num_sequences (to generate)")
-        length = int(length or self.length or 1)
-        # one state: it starts there and stays (no site: nothing to infer)
-        initial = params.get("initial", torch.ones(1, dtype=dtype))
-        transition = params.get("transition", torch.ones(1, 1, dtype=dtype))
-
-        with pyro.plate(self.data_plate, num_sequences, subsample_size=batch_size, dim=-1) as index:
-            if x is not None:
-                observed, observed_lengths = x.index_select(0, index), lengths.index_select(0, index)
-                if observed.dtype.is_floating_point:  # the parameters' precision (float64 in tests)
-                    observed = observed.to(params[self.emission_sites[0]].dtype)
-                mask = torch.arange(length) < observed_lengths.unsqueeze(-1)  # (n, T)
-            outputs = []
-            state = None
-            for t in pyro.markov(range(length)):
-                if t == 0:
-                    logits = safe_log(initial)
-                else:
-                    logits = Vindex(safe_log(transition).unsqueeze(-3))[..., state, :]
-                    if x is not None:
-                        # padding: the state stays where it was (probability one), so padded
-                        # steps change no likelihood, MAP path or sample of the real ones
-                        stay = torch.full_like(logits, -math.inf).scatter(-1, state.unsqueeze(-1).expand(logits.shape[:-1] + (1,)), 0.0)
-                        logits = torch.where(mask[:, t].unsqueeze(-1), logits, stay)
-                state = pyro.sample(f"state_{t}", dist.Categorical(logits=logits), infer={"enumerate": "parallel"})
-                emission = self._emission(params, state)
-                if x is not None:
-                    pyro.sample(f"x_{t}", emission.mask(mask[:, t]), obs=observed[:, t])
-                else:
-                    outputs.append(pyro.sample(f"x_{t}", emission))
-            if x is not None:
-                return None
-            if self.emission == "categorical":
-                generated = torch.stack(outputs, -1).unsqueeze(-1).to(dtype)
-            else:
-                generated = torch.stack(outputs, -2)
-            return pyro.deterministic(self.observed_site, generated, event_dim=2)
-
     # ------------------------------------------------------------------ fast exact paths
     def _flat_parameters(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Parameters with one leading draw dim S: initial (S, K), transition (S, K, K), ..."""
@@ -554,11 +537,10 @@ class HiddenMarkovModel(Model):
         """
         return self.family.log_density(params, x)
 
-    def _chunks(self, draws: dict[str, torch.Tensor], data: Dataset, limit: int = 2**23) -> list[dict[str, torch.Tensor]]:
-        total = int(next(iter(draws.values())).shape[0])
-        size = int(data.x.shape[0] * data.x.shape[1]) * self.num_states * max(self.num_states, int(data.x.shape[2]))
-        step = max(1, limit // max(size, 1))
-        return [{name: value[start : start + step] for name, value in draws.items()} for start in range(0, total, step)]
+    def _elements_per_draw(self, data: Dataset) -> int:
+        """The largest temporary of the forward pass per draw: N T K max(K, D)."""
+        num_sequences, length, num_features = data.x.shape
+        return num_sequences * length * self.num_states * max(self.num_states, num_features)
 
     def _messages(self, draws: dict[str, torch.Tensor], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         self._check_ready()
@@ -576,12 +558,11 @@ class HiddenMarkovModel(Model):
 
     def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """log p(x_n | theta_s) by the forward algorithm: (S, num_sequences)."""
-        rows = [forward_log_likelihood(*self._messages(chunk, data)) for chunk in self._chunks(draws, data)]
-        return rows[0] if len(rows) == 1 else torch.cat(rows)
+        return over_draw_chunks(lambda chunk: forward_log_likelihood(*self._messages(chunk, data)), draws, self._elements_per_draw(data))
 
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """p(state_t = k | x_n, theta_s) by forward-backward: {"state_t": (S, N, K)} for each t."""
-        probs = torch.cat([forward_backward(*self._messages(chunk, data)) for chunk in self._chunks(draws, data)])
+        probs = over_draw_chunks(lambda chunk: forward_backward(*self._messages(chunk, data)), draws, self._elements_per_draw(data))
         return {f"state_{t}": probs[:, :, t] for t in range(probs.shape[2])}
 
     def discrete(self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0) -> dict[str, torch.Tensor]:
@@ -609,18 +590,9 @@ class HiddenMarkovModel(Model):
         if self.num_states == 1 or self.emission_sites[0] not in draws:
             return draws
         order = self.family.order_key(draws).argsort(-1)  # (c, d, K)
-        axis = order.dim() - 1
-        relabelled = dict(draws)
-        for name in ("initial", "transition") + self.emission_sites:
-            if name not in draws:
-                continue
-            value = draws[name]
-            index = order.reshape(order.shape + (1,) * (value.dim() - order.dim())).expand_as(value)
-            value = value.gather(axis, index)
-            if name == "transition":
-                value = value.gather(axis + 1, order.unsqueeze(-2).expand_as(value))
-            relabelled[name] = value
-        return relabelled
+        sites = [name for name in ("initial", "transition") + self.emission_sites if name in draws]
+        relabelled = {name: reorder_components(draws[name], order, dims=2 if name == "transition" else 1) for name in sites}
+        return draws | relabelled
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """Where every fit starts: k-means, then ``initial_em_steps`` Baum-Welch iterations.
@@ -654,10 +626,8 @@ class HiddenMarkovModel(Model):
         if K > 1:
             labels = torch.full(mask.shape, -1, dtype=torch.long)  # (N, T), -1 at padding
             labels[mask] = label
-            first = torch.bincount(labels[:, 0], minlength=K).to(real.dtype) + 1.0
-            pairs = (labels[:, :-1] >= 0) & (labels[:, 1:] >= 0)
-            flat_pairs = labels[:, :-1][pairs] * K + labels[:, 1:][pairs]
-            transitions = torch.bincount(flat_pairs, minlength=K * K).reshape(K, K).to(real.dtype)
+            first, transitions = (counts.to(real.dtype) for counts in label_counts(labels, K))
+            first = first + 1.0
             # smoothed: one pseudo-count everywhere, and 10% of the row's steps for staying
             stay = 0.1 * transitions.sum(-1, keepdim=True).clamp(min=1)
             transitions = transitions + 1.0 + torch.eye(K, dtype=real.dtype) * stay
@@ -673,32 +643,20 @@ class HiddenMarkovModel(Model):
     ) -> dict[str, torch.Tensor]:
         """One Baum-Welch (EM) iteration from ``values`` (K-indexed sites, no draw dims).
 
-        E-step: the expected counts are the gradient of log p(x | theta) with respect to the
-        log parameters taken as free (unnormalised): d/d log_emission[n, t, k] is
-        p(state_t = k | x_n), d/d log_transition[i, j] the expected number of i -> j
-        transitions, d/d log_initial[k] the expected number of sequences starting in k. So one
-        forward pass and its backward (the fast training path's) replace a hand-written
-        backward pass. M-step: the chain from the counts plus the Dirichlet priors' pseudo-counts
-        (floored at 0.01, so the start stays inside the simplex), the emissions as in
-        :meth:`Family.estimates <zoo.models.families.Family.estimates>` with the posterior state
-        probabilities as weights.
+        E-step: expected starts, transitions and state posteriors (:mod:`zoo.ops.baum_welch`,
+        by the gradient of the forward pass the fast training path runs). M-step: the chain
+        from the counts plus the Dirichlet priors' pseudo-counts (floored at 0.01, so the start
+        stays inside the simplex), the emissions as in :meth:`Family.estimates
+        <zoo.models.families.Family.estimates>` with the posterior state probabilities as weights.
         """
         batched = {name: value[None] for name, value in values.items()}
         with torch.no_grad():
-            log_initial, log_transition, log_emission, mask = self._messages(batched, data)
-        log_initial, log_transition, log_emission = (
-            tensor.detach().requires_grad_() for tensor in (log_initial, log_transition, log_emission)
-        )
-        with torch.enable_grad():
-            log_likelihood = forward_log_likelihood(log_initial, log_transition, log_emission, mask).sum()
-            starts, transitions, posterior = torch.autograd.grad(
-                log_likelihood, (log_initial, log_transition, log_emission)
-            )  # (1, K), (1, K, K), (1, N, T, K)
-        if not (torch.isfinite(log_likelihood) and torch.isfinite(posterior).all()):
+            *chain, mask = self._messages(batched, data)
+        counts = expected_counts(*chain, mask)  # draw dim 1
+        if not (torch.isfinite(counts.log_likelihood).all() and torch.isfinite(counts.posterior).all()):
             return values  # a start this poor is left to the optimiser
-        updated = self.family.estimates(real, posterior[0][mask])  # weights (M, K)
-        starts = starts[0] + max(self.initial_concentration - 1.0, 0.01)  # (K,)
-        transitions = transitions[0] + max(self.transition_concentration - 1.0, 0.01)  # (K, K)
-        updated["initial"] = starts / starts.sum()
-        updated["transition"] = transitions / transitions.sum(-1, keepdim=True)
+        updated = self.family.estimates(real, counts.posterior[0][mask])  # weights (M, K)
+        pseudo_counts = (max(self.initial_concentration - 1.0, 0.01), max(self.transition_concentration - 1.0, 0.01))
+        initial, transition = chain_estimates(counts, *pseudo_counts)
+        updated["initial"], updated["transition"] = initial[0], transition[0]
         return updated

@@ -52,9 +52,10 @@ from pyro.ops.indexing import Vindex
 from torch import nn
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import real
 from zoo.datasets.dataset import UNLABELED, Dataset
 from zoo.models.autoencoder import Autoencoder
-from zoo.models.base import class_labels
+from zoo.models.base import check_labels, class_labels
 from zoo.models.nets import Classifier, Decoder, Encoder
 from zoo.models.registry import register
 
@@ -269,8 +270,6 @@ class SemiSupervisedVAE(Autoencoder):
     @classmethod
     def example(cls) -> tuple["SemiSupervisedVAE", Dataset]:
         """40 binarised digits, every third one unlabeled: both kinds of rows in one small set."""
-        from zoo.datasets import real
-
         data = real.digits(binarize=True).subset(list(range(40)))
         labels = data.y.clone()
         labels[::3] = UNLABELED
@@ -282,16 +281,7 @@ class SemiSupervisedVAE(Autoencoder):
     def validate(self, data: Dataset) -> None:
         super().validate(data)
         if data.y is not None:
-            self._check_labels(data.y)
-
-    def _check_labels(self, labels: torch.Tensor) -> None:
-        bad = (labels < UNLABELED) | (labels >= self.num_classes)
-        if bool(bad.any()):
-            index = int(bad.nonzero()[0, 0])
-            raise ValueError(
-                f"y holds label {int(labels[index])} (row {index}): labels must be in "
-                f"0..{self.num_classes - 1}, or {UNLABELED} for an unlabeled row"
-            )
+            check_labels(data.y, self.num_classes)
 
     def capability(self, name: str) -> bool:
         return name in ("log_prob", "sample", "discrete")
@@ -319,7 +309,7 @@ class SemiSupervisedVAE(Autoencoder):
             if labels is not None:
                 if labels.shape != (len(data),):
                     raise ValueError(f"y must have one label per datum ({len(data)}), got shape {tuple(labels.shape)}")
-                self._check_labels(labels)
+                check_labels(labels, self.num_classes)
             return {"x": data.x, "y": labels, "batch_size": batch_size}
         return {"x": None, "y": class_labels(y, self.num_classes, num_samples), "num_data": num_samples}
 

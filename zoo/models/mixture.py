@@ -58,7 +58,7 @@ from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 
 __all__ = ["GaussianMixture", "kmeans_plus_plus"]
 
@@ -325,11 +325,5 @@ class GaussianMixture(Model):
     def relabel(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Sort the components of every draw by their location on the first feature."""
         order = draws["locs"][..., 0].argsort(-1)  # (..., K)
-        relabelled = dict(draws)
-        for name in ("weights", "locs", "scales", "corr_cholesky"):
-            if name not in draws:
-                continue
-            value = draws[name]
-            index = order.reshape(order.shape + (1,) * (value.dim() - order.dim())).expand_as(value)
-            relabelled[name] = value.gather(order.dim() - 1, index)
-        return relabelled
+        sites = [name for name in ("weights", "locs", "scales", "corr_cholesky") if name in draws]
+        return draws | {name: reorder_components(draws[name], order) for name in sites}

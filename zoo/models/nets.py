@@ -14,17 +14,18 @@ Every network takes inputs with any number of leading batch dims: a decoder maps
 from __future__ import annotations
 
 import contextlib
-import math
-from collections.abc import Iterator, Sequence
-from typing import Any
-
 import copy
+import math
+import numbers
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import pyro.distributions as dist
 import torch
 from torch import nn
 from torch.nn import functional
 
+from zoo.checks import check_positive_int
 from zoo.models.base import Model
 
 __all__ = [
@@ -37,13 +38,8 @@ _CHANNELS = (32, 64)
 
 
 def image_size(event_shape: Sequence[int]) -> tuple[int, int] | None:
-    """(height, width) of a datum read as an image, or None if it cannot be one.
-
-    Parameters
-    ----------
-    event_shape : sequence of int
-        The shape of one datum: (height, width), or (D,) with D a perfect square.
-    """
+    """(height, width) of a datum of shape ``event_shape`` read as an image: the shape itself
+    if it is (height, width), (sqrt(D), sqrt(D)) if it is (D,) with D a perfect square, else None."""
     shape = tuple(int(size) for size in event_shape)
     if len(shape) == 2:
         return shape  # type: ignore[return-value]
@@ -64,22 +60,9 @@ def seeded(seed: int) -> Iterator[None]:
 
 
 def check_network_data(data: Any, model_name: str, image_shape: Any, architecture: str) -> list[int]:
-    """Checks shared by the network models: one datum per row, no sequences, the built shape.
-
-    Parameters
-    ----------
-    data : zoo.Dataset
-    model_name : str
-        "VAE", "GAN", ... for the messages.
-    image_shape : sequence of int or None
-        The shape the networks were built for, if built.
-    architecture : {"mlp", "conv"}
-
-    Returns
-    -------
-    list of int
-        The shape of one datum.
-    """
+    """Checks shared by the network models: one datum per row, no sequences, the shape the
+    networks were built for (``image_shape``, if built), one the ``architecture`` takes;
+    ``model_name`` ("VAE", "GAN", ...) for the messages. Returns the shape of one datum."""
     x = data.x
     if x.dim() not in (2, 3):
         raise ValueError(
@@ -136,7 +119,39 @@ class MLP(nn.Sequential):
         super().__init__(*layers)
 
 
-class Encoder(nn.Module):
+class _ImageReader(nn.Module):
+    """What the networks that read a datum share (encoder, classifier, discriminator): its shape,
+    and its features, flattened ("mlp") or after two stride-2 convolutions ("conv")."""
+
+    def _build_reader(
+        self, event_shape: Sequence[int], architecture: str, activation: Callable[[], nn.Module] = nn.ReLU
+    ) -> int:
+        """Set the datum's shape and, for "conv", the convolutions (each followed by
+        ``activation()``); return the number of features a datum gives."""
+        check_architecture(architecture, event_shape)
+        self.event_shape = tuple(int(size) for size in event_shape)
+        self.architecture = architecture
+        if architecture != "conv":
+            return math.prod(self.event_shape)
+        height, width = image_size(self.event_shape)  # type: ignore[misc]
+        self.image = (height, width)
+        self.conv = nn.Sequential(
+            nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
+            activation(),
+            nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
+            activation(),
+        )
+        return _CHANNELS[1] * (height // 4) * (width // 4)
+
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Size]:
+        """x (..., *event_shape) -> its features (B, F), B the batch dims flattened, and those dims."""
+        batch = x.shape[: x.dim() - len(self.event_shape)]
+        if self.architecture == "conv":
+            return self.conv(x.reshape(-1, 1, *self.image)).flatten(1), batch
+        return x.reshape(-1, math.prod(self.event_shape)), batch
+
+
+class Encoder(_ImageReader):
     """x -> (loc, scale) of a diagonal Normal over the latent code.
 
     Parameters
@@ -161,24 +176,10 @@ class Encoder(nn.Module):
         condition_dim: int = 0,
     ) -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
         self.latent_dim = latent_dim
         self.condition_dim = int(condition_dim)
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.ReLU(),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features + self.condition_dim, *hidden_sizes, 2 * latent_dim])
-        else:
-            self.mlp = MLP([math.prod(self.event_shape) + self.condition_dim, *hidden_sizes, 2 * latent_dim])
+        features = self._build_reader(event_shape, architecture)
+        self.mlp = MLP([features + self.condition_dim, *hidden_sizes, 2 * latent_dim])
 
     def forward(
         self, x: torch.Tensor, condition: torch.Tensor | None = None
@@ -194,11 +195,7 @@ class Encoder(nn.Module):
         -------
         loc, scale : Tensor, shape (broadcast batch dims..., latent_dim)
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            features = self.conv(x.reshape(-1, 1, *self.image)).flatten(1)
-        else:
-            features = x.reshape(-1, math.prod(self.event_shape))
+        features, batch = self._features(x)
         if self.condition_dim:
             features, batch = _join(features.reshape(*batch, -1), condition, self.condition_dim)
         out = self.mlp(features)
@@ -273,7 +270,7 @@ class Decoder(nn.Module):
         return out.reshape(*batch, *self.event_shape)
 
 
-class Classifier(nn.Module):
+class Classifier(_ImageReader):
     """x -> logits over ``num_classes`` classes: q(y | x) of the semi-supervised VAE.
 
     The encoder's body (fully connected, or two stride-2 convolutions first) with ReLU between
@@ -292,23 +289,9 @@ class Classifier(nn.Module):
         self, event_shape: Sequence[int], num_classes: int, hidden_sizes: Sequence[int], architecture: str = "mlp"
     ) -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
         self.num_classes = int(num_classes)
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.ReLU(),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.ReLU(),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features, *hidden_sizes, self.num_classes])
-        else:
-            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, self.num_classes])
+        features = self._build_reader(event_shape, architecture)
+        self.mlp = MLP([features, *hidden_sizes, self.num_classes])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -321,12 +304,8 @@ class Classifier(nn.Module):
         Tensor, shape (..., num_classes)
             Unnormalised log-probabilities.
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
-        else:
-            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
-        return out.reshape(*batch, self.num_classes)
+        features, batch = self._features(x)
+        return self.mlp(features).reshape(*batch, self.num_classes)
 
 
 def _join(
@@ -344,7 +323,7 @@ def _join(
     return joined, batch
 
 
-class Discriminator(nn.Module):
+class Discriminator(_ImageReader):
     """x -> one real score per datum: a GAN's discriminator (logit) or critic (WGAN).
 
     The encoder's body (fully connected, or two stride-2 convolutions first) with LeakyReLU(0.2)
@@ -361,22 +340,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, event_shape: Sequence[int], hidden_sizes: Sequence[int], architecture: str = "mlp") -> None:
         super().__init__()
-        check_architecture(architecture, event_shape)
-        self.event_shape = tuple(int(size) for size in event_shape)
-        self.architecture = architecture
-        if architecture == "conv":
-            height, width = image_size(self.event_shape)  # type: ignore[misc]
-            self.image = (height, width)
-            self.conv = nn.Sequential(
-                nn.Conv2d(1, _CHANNELS[0], 4, stride=2, padding=1),
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(_CHANNELS[0], _CHANNELS[1], 4, stride=2, padding=1),
-                nn.LeakyReLU(0.2),
-            )
-            features = _CHANNELS[1] * (height // 4) * (width // 4)
-            self.mlp = MLP([features, *hidden_sizes, 1], negative_slope=0.2)
-        else:
-            self.mlp = MLP([math.prod(self.event_shape), *hidden_sizes, 1], negative_slope=0.2)
+        features = self._build_reader(event_shape, architecture, activation=lambda: nn.LeakyReLU(0.2))
+        self.mlp = MLP([features, *hidden_sizes, 1], negative_slope=0.2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """
@@ -388,12 +353,8 @@ class Discriminator(nn.Module):
         -------
         Tensor, shape (...)
         """
-        batch = x.shape[: x.dim() - len(self.event_shape)]
-        if self.architecture == "conv":
-            out = self.mlp(self.conv(x.reshape(-1, 1, *self.image)).flatten(1))
-        else:
-            out = self.mlp(x.reshape(-1, math.prod(self.event_shape)))
-        return out.reshape(batch)
+        features, batch = self._features(x)
+        return self.mlp(features).reshape(batch)
 
 
 class NetworkModel(Model):
@@ -404,8 +365,43 @@ class NetworkModel(Model):
     other data-dependent options (the GAN's ``output="auto"``).
     """
 
-    image_shape: list[int] | None
-    latent_dim: int
+    def __init__(self, latent_dim: int, hidden_sizes: Sequence[int], architecture: str, init_seed: int) -> None:
+        """The checks and settings every network model's constructor shares: ``latent_dim`` >= 1,
+        ``hidden_sizes`` positive integers, ``architecture`` one of :data:`ARCHITECTURES`, the seed
+        of the initial weights; no networks until :meth:`_build` is given a datum's shape.
+
+        Raises
+        ------
+        TypeError
+            If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
+        ValueError
+            Naming the argument that is out of range.
+        """
+        super().__init__()
+        check_positive_int(latent_dim, "latent_dim", minimum=1)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
+            raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
+        if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 for size in hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
+        self.latent_dim = latent_dim
+        self.hidden_sizes = [int(size) for size in hidden_sizes]
+        self.architecture = architecture
+        self.init_seed = int(init_seed)
+        self.image_shape: list[int] | None = None
+
+    def build_networks(self, shape: list[int]) -> None:
+        """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""
+        raise NotImplementedError
+
+    def _build(self, shape: Sequence[int]) -> None:
+        """Build the networks for data of ``shape`` (one datum's), seeded by ``init_seed``."""
+        shape = [int(size) for size in shape]
+        check_architecture(self.architecture, shape)
+        self.image_shape = shape
+        with seeded(self.init_seed):
+            self.build_networks(shape)
 
     @property
     def event_shape(self) -> tuple[int, ...]:

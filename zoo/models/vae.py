@@ -53,6 +53,7 @@ import torch
 from pyro.infer.autoguide import AutoDelta, AutoNormal
 from pyro.infer.autoguide.initialization import init_to_sample
 
+from zoo.datasets import real
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.models.autoencoder import LIKELIHOODS, Autoencoder
 from zoo.models.nets import Decoder, Encoder
@@ -172,8 +173,6 @@ class VAE(Autoencoder):
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["VAE", Dataset]:
-        from zoo.datasets import real
-
         data = real.digits(binarize=True)
         return cls(latent_dim=2, hidden_sizes=[16]), data.subset(list(range(40)))
 

@@ -8,9 +8,16 @@ module                 what
 =====================  ===================================================================
 :mod:`.markov`         forward filtering (parallel scan, rescaled, log space), forward-
                        backward, Viterbi, forward-filtering backward-sampling
+:mod:`.densities`      log densities of the emission families, written for broadcasting
+                       (one call scores every datum under every component), and their
+                       support checks
+:mod:`.baum_welch`     Baum-Welch (EM) for a hidden Markov chain: expected counts by the
+                       forward pass's gradient, the chain's M-step, counts of labelled paths
 :mod:`.clustering`     k-means++ seeding and Lloyd iterations
 :mod:`.moments`        weighted means and covariances from responsibilities
-:mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes)
+:mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes), and the
+                       posterior they give (exact draws, means, marginals)
+:mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
 =====================  ===================================================================
 """
 

@@ -1,10 +1,11 @@
-"""k-means++ seeding and Lloyd iterations: where mixtures and HMMs start their fits."""
+"""k-means++ seeding and Lloyd iterations, where mixtures and HMMs start their fits; and the
+reordering of components by which their draws are relabelled."""
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["kmeans_plus_plus"]
+__all__ = ["kmeans_plus_plus", "reorder_components"]
 
 
 def kmeans_plus_plus(
@@ -48,3 +49,28 @@ def kmeans_plus_plus(
         moved = sums / counts.clamp(min=1).unsqueeze(-1)
         centre = torch.where(counts.unsqueeze(-1) > 0, moved, centre)
     return centre[centre[:, 0].argsort()]
+
+
+def reorder_components(value: torch.Tensor, order: torch.Tensor, dims: int = 1) -> torch.Tensor:
+    """Components of ``value`` put in ``order``: value[..., order[k], ...] at component k.
+
+    Parameters
+    ----------
+    value : Tensor, shape (*B, K, ...) (or (*B, K, K, ...) with ``dims=2``)
+        Per-component values (a site of posterior draws), its component dim right of ``*B``.
+    order : LongTensor, shape (*B, K)
+        A permutation of 0..K-1 per batch element (e.g. ``argsort`` of a sort key).
+    dims : int
+        How many consecutive dims index components (2 for a transition matrix, whose rows and
+        columns are both permuted).
+
+    Returns
+    -------
+    Tensor, the shape of ``value``
+    """
+    axis = order.dim() - 1
+    for offset in range(dims):
+        shape = order.shape[:-1] + (1,) * offset + order.shape[-1:]
+        index = order.reshape(shape + (1,) * (value.dim() - len(shape))).expand_as(value)
+        value = value.gather(axis + offset, index)
+    return value

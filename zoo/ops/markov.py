@@ -32,6 +32,7 @@ No Pyro sample sites here: these are the algorithms a model's fast exact paths c
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -195,12 +196,9 @@ def forward_scaled(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-        0 at padded steps (:func:`forward_log_likelihood` sees to it).
-    mask : BoolTensor, shape (N, T)
-        As for :func:`forward_log_likelihood`.
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring;
+        ``log_emission`` 0 at padded steps (:func:`forward_log_likelihood` sees to it).
     padded : list of bool, optional
         Per step (T,): whether some sequence is padding there; default: from ``mask``.
 
@@ -257,11 +255,9 @@ def forward_log_space(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-        0 at padded steps (:func:`forward_log_likelihood` sees to it).
-    mask : BoolTensor, shape (N, T)
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring;
+        ``log_emission`` 0 at padded steps (:func:`forward_log_likelihood` sees to it).
     padded : list of bool, optional
         Per step (T,): whether some sequence is padding there; default: from ``mask``.
 
@@ -269,16 +265,29 @@ def forward_log_space(
     -------
     Tensor, shape (S, N)
     """
+    *_, alpha = _log_forward(log_initial, log_transition, log_emission, mask, padded)
+    return alpha.logsumexp(-1)
+
+
+def _log_forward(
+    log_initial: torch.Tensor,
+    log_transition: torch.Tensor,
+    log_emission: torch.Tensor,
+    mask: torch.Tensor,
+    padded: list[bool] | None = None,
+) -> Iterator[torch.Tensor]:
+    """The forward messages log p(x_{0..t}, state_t), (S, N, K), one step after another (padded
+    steps copy the last real one); arguments as for :func:`forward_log_space`."""
     if padded is None:
         padded = _padded_steps(mask)
-    length = log_emission.shape[2]
     emission = log_emission.unbind(2)
     alpha = log_initial.unsqueeze(1) + emission[0]  # (S, N, K)
+    yield alpha
     log_transition = log_transition.unsqueeze(1)  # (S, 1, K, K)
-    for t in range(1, length):
+    for t in range(1, len(emission)):
         new = (alpha.unsqueeze(-1) + log_transition).logsumexp(-2) + emission[t]
         alpha = torch.where(mask[:, t, None], new, alpha) if padded[t] else new
-    return alpha.logsumexp(-1)
+        yield alpha
 
 
 def _alphas(
@@ -286,14 +295,7 @@ def _alphas(
 ) -> torch.Tensor:
     """Forward messages log p(x_{0..t}, state_t) at every step, (S, N, T, K); padded steps copy."""
     log_emission = torch.where(mask.unsqueeze(-1), log_emission, torch.zeros((), dtype=log_emission.dtype))
-    alpha = log_initial.unsqueeze(1) + log_emission[:, :, 0]
-    alphas = [alpha]
-    log_transition = log_transition.unsqueeze(1)
-    for t in range(1, log_emission.shape[2]):
-        new = (alpha.unsqueeze(-1) + log_transition).logsumexp(-2) + log_emission[:, :, t]
-        alpha = torch.where(mask[:, t, None], new, alpha)
-        alphas.append(alpha)
-    return torch.stack(alphas, 2)
+    return torch.stack(list(_log_forward(log_initial, log_transition, log_emission, mask)), 2)
 
 
 def forward_backward(
@@ -303,11 +305,8 @@ def forward_backward(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-    mask : BoolTensor, shape (N, T)
-        As for :func:`forward_log_likelihood`.
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring.
 
     Returns
     -------
@@ -334,11 +333,8 @@ def viterbi(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-    mask : BoolTensor, shape (N, T)
-        As for :func:`forward_log_likelihood`.
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring.
 
     Returns
     -------
@@ -378,11 +374,8 @@ def backward_sample(
 
     Parameters
     ----------
-    log_initial : Tensor, shape (S, K)
-    log_transition : Tensor, shape (S, K, K)
-    log_emission : Tensor, shape (S, N, T, K)
-    mask : BoolTensor, shape (N, T)
-        As for :func:`forward_log_likelihood`.
+    log_initial, log_transition, log_emission, mask : Tensor
+        The chain, (S, K), (S, K, K), (S, N, T, K) and (N, T) bool, as in the module docstring.
 
     Returns
     -------

@@ -1,0 +1,207 @@
+r"""What a family of K components states: the contract of :mod:`zoo.models.families`.
+
+A mixture's components, an HMM's emissions and Naive Bayes' class-conditional columns are the
+same thing: K parameter sets of one family, and a density for an observation given its
+component. A :class:`Family` states, for K components (or states, or classes):
+
+=======================  ===================================================================
+:meth:`~Family.prior`    the ``pyro.sample`` statements of its parameter sites, inside a plate
+                         over components that the caller opens
+:meth:`~Family.gather`   each datum's component parameters, picked with ``Vindex`` (works
+                         under enumeration and under a plate of posterior draws)
+:meth:`~Family.distribution`  the distribution of one observation given gathered parameters:
+                         what the enumerated definition observes
+:meth:`~Family.log_density`  the per-component log-density table (S, *data, K): the fast path
+                         every collapsed likelihood (logsumexp over components, the forward
+                         algorithm over states) uses
+:meth:`~Family.estimates`  weighted estimates from responsibilities (k-means start, EM step)
+:meth:`~Family.order_key`  what components are sorted by when relabelling draws
+:meth:`~Family.in_support`, :meth:`~Family.validate`  whether data lie in the family's support
+:meth:`~Family.dims`     the ArviZ dims of its sites
+=======================  ===================================================================
+
+One density per family: the table is computed by the very distribution the enumerated
+definition observes, built with a batch shape (S, 1, ..., K) and scoring the data with a
+singleton component dim, (*data, 1, D), so the two cannot drift apart.
+
+The contract is here, as a model's is in :mod:`zoo.models.base`; the families (Gaussian,
+Poisson, categorical, Bernoulli, multinomial) are :mod:`zoo.models.families`.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import pyro.distributions as dist
+import torch
+from pyro.ops.indexing import Vindex
+
+__all__ = ["Family", "Params"]
+
+#: A family's parameter sites by name, each a tensor.
+Params = dict[str, torch.Tensor]
+
+
+class Family:
+    """K components of one family: priors, density, estimates, ordering and support.
+
+    Subclasses are frozen dataclasses of their hyperparameters; see the module docstring.
+    """
+
+    #: The family's name, as models spell it (``emission="poisson"``).
+    name: ClassVar[str] = ""
+    #: Dims of the value one component's distribution scores: 1 (a vector of D features), or
+    #: 0 for a categorical's category index.
+    value_event_dims: ClassVar[int] = 1
+
+    # ------------------------------------------------------------------ declarations
+    @property
+    def sites(self) -> tuple[str, ...]:
+        """The parameter sites, each shaped (K, ...), in the order :meth:`prior` samples them."""
+        raise NotImplementedError
+
+    def site_event_dims(self, name: str) -> int:
+        """How many dims site ``name`` has right of its component dim (1, or 2 for matrices)."""
+        return 1
+
+    def dims(self, component: str = "component") -> dict[str, list[str]]:
+        """ArviZ dims of the sites (without chain and draw), the component dim named ``component``."""
+        return {name: [component, "feature"] for name in self.sites}
+
+    # ------------------------------------------------------------------ the model
+    def prior(self, dtype: torch.dtype) -> Params:
+        """Sample the parameter sites from their priors.
+
+        Call it inside a plate over the K components (dim -1) that the caller opens: every
+        site's batch shape is that plate's, its event the per-component parameter.
+
+        Parameters
+        ----------
+        dtype : torch.dtype
+            Of the hyperparameter tensors (and so of the sampled values).
+
+        Returns
+        -------
+        dict
+            {site: value}, each value (*plates, K, ...) as ``pyro.sample`` returns it.
+        """
+        raise NotImplementedError
+
+    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
+        """The distribution of one observation given its component's parameters.
+
+        Parameters
+        ----------
+        params : dict
+            The family's sites, each (*batch, ...) with the site's own event dims on the right:
+            gathered for each datum (:meth:`gather`), or all K components (batch (*B, K)).
+        validate_args : bool, optional
+            As for every torch distribution (None: Pyro's global setting).
+
+        Returns
+        -------
+        Distribution
+            Batch shape ``*batch``; event shape (D,) (none for a categorical).
+        """
+        raise NotImplementedError
+
+    def gather(self, params: Params, component: torch.Tensor) -> Params:
+        """Each datum's component parameters: ``value[..., component, :]`` of every site.
+
+        A singleton datum dim is put left of the component dim before indexing, so that
+        ``Vindex`` broadcasts the parameters' batch dims against ``component``'s shape
+        (..., N): under a plate of posterior draws at dim -2 a site is (S, K, ...), expanded
+        to (S, 1, K, ...), and with ``component`` (N,) the result is (S, N, ...); under
+        enumeration ``component`` is (K, 1) (its values in a dim of their own, left of the
+        data plate) and the result (K, 1, ...); with neither, (N, ...).
+
+        Parameters
+        ----------
+        params : dict
+            The family's sites, each (*B, K, ...).
+        component : LongTensor
+            Each datum's component, any shape that broadcasts with ``*B`` and a data dim.
+
+        Returns
+        -------
+        dict
+            The sites, each (broadcast(*B, component.shape), ...).
+        """
+        gathered = {}
+        for name in self.sites:
+            event_dims = self.site_event_dims(name)
+            expanded = params[name].unsqueeze(-(event_dims + 2))  # a singleton datum dim left of K
+            gathered[name] = Vindex(expanded)[(..., component) + (slice(None),) * event_dims]
+        return gathered
+
+    def observation(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The value :meth:`distribution` scores, from data x (*data, D): x in ``dtype``."""
+        return x.to(dtype)
+
+    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The per-component log-density table log p(x_i | component k, theta_s).
+
+        Computed by :meth:`distribution` itself (not validating its arguments: the data are
+        checked once by :meth:`validate`), with batch shape (S, 1, ..., K).
+
+        Parameters
+        ----------
+        params : dict
+            The family's sites with one leading draw dim S: each (S, K, ...).
+        x : Tensor, shape (*data, D)
+            Observations, any number of data dims (N points, or N sequences by T steps).
+
+        Returns
+        -------
+        Tensor, shape (S, *data, K)
+        """
+        broadcast = self._broadcast(params, data_dims=x.dim() - 1)
+        value = self.observation(x, params[self.sites[0]].dtype)
+        value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
+        return self.distribution(broadcast, validate_args=False).log_prob(value)
+
+    def _broadcast(self, params: Params, data_dims: int) -> Params:
+        """The sites (S, K, ...) with singleton data dims between draw and component: (S, 1, ..., K, ...)."""
+        return {
+            name: value.reshape(value.shape[:1] + (1,) * data_dims + value.shape[1:])
+            for name, value in params.items()
+            if name in self.sites
+        }
+
+    # ------------------------------------------------------------------ starts and labels
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What k-means clusters and :meth:`estimates` average: x (M, D) itself by default."""
+        return x
+
+    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
+        """Weighted maximum-likelihood parameters, smoothed and floored inside the support.
+
+        Parameters
+        ----------
+        x : Tensor, shape (M, D)
+            Observations (no padding).
+        weights : Tensor, shape (M, K)
+            Each observation's weight per component: one-hot cluster labels, or posterior
+            probabilities (an EM step).
+
+        Returns
+        -------
+        dict
+            The sites, each (K, ...), inside the support even for a component without weight.
+        """
+        raise NotImplementedError
+
+    def order_key(self, params: Params) -> torch.Tensor:
+        """What components are sorted by: sites (*B, K, ...) -> (*B, K)."""
+        raise NotImplementedError
+
+    def in_support(self, x: torch.Tensor) -> bool:
+        """Whether every value of x (*data, D) lies in the support: one or two passes over x
+        (:mod:`zoo.ops.densities`), no bool temporary the size of x."""
+        raise NotImplementedError
+
+    def validate(self, x: torch.Tensor) -> None:
+        """Raise ValueError, naming what is wrong and the first value outside the support, unless
+        observations x (M, D) lie in it (:meth:`in_support`, which decides, and only then a pass
+        to find that value)."""
+        raise NotImplementedError

@@ -134,6 +134,21 @@ class Dataset:
         if self.feature_names is not None:
             object.__setattr__(self, "feature_names", tuple(self.feature_names))
 
+    @classmethod
+    def from_frame(cls, frame: Any, label: Any = None, **options: Any) -> "Dataset":
+        """A `Dataset` from a pandas DataFrame: numeric columns as features (their names kept as
+        ``feature_names``), ``label`` the column of class labels; ``columns``, ``sequence_id``,
+        ``time``, ``name``: see :func:`zoo.datasets.frames.from_frame`.
+
+        >>> import pandas as pd, zoo
+        >>> frame = pd.DataFrame({"a": [0.5, 1.5, 2.0], "b": [1.0, 0.0, 2.0], "kind": ["x", "y", "x"]})
+        >>> zoo.Dataset.from_frame(frame, label="kind")
+        Dataset(x=(3, 2), y=(3,))
+        """
+        from zoo.datasets.frames import from_frame
+
+        return from_frame(frame, label=label, **options)
+
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -234,11 +249,17 @@ class Dataset:
 
 
 def as_dataset(data: Any, argument: str = "data") -> Dataset:
-    """Accept a `Dataset`, a tensor or a numpy array and return a `Dataset`."""
+    """Accept a `Dataset`, a tensor, a numpy array or a pandas DataFrame (its columns the
+    features, see `Dataset.from_frame`) and return a `Dataset`."""
     if isinstance(data, Dataset):
         return data
+    import pandas
+
+    if isinstance(data, pandas.DataFrame):
+        return Dataset.from_frame(data)
     if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
         return Dataset(data)
     raise TypeError(
-        f"{argument} must be a zoo.Dataset, a torch.Tensor or a numpy array, got {type(data).__name__}"
+        f"{argument} must be a zoo.Dataset, a torch.Tensor, a numpy array or a pandas DataFrame, "
+        f"got {type(data).__name__}"
     )

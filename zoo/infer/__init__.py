@@ -45,8 +45,10 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     model : zoo.models.Model
         Not modified: the runner fits a copy prepared for the data, which the Fit keeps.
     data : zoo.Dataset, Tensor or numpy array
-    method : zoo.SVI, zoo.NUTS, ..., optional
-        Default: ``zoo.SVI()`` with the model's default guide.
+    method : zoo.SVI, zoo.NUTS, ..., or str, optional
+        Default: ``zoo.SVI()`` with the model's default guide. A string is parsed as
+        ``zoo.compare`` and ``zoo.select`` parse theirs (:func:`zoo.comparison.parse_method`):
+        "svi:delta", "svi:mvn:num_steps=500", "nuts:num_chains=1", "exact".
     held_out : zoo.Dataset, Tensor or numpy array, optional
         Data not fitted, whose negative ELBO per observation SVI records after every epoch
         (``fit.history["held_out_loss"]``). SVI only.
@@ -67,6 +69,11 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
             f"model must be a zoo model (e.g. zoo.models.GaussianMixture(2)), got {type(model).__name__}"
         )
     data = as_dataset(data)
+    if isinstance(method, str):
+        # The string parser lives with zoo.compare, a layer above; imported when needed.
+        from zoo.comparison import parse_method
+
+        method = parse_method(method)
     method = SVI() if method is None else method
     kind = getattr(method, "kind", None)
     if kind not in METHODS or not isinstance(method, METHODS[kind][0]):

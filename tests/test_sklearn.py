@@ -116,7 +116,7 @@ ESTIMATORS = [
     HiddenMarkovModel(method=QUICK),
     HiddenMarkovModelWithTarget(method=QUICK),
     NaiveBayes(),
-    VAE(hidden_sizes=(4,), method="svi:num_steps=5,jit=False"),
+    VAE(hidden_sizes=(4,), method="svi:num_steps=5,jit=False,num_threads=1"),
 ]
 
 
@@ -380,7 +380,7 @@ def test_gaussian_mixture_sample_and_fit_predict() -> None:
 
 def test_vae_transform_inverse_transform_sample_and_score() -> None:
     X = zoo.datasets.load("digits").x.numpy()[:150] / 16.0
-    vae = VAE(n_components=2, likelihood="bernoulli", hidden_sizes=(32,), method="svi:num_steps=150,jit=False", random_state=0).fit(X)
+    vae = VAE(n_components=2, likelihood="bernoulli", hidden_sizes=(32,), method="svi:num_steps=150,num_threads=1", random_state=0).fit(X)
     codes = vae.transform(X)
     assert codes.shape == (150, 2) and codes.dtype == np.float64
     reconstruction = vae.inverse_transform(codes)
@@ -388,7 +388,7 @@ def test_vae_transform_inverse_transform_sample_and_score() -> None:
     # reconstructions are closer to their own rows than to the mean row
     assert np.mean((reconstruction - X) ** 2) < np.mean((X.mean(0) - X) ** 2)
     assert vae.sample(5).shape == (5, 64)
-    untrained = VAE(n_components=2, likelihood="bernoulli", hidden_sizes=(32,), method="svi:num_steps=1,jit=False")
+    untrained = VAE(n_components=2, likelihood="bernoulli", hidden_sizes=(32,), method="svi:num_steps=1,jit=False,num_threads=1")
     assert vae.score(X) > untrained.fit(X).score(X) + 5  # nats per row
     with pytest.raises(ValueError, match="n_components=2 columns"):
         vae.inverse_transform(np.zeros((3, 5)))

@@ -216,13 +216,14 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
         The fit: ``fit_.to_arviz()``, ``fit_.summary()``, ``fit_.draws``.
     weights_ : ndarray, shape (n_components,)
     means_ : ndarray, shape (n_components, n_features)
-    covariances_ : ndarray, shape (n_components, n_features, n_features) for "full",
-        (n_components, n_features) for "diag" (variances), as scikit-learn's
-        Of the point estimate ``fit_.point`` (the MAP, or the guide's median, or NUTS's draw of
-        highest density).
+    covariances_ : ndarray
+        Shape (n_components, n_features, n_features) for "full", (n_components, n_features)
+        (the variances) for "diag", as scikit-learn's. ``weights_``, ``means_`` and
+        ``covariances_`` are those of the point estimate ``fit_.point`` (the MAP, the guide's
+        median, or NUTS's draw of highest density).
     converged_ : bool
     n_features_in_ : int
-    feature_names_in_ : ndarray of str, shape (n_features_in_,)
+    feature_names_in_ : ndarray of str, shape (n_features,)
         Only when fitted on a DataFrame with string column names.
 
     Examples

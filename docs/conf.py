@@ -32,6 +32,7 @@ extensions = [
     "numpydoc",
     "myst_nb",
     "zoo_docs",
+    "sphinx-mathjax-offline",  # MathJax served from the site itself: it reads offline
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "myst-nb", ".ipynb": "myst-nb"}

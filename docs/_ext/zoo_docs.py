@@ -9,6 +9,8 @@
 * ``.. zoo-gallery::`` lays out one card per entry of :data:`GALLERY`: a figure taken from the
   committed outputs of a notebook, linking to the rendered notebook.
 
+Their content is reStructuredText: in a MyST page, call them inside an ``{eval-rst}`` block.
+
 The pictures are decoded from the notebooks' outputs into ``docs/_generated/gallery`` when the
 build starts (that folder is ignored by git): the notebooks stay the one source of every figure.
 """

@@ -127,6 +127,19 @@ def test_code_examples_of_the_pages_run(page: str, tmp_path: Path, monkeypatch: 
         exec(compile(block, f"{page} example", "exec"), namespace)  # noqa: S102 - our own docs
 
 
+def test_readme_coming_from_scikit_learn_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's "Coming from scikit-learn" example (its other examples predate this test)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Coming from scikit-learn", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {"__name__": "__readme__"}
+    exec(compile(blocks[0], "README example", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["labels"].shape == (272,) and namespace["score"] < 0
+    assert namespace["idata"].posterior["locs"].shape == (1, 1000, 2, 2)  # 1000 draws of the guide
+
+
 def test_python_blocks_reads_both_formats() -> None:
     rst = python_blocks(DOCS / "coming_from_sklearn.rst")
     assert any("from hmmlearn.hmm import GaussianHMM" in block for block in rst)

@@ -140,6 +140,21 @@ def test_readme_coming_from_scikit_learn_example_runs(tmp_path: Path, monkeypatc
     assert namespace["idata"].posterior["locs"].shape == (1, 1000, 2, 2)  # 1000 draws of the guide
 
 
+def test_command_lines_of_getting_started_parse() -> None:
+    """The ``zoo`` command lines of Getting started name real sub-commands and options (parsed,
+    not run: they fit at full budgets; tests/test_cli_data.py runs each form on real files)."""
+    from zoo.cli import build_parser
+
+    text = (DOCS / "getting_started.md").read_text(encoding="utf-8")
+    bash = "\n".join(re.findall(r"^```bash\n(.*?)^```", text, flags=re.S | re.M))
+    lines = [line.split() for line in bash.splitlines() if line.startswith("zoo ")]
+    assert len(lines) >= 5
+    parser = build_parser()
+    for words in lines:
+        arguments = parser.parse_args(words[1:])
+        assert arguments.data and arguments.handler.__name__ == f"command_{words[1]}"
+
+
 def test_python_blocks_reads_both_formats() -> None:
     rst = python_blocks(DOCS / "coming_from_sklearn.rst")
     assert any("from hmmlearn.hmm import GaussianHMM" in block for block in rst)

@@ -51,10 +51,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, TransformerMixin
-from sklearn.utils import check_array, check_random_state
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, DensityMixin, TransformerMixin
+    from sklearn.utils import check_array, check_random_state
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, validate_data
+except ImportError as error:  # pragma: no cover - scikit-learn is an optional dependency
+    raise ImportError(
+        f"zoo.sklearn needs scikit-learn >= 1.6 ({error}): pip install 'zoo[sklearn]'"
+    ) from error
 
 from zoo.comparison import parse_method
 from zoo.datasets.dataset import Dataset

@@ -7,16 +7,21 @@ skipped, never weakened.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
+from pyro.infer.mcmc.util import initialize_model
+from pyro.poutine.util import site_is_subsample
 
 import zoo
-from zoo.infer import METHODS, evaluate
+from zoo.infer import METHODS, collapse, evaluate
 from zoo.infer.guides import guide_names, make_guide
+from zoo.infer.potential import Potential
 from zoo.infer.runtime import isolated
 from zoo.models import registry
 
@@ -25,6 +30,15 @@ MODEL_NAMES = registry.names()
 
 def example(name: str) -> tuple[zoo.models.Model, zoo.Dataset]:
     return registry.get(name).example()
+
+
+#: (registry name, variant index) for every example of every model: each option that changes a
+#: model's density (a covariance form, an emission family) gets the density checks.
+VARIANTS = [(name, index) for name in MODEL_NAMES for index in range(len(registry.get(name).examples()))]
+
+
+def variant(name: str, index: int) -> tuple[zoo.models.Model, zoo.Dataset]:
+    return registry.get(name).examples()[index]
 
 
 def supported(model: zoo.models.Model, guide: str) -> str:
@@ -234,6 +248,137 @@ def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
             [evaluate.marginal_log_likelihood(fit.model, evaluate.select_draw(flat, s), data) for s in range(3)]
         )
     torch.testing.assert_close(fast, enumerated, rtol=1e-5, atol=1e-4)
+
+
+def _replay_rows(plate: str, index: torch.Tensor) -> poutine.replay:
+    """Make the data plate ``plate`` take the rows ``index`` (a minibatch), in any model."""
+    trace = poutine.Trace()
+    trace.add_node(plate, name=plate, type="sample", is_observed=False, value=index, infer={})
+    return poutine.replay(trace=trace)
+
+
+def _empty_guide(*args: object, **kwargs: object) -> None:
+    """The guide of a model whose latents are all conditioned (or enumerated)."""
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+@pytest.mark.parametrize("rows", ["all", "minibatch"])
+def test_collapsed_training_model_is_the_enumerated_definition(name: str, index: int, rows: str) -> None:
+    """The one density contract: the training model derived from the global story and the
+    collapsed likelihood gives the log joint of the enumerated definition, in value and in
+    gradient with respect to every parameter, at random parameter values, on all rows and on
+    a minibatch (the data plate's scaling included)."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if not prepared.enumerated_sites:
+        pytest.skip("no enumerated sites: nothing to collapse")
+    assert collapse.collapsible(prepared), "a model with enumerated sites states its collapsed likelihood"
+    collapsed = collapse.CollapsedModel(prepared)
+    rows_index = torch.randperm(len(data), generator=torch.Generator().manual_seed(1))[: max(1, len(data) // 3)]
+    for seed in range(3):
+        with isolated(seed=seed), torch.no_grad():
+            trace = poutine.trace(prepared.sample_globals).get_trace()
+        params = {
+            site: node["value"].detach().double().requires_grad_()
+            for site, node in trace.nodes.items()
+            if node["type"] == "sample" and not node["is_observed"] and not site_is_subsample(node)
+        }
+        losses = []
+        for trained, kwargs, elbo in [
+            (prepared, prepared.model_kwargs(data), pyro.infer.TraceEnum_ELBO(max_plate_nesting=prepared.max_plate_nesting)),
+            (collapsed, {"data": data}, pyro.infer.Trace_ELBO(max_plate_nesting=prepared.max_plate_nesting)),
+        ]:
+            conditioned = poutine.condition(trained, data=params)
+            replay = _replay_rows(prepared.data_plate, rows_index) if rows == "minibatch" else contextlib.nullcontext()
+            with isolated(), replay, torch.autograd.set_detect_anomaly(False):
+                with _float64(kwargs) as double:
+                    losses.append(elbo.differentiable_loss(conditioned, _empty_guide, **double))
+        enumerated, fast = losses
+        torch.testing.assert_close(fast, enumerated, rtol=1e-6, atol=1e-6)
+        gradients = [torch.autograd.grad(loss, list(params.values())) for loss in losses]
+        for site, slow_gradient, fast_gradient in zip(params, *gradients):
+            torch.testing.assert_close(fast_gradient, slow_gradient, rtol=1e-5, atol=1e-6, msg=f"d loss / d {site}")
+
+
+@contextlib.contextmanager
+def _float64(kwargs: dict[str, object]) -> Iterator[dict[str, object]]:
+    """The model's arguments with its data in float64 (so value checks can be tight), under
+    float64 default tensors."""
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        converted = {}
+        for key, value in kwargs.items():
+            if isinstance(value, torch.Tensor) and value.dtype.is_floating_point:
+                value = value.double()
+            elif isinstance(value, zoo.Dataset):  # a Dataset stores float32: set x past its checks
+                value = value.rows(torch.arange(len(value)))
+                object.__setattr__(value, "x", value.x.double())
+            converted[key] = value
+        yield converted
+    finally:
+        torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_collapsed_training_model_under_vectorised_particles(name: str, index: int) -> None:
+    """With several ELBO particles drawn at once (a particle plate left of the model's plates),
+    the collapsed training model gives the enumerated definition's estimate: the same guide
+    draws, the same loss and gradient."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if not prepared.enumerated_sites:
+        pytest.skip("no enumerated sites: nothing to collapse")
+    collapsed = collapse.CollapsedModel(prepared)
+    options = {"max_plate_nesting": prepared.max_plate_nesting, "num_particles": 3, "vectorize_particles": True}
+    losses = []
+    with isolated(seed=0):
+        guide = make_guide(prepared, "normal", prepared.initial_values(data), collapsed)
+        pyro.infer.Trace_ELBO(**options).differentiable_loss(collapsed, guide, data=data)
+        for trained, kwargs, elbo in [
+            (prepared, prepared.model_kwargs(data), pyro.infer.TraceEnum_ELBO(**options)),
+            (collapsed, {"data": data}, pyro.infer.Trace_ELBO(**options)),
+        ]:
+            pyro.set_rng_seed(5)
+            losses.append(elbo.differentiable_loss(trained, guide, **kwargs))
+        parameters = list(guide.parameters())
+        gradients = [torch.autograd.grad(loss, parameters) for loss in losses]
+    torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-3)
+    for enumerated, fast in zip(*gradients):
+        torch.testing.assert_close(fast, enumerated, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_nuts_potential_equals_pyros_own(name: str, index: int) -> None:
+    """The plain-torch potential NUTS runs on equals the potential Pyro derives by tracing the
+    training model (``initialize_model``), in value and gradient, at several random points of
+    the unconstrained space."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if "nuts" not in prepared.methods:
+        pytest.skip("model does not take NUTS")
+    if not collapse.collapsible(prepared):
+        pytest.skip("no collapsed likelihood: NUTS runs Pyro's potential of forward")
+    ours = Potential(prepared, data)
+    with isolated(seed=0):
+        initial, pyros, transforms, _ = initialize_model(
+            collapse.CollapsedModel(prepared), model_kwargs={"data": data}, max_plate_nesting=prepared.max_plate_nesting
+        )
+    assert set(transforms) == set(ours.transforms)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(4):
+        point = {
+            site: (value + 0.5 * torch.randn(value.shape, generator=generator)).requires_grad_()
+            for site, value in initial.items()
+        }
+        with isolated():
+            expected = pyros(point)
+        actual = ours(point)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+        for site, mine, theirs in zip(
+            point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
+        ):
+            torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

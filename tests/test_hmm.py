@@ -13,13 +13,13 @@ import pyro
 import pyro.poutine as poutine
 import pytest
 import torch
-from pyro.infer import TraceEnum_ELBO
 
 import zoo
 from zoo.datasets import simulate
 from zoo.infer import evaluate
 from zoo.infer.runtime import isolated
-from zoo.models.hmm import HiddenMarkovModel, _forward_scaled, forward_log_likelihood
+from zoo.models.hmm import HiddenMarkovModel
+from zoo.ops.markov import forward_log_likelihood
 
 hmmlearn = pytest.importorskip("hmmlearn.hmm")
 
@@ -155,77 +155,6 @@ def test_enumeration_and_forward_algorithm_agree(emission: str) -> None:
         map_path = model.collect_discrete(evaluate.discrete_values(model, params, data, temperature=0))
     torch.testing.assert_close(marginals, exact.double(), rtol=1e-6, atol=1e-9)
     assert torch.equal(model.collect_discrete(model.discrete(params, data, 0)), map_path)
-
-
-def test_forward_algorithm_forms_agree_in_value_gradient_and_hessian() -> None:
-    """The parallel scan, the rescaled probability-space pass and the log-space pass are the
-    same function of the log parameters (padding included), to every order the Laplace
-    approximation and L-BFGS use."""
-    data = simulated("gaussian", num_sequences=7, length=25)
-    model = prepared(data, "gaussian")
-    draws = {name: value[None] for name, value in prior_parameters(model, seed=2).items()}
-    messages = model._messages(draws, data)
-    mask = messages[3]
-    assert not bool(mask.all())  # padding is exercised
-    results = {}
-    for method in ("scan", "sequential", "log-sequential"):
-        inputs = [tensor.clone().requires_grad_() for tensor in messages[:3]]
-        value = forward_log_likelihood(*inputs, mask, method=method)
-        gradients = torch.autograd.grad(value.sum(), inputs, create_graph=True)
-        direction = [torch.linspace(-1.0, 1.0, g.numel(), dtype=g.dtype).reshape(g.shape) for g in gradients]
-        curvature = torch.autograd.grad(sum((g * d).sum() for g, d in zip(gradients, direction)), inputs)
-        results[method] = (value.detach(), [g.detach() for g in gradients], curvature)
-    scan_value, scan_gradients, scan_curvature = results["scan"]
-    for method in ("sequential", "log-sequential"):
-        value, gradients, curvature = results[method]
-        torch.testing.assert_close(value, scan_value, rtol=1e-10, atol=0)
-        for ours, theirs in zip(gradients + list(curvature), scan_gradients + list(scan_curvature)):
-            torch.testing.assert_close(ours, theirs, rtol=1e-8, atol=1e-10)
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_rescaled_forward_pass_falls_back_to_log_space_where_messages_underflow(dtype: torch.dtype) -> None:
-    """A chain that all but cannot leave a state whose emissions are exp(-200) per step (moving
-    costs e^-5000): the log-likelihood is -200 T, far below what probability-space messages
-    can hold in either precision, so the rescaled pass must hand over to log space."""
-    length = 12
-    log_initial = torch.tensor([[0.0, -5000.0]], dtype=dtype)
-    log_transition = torch.tensor([[[0.0, -5000.0], [-5000.0, 0.0]]], dtype=dtype)
-    log_emission = torch.tensor([-200.0, 0.0], dtype=dtype).expand(1, 1, length, 2).clone().requires_grad_()
-    mask = torch.ones(1, length, dtype=torch.bool)
-    # the rescaled pass declines (its sums leave the safe range) ...
-    assert _forward_scaled(log_initial, log_transition, log_emission, mask, [False] * length) is None
-    # ... and "sequential" gives the log-space answer, value and gradient
-    value = forward_log_likelihood(log_initial, log_transition, log_emission, mask, method="sequential")
-    torch.testing.assert_close(value, torch.tensor([[-200.0 * length]], dtype=dtype))
-    (gradient,) = torch.autograd.grad(value.sum(), log_emission)
-    torch.testing.assert_close(gradient[0, 0], torch.tensor([[1.0, 0.0]], dtype=dtype).expand(length, 2))
-
-
-def training_loss(model: HiddenMarkovModel, params: dict[str, torch.Tensor], data: zoo.Dataset) -> torch.Tensor:
-    """-log p(theta, x) as the runner's TraceEnum_ELBO computes it at a point (its training kwargs)."""
-    conditioned = poutine.condition(model, data=params)
-    elbo = TraceEnum_ELBO(max_plate_nesting=1)
-    return elbo.differentiable_loss(conditioned, lambda **kwargs: None, **model.model_kwargs(data, training=True))
-
-
-@pytest.mark.parametrize("emission", ["gaussian", "bernoulli"])
-def test_training_on_the_forward_factor_is_training_on_the_definition(emission: str) -> None:
-    """The ELBO and its gradient are the same number whether the runner differentiates the
-    forward algorithm (``training_path="forward"``) or the enumerated chain."""
-    data = simulated(emission, num_sequences=4, length=10)
-    forward = prepared(data, emission)
-    enumerate_ = HiddenMarkovModel(**{**forward.config(), "training_path": "enumerate"})
-    params = prior_parameters(forward, seed=0, requires_grad=True)
-    results = []
-    for model in (forward, enumerate_):
-        with isolated():
-            loss = training_loss(model, params, data)
-        gradients = torch.autograd.grad(loss, list(params.values()))
-        results.append((loss.detach(), gradients))
-    torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-6, atol=0)
-    for a, b in zip(results[0][1], results[1][1]):
-        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-9)
 
 
 # --------------------------------------------------------------------------- padding
@@ -439,7 +368,6 @@ def test_only_real_steps_are_checked_and_padding_may_hold_anything() -> None:
         ({"num_states": 2, "covariance": "tied"}, "covariance must be one of"),
         ({"num_states": 2, "emission": "categorical", "num_categories": 1}, "num_categories must be at least 2"),
         ({"num_states": 2, "transition_concentration": -1.0}, "transition_concentration must be positive"),
-        ({"num_states": 2, "training_path": "em"}, "training_path must be one of"),
         ({"num_states": 2, "initial_em_steps": -1}, "initial_em_steps must be a non-negative integer"),
     ],
 )

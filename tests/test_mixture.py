@@ -186,32 +186,3 @@ def test_nuts_recovers_simulated_parameters() -> None:
     corr = fit.draws["corr_cholesky"][..., 1, 0]
     true_corr = data.truth["corr_cholesky"][order][:, 1, 0]
     assert (((corr.mean((0, 1)) - true_corr) / corr.std((0, 1))).abs() < 4).all()
-
-
-def test_closed_form_training_path_is_the_enumerated_definition() -> None:
-    """Fitting differentiates a factor of log sum_k w_k N(x | mu_k, Sigma_k); the definition
-    enumerates the assignment. Same loss and same gradients, to float precision."""
-    import pyro
-    from pyro.infer import Trace_ELBO, TraceEnum_ELBO
-
-    from zoo.infer.guides import make_guide
-    from zoo.infer.runtime import isolated
-
-    data = simulate.gaussian_mixture(num_data=200, num_components=3, seed=3)
-    for covariance in ("full", "diag"):
-        model = zoo.models.GaussianMixture(3, covariance=covariance).prepare(data)
-        with isolated(seed=0):
-            guide = make_guide(model, "delta", model.initial_values(data))
-            closed = Trace_ELBO().differentiable_loss(model, guide, **model.model_kwargs(data, training=True))
-            parameters = list(guide.parameters())
-            closed_grads = torch.autograd.grad(closed, parameters)
-            enumerated = TraceEnum_ELBO(max_plate_nesting=1).differentiable_loss(model, guide, **model.model_kwargs(data))
-            enumerated_grads = torch.autograd.grad(enumerated, parameters)
-        assert "marginal" in model.model_kwargs(data, training=True)
-        torch.testing.assert_close(closed, enumerated, rtol=1e-6, atol=1e-3)
-        for a, b in zip(closed_grads, enumerated_grads):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-3)
-    enumerate_path = zoo.models.GaussianMixture(3, training_path="enumerate").prepare(data)
-    assert "marginal" not in enumerate_path.model_kwargs(data, training=True)
-    with pytest.raises(ValueError, match="training_path must be one of"):
-        zoo.models.GaussianMixture(3, training_path="em")

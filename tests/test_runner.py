@@ -176,3 +176,30 @@ def test_tour_fast_writes_a_report(tmp_path: object) -> None:
         if line.startswith("!["):
             assert (out / line[line.index("(") + 1 : -1]).stat().st_size > 0
     assert (out / "summary.csv").stat().st_size > 0
+
+
+class _MixtureWithAuxiliaryLoss(zoo.models.GaussianMixture):
+    """A mixture with a constant auxiliary term of one nat per row (changes no gradient),
+    recording the rows each step hands it."""
+
+    seen: list[torch.Tensor] = []
+
+    def auxiliary_loss(self, data: zoo.Dataset) -> torch.Tensor:
+        type(self).seen.append(data.x)
+        return torch.tensor(float(len(data)))
+
+
+def test_an_auxiliary_loss_is_added_on_the_steps_rows_and_scaled_like_the_elbo() -> None:
+    data = small_data()
+    plain = zoo.SVI(guide="delta", optimizer="adam", num_steps=5, num_posterior_samples=2, progress=False)
+    base = zoo.fit(zoo.models.GaussianMixture(2), data, plain)
+    _MixtureWithAuxiliaryLoss.seen = []
+    with_term = zoo.fit(_MixtureWithAuxiliaryLoss(2), data, plain)
+    # num_data / num_data rows, per observation: exactly one more nat per datum, same path
+    torch.testing.assert_close(with_term.losses, base.losses + 1.0)
+    torch.testing.assert_close(with_term.point["locs"], base.point["locs"])
+    _MixtureWithAuxiliaryLoss.seen = []
+    minibatch = zoo.SVI(guide="normal", num_steps=4, batch_size=10, num_posterior_samples=2, progress=False)
+    zoo.fit(_MixtureWithAuxiliaryLoss(2), data, minibatch)
+    assert [len(rows) for rows in _MixtureWithAuxiliaryLoss.seen] == [10] * 4
+    assert all(any(torch.equal(row, datum) for datum in data.x) for rows in _MixtureWithAuxiliaryLoss.seen for row in rows)

@@ -13,6 +13,7 @@ import torch
 import zoo
 from zoo.infer.runtime import isolated
 from zoo.models import vae
+from zoo.models.m2 import SemiSupervisedVAE, predict, predict_proba
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -243,7 +244,7 @@ def test_runner_epochs_are_generic_and_cover_the_data() -> None:
         (lambda: (zoo.models.VAE(latent_dim=2, hidden_sizes=[16]), digits()[0].subset(list(range(90)))),
          {"guide": "normal", "batch_size": 40, "num_epochs": 3}),
         # M2: JitTraceEnum_ELBO, the class enumerated in the guide, the classifier's factor
-        (vae.SemiSupervisedVAE.example, {"batch_size": 16, "num_epochs": 4}),
+        (SemiSupervisedVAE.example, {"batch_size": 16, "num_epochs": 4}),
     ],
     ids=["epochs", "plate-subsample", "gaussian-conv-particles", "autonormal", "m2-enumerated"],
 )
@@ -325,7 +326,7 @@ def test_gaussian_likelihood_takes_any_real_values() -> None:
 def test_amortization_gap_is_non_negative_on_small_data(trained: tuple) -> None:
     fit, train, _ = trained
     small = train.subset(list(range(60)))
-    gap = vae.amortization_gap(fit, small, num_steps=1500, num_particles=200)
+    gap = zoo.amortization_gap(fit, small, num_steps=1500, num_particles=200)
     # the per-datum Gaussians are at least as good as the encoder's (up to optimisation and
     # Monte Carlo error, a fraction of a nat with these budgets)
     assert gap["gap"] > -0.3, gap
@@ -343,6 +344,25 @@ def test_cuda_end_to_end() -> None:
     assert torch.isfinite(fit.log_prob(test, num_particles=10)).all()
     assert fit.sample(3).device.type == "cpu"
     assert vae.reconstruct(fit, test).shape == test.x.shape
+
+
+def _m2_end_to_end(device: str) -> None:
+    """M2 fitted on ``device`` (its auxiliary loss on the step's rows there too), then its
+    estimates, classes and helpers, whose results come back to the CPU."""
+    model, data = SemiSupervisedVAE.example()
+    fit = zoo.fit(model, data, zoo.SVI(batch_size=16, num_epochs=2, device=device, progress=False,
+                                       num_posterior_samples=1))
+    assert fit.model.device.type == device and torch.isfinite(fit.losses).all()
+    assert torch.isfinite(fit.log_prob(data, num_particles=5)).all()
+    assert torch.isfinite(fit.log_prob(data.x, num_particles=5, estimator="elbo")).all()
+    assert predict(fit, data).device.type == "cpu" and fit.discrete(data).shape == (len(data),)
+    assert fit.sample(3, y=2).shape == (3, 64)
+    assert vae.reconstruct(fit, data).shape == data.x.shape
+
+
+@CUDA
+def test_m2_cuda_end_to_end() -> None:
+    _m2_end_to_end("cuda")
 
 
 # ---------------------------------------------------------------------- slow: two processes
@@ -401,21 +421,29 @@ def test_two_processes_train_like_one_on_the_same_global_batches(tmp_path: objec
 
 
 # ---------------------------------------------------------------------- semi-supervised VAE (M2)
-def tiny_m2() -> vae.SemiSupervisedVAE:
+def tiny_m2(classifier_weight: float = 2.0) -> SemiSupervisedVAE:
     """Three classes, latent dim 1, two pixels, no hidden layer (single linear maps)."""
-    return vae.SemiSupervisedVAE(num_classes=3, latent_dim=1, hidden_sizes=[], image_shape=[2], init_seed=4,
-                                 classifier_weight=2.0)
+    return SemiSupervisedVAE(num_classes=3, latent_dim=1, hidden_sizes=[], image_shape=[2], init_seed=4,
+                             classifier_weight=classifier_weight)
+
+
+def hand_log_joint(model: SemiSupervisedVAE, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """log p(x_i, y = c, z_ic) of ``tiny_m2`` for codes z shaped (classes, data, 1): (classes, data)."""
+    with torch.no_grad():
+        logits = model.decoder(z, torch.eye(3)[:, None, :])
+    log_lik = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand(3, -1, 2), reduction="none").sum(-1)
+    return log_lik - 0.5 * z[..., 0] ** 2 - 0.5 * math.log(2 * math.pi) - math.log(3)
 
 
 def test_m2_elbo_equals_a_hand_computation() -> None:
     """TraceEnum_ELBO with the guide enumerating y gives, per labeled row, the bound on log p(x, y)
-    (the guide's point mass at the label contributes log q = 0) plus alpha log q(y | x), and per
-    unlabeled row sum_y q(y | x) [log p(x, y, z_y) - log q(z_y | x, y) - log q(y | x)], with the
-    same codes z_y the guide drew."""
+    (the guide's point mass at the label contributes log q = 0), and per unlabeled row
+    sum_y q(y | x) [log p(x, y, z_y) - log q(z_y | x, y) - log q(y | x)], with the same codes z_y
+    the guide drew. The classifier term is no part of it (it is the auxiliary loss)."""
     model = tiny_m2()
     x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
     y = torch.tensor([0, -1, 2, -1])
-    kwargs = {"x": x, "y": y, "classifier_weight": 2.0}
+    kwargs = {"x": x, "y": y}
     elbo = pyro.infer.TraceEnum_ELBO(max_plate_nesting=1)
     with isolated(seed=5):
         loss = elbo.differentiable_loss(model, model.amortized_guide, **kwargs).detach()
@@ -424,22 +452,68 @@ def test_m2_elbo_equals_a_hand_computation() -> None:
     z = trace.nodes["z"]["value"]  # (classes, data, 1)
     assert z.shape == (3, 4, 1)
     with torch.no_grad():
-        eye = torch.eye(3)[:, None, :]
-        loc, scale = model.encoder(x, eye)
-        logits = model.decoder(z, eye)
+        loc, scale = model.encoder(x, torch.eye(3)[:, None, :])
         log_q_y = model.classifier(x).log_softmax(-1)  # (data, classes)
-    log_lik = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x.expand(3, 4, 2), reduction="none").sum(-1)
-    log_prior = -0.5 * z[..., 0] ** 2 - 0.5 * math.log(2 * math.pi) - math.log(3)
     log_q_z = -0.5 * ((z - loc) / scale)[..., 0] ** 2 - scale[..., 0].log() - 0.5 * math.log(2 * math.pi)
-    weight = (log_lik + log_prior - log_q_z).T  # (data, classes)
+    weight = (hand_log_joint(model, x, z) - log_q_z).T  # (data, classes)
     expected = 0.0
     for row in range(4):
         if y[row] >= 0:
-            expected += weight[row, y[row]] + 2.0 * log_q_y[row, y[row]]
+            expected += weight[row, y[row]]
         else:
             q = log_q_y[row].exp()
             expected += (q * (weight[row] - log_q_y[row])).sum()
     torch.testing.assert_close(-loss, expected, rtol=1e-5, atol=1e-4)
+
+
+def test_m2_auxiliary_loss_is_the_weighted_classifier_term_on_labeled_rows() -> None:
+    model = tiny_m2(classifier_weight=2.0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    with torch.no_grad():
+        log_q_y = model.classifier(x).log_softmax(-1)
+        term = model.auxiliary_loss(zoo.Dataset(x, y=torch.tensor([0, -1, 2, -1])))
+        none_labeled = model.auxiliary_loss(zoo.Dataset(x, y=torch.full((4,), -1)))
+        no_labels = model.auxiliary_loss(zoo.Dataset(x))
+    torch.testing.assert_close(term, -2.0 * (log_q_y[0, 0] + log_q_y[2, 2]))
+    assert float(none_labeled) == 0.0 and float(no_labels) == 0.0
+
+
+@pytest.mark.parametrize("batch_size", [None, 2], ids=["full-batch", "two-minibatches"])
+def test_m2_training_loss_is_the_elbo_plus_the_classifier_term(batch_size: int | None) -> None:
+    """The loss SVI records for M2 is the negative ELBO of the density plus classifier_weight *
+    -log q(y_i | x_i) on the labeled rows, per datum; on minibatches both are scaled by N / batch,
+    so the steps of one epoch add up to N / batch times the full-data loss.
+
+    Computed by hand at the fit's parameters: the guide is a point mass per datum and class
+    ("delta"), so the ELBO has no Monte Carlo noise, and a learning rate of 1e-12 leaves the
+    parameters where the first steps saw them (float32 rounds such a step away)."""
+    model = tiny_m2(classifier_weight=2.0)
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+    y = torch.tensor([0, -1, 2, -1])
+    data = zoo.Dataset(x, y=y)
+    steps = {"num_steps": 1} if batch_size is None else {"num_epochs": 1}
+    fit = zoo.fit(model, data, zoo.SVI(guide="delta", optimizer="adam", learning_rate=1e-12, batch_size=batch_size,
+                                       progress=False, num_posterior_samples=1, seed=1, **steps))
+    with isolated(fit.param_state):
+        codes = pyro.param("z_loc").detach()  # (data, classes, 1)
+        log_q_y = pyro.param("y_logits").detach().log_softmax(-1)  # the guide's q(y) per datum
+    joint = hand_log_joint(fit.model, x, codes.transpose(0, 1)).T  # (data, classes)
+    with torch.no_grad():
+        log_classifier = fit.model.classifier(x).log_softmax(-1)
+    elbo_terms, classifier_terms = [], []
+    for row in range(4):
+        if y[row] >= 0:
+            elbo_terms.append(joint[row, y[row]])
+            classifier_terms.append(-2.0 * log_classifier[row, y[row]])
+        else:
+            elbo_terms.append((log_q_y[row].exp() * (joint[row] - log_q_y[row])).sum())
+    expected = (-sum(elbo_terms) + sum(classifier_terms)) / 4
+    if batch_size is None:
+        assert fit.losses.shape == (1,)
+        torch.testing.assert_close(fit.losses[0], expected, rtol=1e-5, atol=1e-5)
+    else:
+        assert fit.losses.shape == (2,)
+        torch.testing.assert_close(fit.losses.sum(), (4 / 2) * expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.fixture(scope="module")
@@ -469,7 +543,7 @@ def test_m2_with_100_labels_beats_a_classifier_of_those_100_labels(m2: tuple) ->
     from sklearn.linear_model import LogisticRegression
 
     fit, semi, test, keep = m2
-    accuracy = float((vae.predict(fit, test) == test.y).float().mean())
+    accuracy = float((predict(fit, test) == test.y).float().mean())
     baseline = max(
         float((LogisticRegression(C=C, max_iter=5000).fit(semi.x[keep].numpy(), semi.y[keep].numpy())
                .predict(test.x.numpy()) == test.y.numpy()).mean())
@@ -477,12 +551,12 @@ def test_m2_with_100_labels_beats_a_classifier_of_those_100_labels(m2: tuple) ->
     )
     assert accuracy > baseline + 0.01, (accuracy, baseline)
     # fit.discrete / fit.marginals: q(y | x) where the label is unknown, the label where known
-    assert torch.equal(fit.discrete(test.x), vae.predict(fit, test))
+    assert torch.equal(fit.discrete(test.x), predict(fit, test))
     assert torch.equal(fit.discrete(semi)[keep], semi.y[keep])
     marginals = fit.marginals(semi)
     assert marginals.shape == (len(semi), 10)
     torch.testing.assert_close(marginals.sum(-1), torch.ones(len(semi)))
-    torch.testing.assert_close(fit.marginals(test.x), vae.predict_proba(fit, test))
+    torch.testing.assert_close(fit.marginals(test.x), predict_proba(fit, test))
     # the held-out negative ELBO per image fell while training
     assert fit.history["held_out_loss"][-1] < fit.history["held_out_loss"][0] - 5
 
@@ -494,13 +568,13 @@ def test_m2_class_conditional_samples_are_of_their_class(m2: tuple) -> None:
     for digit in range(10):
         samples = fit.sample(50, y=digit, seed=digit)
         assert samples.shape == (50, 64) and set(samples.unique().tolist()) <= {0.0, 1.0}
-        share = float((vae.predict(fit, samples) == digit).float().mean())
+        share = float((predict(fit, samples) == digit).float().mean())
         assert share > 0.6, (digit, share)
     # one style, every class: decode the same code with each label
     grid = vae.decode(fit, torch.zeros(10, 8), y=torch.arange(10))
-    assert torch.equal(vae.predict(fit, grid), torch.arange(10))
+    assert torch.equal(predict(fit, grid), torch.arange(10))
     # samples without a class come from p(y): several classes appear
-    assert len(vae.predict(fit, fit.sample(60, seed=1)).unique()) >= 5
+    assert len(predict(fit, fit.sample(60, seed=1)).unique()) >= 5
 
 
 def test_m2_log_prob_and_helpers(m2: tuple) -> None:
@@ -519,8 +593,8 @@ def test_m2_log_prob_and_helpers(m2: tuple) -> None:
     assert vae.interpolate(fit, test.x[0], test.x[1], num_steps=4, y=3).shape == (4, 64)
     with pytest.raises(ValueError, match="decoder takes the class too"):
         vae.decode(fit, torch.zeros(2, 8))
-    with pytest.raises(NotImplementedError, match="unsupervised VAE"):
-        vae.amortization_gap(fit, test.subset(list(range(5))))
+    with pytest.raises(TypeError, match="amortization_gap takes a Fit of a VAE .* got SemiSupervisedVAE"):
+        zoo.amortization_gap(fit, test.subset(list(range(5))))
 
 
 def test_m2_bad_input_is_refused() -> None:
@@ -536,7 +610,7 @@ def test_m2_bad_input_is_refused() -> None:
         zoo.fit(model, zoo.Dataset(data.x, y=labels), quick)
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
         zoo.models.SemiSupervisedVAE(num_classes=1, latent_dim=2)
-    with pytest.raises(ValueError, match="classifier_weight must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="classifier_weight must be non-negative"):
         zoo.models.SemiSupervisedVAE(num_classes=3, latent_dim=2, classifier_weight=-1.0)
     with pytest.raises(ValueError, match="latent_dim must be at least 1"):
         zoo.models.SemiSupervisedVAE(num_classes=3, latent_dim=0)
@@ -546,7 +620,7 @@ def test_m2_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="y holds label 12"):
         fit.log_prob(zoo.Dataset(data.x[:2], y=torch.tensor([1, 12])))
     plain = zoo.fit(zoo.models.VAE(latent_dim=2, hidden_sizes=[8]), data, quick)
-    with pytest.raises(TypeError, match="predict needs a semi-supervised VAE"):
-        vae.predict(plain, data)
+    with pytest.raises(TypeError, match="predict needs a Fit of a SemiSupervisedVAE"):
+        predict(plain, data)
     with pytest.raises(ValueError, match="a VAE has no classes"):
         vae.decode(plain, torch.zeros(1, 2), y=1)

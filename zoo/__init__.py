@@ -7,6 +7,7 @@
 """
 
 from zoo import datasets, metrics, models
+from zoo.amortization import amortization_gap
 from zoo.comparison import compare
 from zoo.datasets import Dataset
 from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit
@@ -27,4 +28,5 @@ def __getattr__(name: str) -> object:
         return importlib.import_module("zoo.sklearn")
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select"]
+
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]

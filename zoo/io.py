@@ -23,6 +23,10 @@ __all__ = ["save_fit", "load"]
 
 FORMAT = "zoo.fit"
 VERSION = 1
+#: Constructor arguments that models of this version no longer take, by registry name. Files
+#: written before still load: the argument is dropped (what it chose, the training model's
+#: form, is now derived by the runner from the model's collapsed likelihood).
+RETIRED_ARGUMENTS = {"gmm": ("training_path",), "hmm": ("training_path",)}
 
 
 def save_fit(fit: Any, path: str | Path) -> Path:
@@ -93,8 +97,11 @@ def load(path: str | Path) -> Any:
         raise _damaged(path, f"format version {payload.get('version')!r}, expected {VERSION}")
     try:
         metadata = json.loads(payload["metadata"])
-        model_class = registry.get(metadata["model"]["name"])
-        model = model_class(**metadata["model"]["config"])
+        name = metadata["model"]["name"]
+        config = {
+            key: value for key, value in metadata["model"]["config"].items() if key not in RETIRED_ARGUMENTS.get(name, ())
+        }
+        model = registry.get(name)(**config)
         model.load_state_dict(payload["model_state"])
         kind = metadata["method"]["kind"]
         method = METHODS[kind][0](**metadata["method"]["config"])

@@ -213,8 +213,7 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
     random_state : int, numpy RandomState or None
         Seed of the fit; None keeps the method's seed (0 for "map" and other strings).
     model_options : dict, optional
-        Further arguments of :class:`zoo.models.GaussianMixture` (its priors,
-        ``training_path``).
+        Further arguments of :class:`zoo.models.GaussianMixture` (its priors).
 
     Attributes
     ----------

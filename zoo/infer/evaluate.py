@@ -15,6 +15,7 @@ it agrees with :func:`marginal_log_likelihood`.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -22,6 +23,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 from pyro.ops.contract import contract_to_tensor
+from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
@@ -55,15 +57,18 @@ def select_draw(draws: dict[str, torch.Tensor], index: int) -> dict[str, torch.T
     return {name: value[index] for name, value in draws.items()}
 
 
-def latent_shapes(model: Model, kwargs: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], int]]:
-    """Shape and number of batch dims of each continuous latent site, from one prior run."""
+def latent_shapes(
+    model: Model, kwargs: dict[str, Any], trained: Callable[..., Any] | None = None
+) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape and number of batch dims of each continuous latent site, from one prior run of
+    ``trained`` (the model, or its collapsed training model) with ``kwargs``."""
     hidden = list(model.enumerated_sites)
     with torch.no_grad():
-        trace = poutine.trace(poutine.block(model, hide=hidden)).get_trace(**kwargs)
+        trace = poutine.trace(poutine.block(trained or model, hide=hidden)).get_trace(**kwargs)
     shapes = {}
     for name, site in trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"] and not name.startswith("_"):
-            if type(site["fn"]).__name__ == "_Subsample":
+            if site_is_subsample(site):
                 continue
             shapes[name] = (tuple(site["value"].shape), len(site["fn"].batch_shape))
     return shapes
@@ -93,7 +98,7 @@ def marginal_log_likelihood(model: Model, params: dict[str, torch.Tensor], data:
     log_factors: OrderedDict[frozenset[str], list[torch.Tensor]] = OrderedDict()
     sum_dims: set[str] = set()
     for name, site in trace.nodes.items():
-        if site["type"] != "sample" or name in params or type(site["fn"]).__name__ == "_Subsample":
+        if site["type"] != "sample" or name in params or site_is_subsample(site):
             continue
         ordinal = frozenset(
             trace.plate_to_symbol[frame.name] for frame in site["cond_indep_stack"] if frame.vectorized

@@ -158,6 +158,7 @@ def make_guide(
     model: Model,
     guide: str | Callable[..., Any],
     initial_values: dict[str, torch.Tensor] | None = None,
+    trained: Callable[..., Any] | None = None,
 ) -> Callable[..., Any]:
     """Build the guide named ``guide`` for ``model`` (or return a given guide callable).
 
@@ -168,6 +169,10 @@ def make_guide(
         A name from :func:`guide_names`, or a guide callable taking the model's arguments.
     initial_values : dict, optional
         Starting values of latent sites (constrained), e.g. the model's data-driven initialisation.
+    trained : callable, optional
+        What the guide will be trained with (the collapsed training model, whose sites are the
+        model's global ones); an autoguide is built around it. Default: ``model`` with its
+        enumerated sites hidden.
 
     Raises
     ------
@@ -191,11 +196,11 @@ def make_guide(
     options: dict[str, Any] = {"init_loc_fn": init_loc_fn}
     if guide in ("normal", "mvn", "lowrank", "iaf"):
         options["init_scale"] = INIT_SCALE
-    return guide_class(hide_enumerated(model), **options)
+    return guide_class(trained if trained is not None else hide_enumerated(model), **options)
 
 
 def laplace_approximation(
-    model: Model, guide: autoguide.AutoLaplaceApproximation, elbo: Any, kwargs: dict[str, Any]
+    model: Callable[..., Any], guide: autoguide.AutoLaplaceApproximation, elbo: Any, kwargs: dict[str, Any]
 ) -> autoguide.AutoMultivariateNormal:
     """A Normal at the MAP with the inverse Hessian of the negative log joint as covariance.
 
@@ -233,7 +238,7 @@ def laplace_approximation(
     return gaussian
 
 
-def _loss_at(model: Model, guide: Any, elbo: Any, kwargs: dict[str, Any], loc: torch.Tensor) -> torch.Tensor:
+def _loss_at(model: Callable[..., Any], guide: Any, elbo: Any, kwargs: dict[str, Any], loc: torch.Tensor) -> torch.Tensor:
     """The ELBO loss of a point-mass guide with its location replaced by ``loc``."""
     original = guide.loc
     try:

@@ -17,6 +17,7 @@ from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from pyro.infer.mcmc import NUTS as PyroNUTS
 
 from zoo.datasets.dataset import Dataset
+from zoo.infer.collapse import training_model
 from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit
@@ -87,7 +88,7 @@ class NUTS:
 
 def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
     """Sample ``model`` (already prepared for ``data``) by NUTS. See :class:`NUTS`."""
-    kwargs = model.model_kwargs(data, training=True)
+    trained, kwargs = training_model(model, data)
     start = time.perf_counter()
     chains: list[dict[str, list[torch.Tensor]]] = []
     stats: list[dict[str, list[float]]] = []
@@ -100,7 +101,7 @@ def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
                 torch.manual_seed(method.seed + chain)
                 initial = model.initial_values(data, seed=method.seed + chain)
                 kernel = PyroNUTS(
-                    model,
+                    trained,
                     max_plate_nesting=model.max_plate_nesting,
                     target_accept_prob=method.target_accept_prob,
                     max_tree_depth=method.max_tree_depth,

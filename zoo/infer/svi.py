@@ -36,6 +36,7 @@ from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO,
 
 from zoo.datasets.dataset import Dataset
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, select_draw
+from zoo.infer.collapse import CollapsedModel, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
 from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
@@ -230,12 +231,13 @@ def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -
     return (JitTrace_ELBO if jit else Trace_ELBO)(**options)
 
 
-def _enumerates(model: Model, kwargs: dict[str, Any]) -> bool:
-    """Whether the model, run with ``kwargs``, has a site marked for enumeration."""
+def _enumerates(model: Model, trained: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
+    """Whether what is trained (``trained``, run with ``kwargs``) has a site marked for
+    enumeration: never the collapsed training model, whose discrete sites are summed out."""
     if not model.enumerated_sites:
         return False
     with torch.no_grad(), pyro.poutine.block():
-        trace = pyro.poutine.trace(model).get_trace(**kwargs)
+        trace = pyro.poutine.trace(trained).get_trace(**kwargs)
     return any(site["type"] == "sample" and site["infer"].get("enumerate") for site in trace.nodes.values())
 
 
@@ -289,35 +291,43 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     device = torch.device(method.device)
     model.to(device)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
-        guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed))
-        batches = _Batches(method, len(data), rank, world)
-        # In epochs the runner picks each step's data (explicit indices), not the data plate.
-        batch_size = None if method.num_epochs is not None else method.batch_size
-        kwargs = _to_device(model.model_kwargs(data, batch_size=batch_size, training=True), device)
-        # TraceEnum_ELBO where something is enumerated in what is fitted; a model whose training
-        # path sums its discrete sites out in closed form (a factor) needs only Trace_ELBO,
-        # whose steps cost less. Held-out data go through the definition, enumerated.
-        elbo = _make_elbo(model, method, bool(model.guide_enumerated_sites) or _enumerates(model, kwargs))
-        held_elbo = _make_elbo(model, method, bool(model.enumerated_sites or model.guide_enumerated_sites))
-        elbo.differentiable_loss(model, guide, **kwargs)  # creates the guide's parameters
-        parameters = _parameters(model, guide)
+        # A model's auxiliary loss (an objective besides its density) sees each step's rows too.
+        auxiliary = type(model).auxiliary_loss is not Model.auxiliary_loss
+        batches = _Batches(method, len(data), rank, world, explicit=auxiliary)
+        # Where the runner picks each step's rows (explicit indices), the data plate does not.
+        batch_size = None if method.num_epochs is not None or batches.explicit else method.batch_size
+        trained, kwargs = training_model(model, _to_device(data, device), batch_size)
+        kwargs = _to_device(kwargs, device)
+        guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed), trained)
+        parameters_of = guide  # the user's own guide callable keeps its parameters, whatever it is handed
+        if isinstance(trained, CollapsedModel) and not isinstance(guide_name, str):
+            guide = on_training_arguments(guide, model)
+        # TraceEnum_ELBO where something is enumerated in what is fitted; the collapsed training
+        # model sums its discrete sites out (one factor) and needs only Trace_ELBO, whose steps
+        # cost less.
+        enumerated = bool(model.guide_enumerated_sites) or _enumerates(model, trained, kwargs)
+        elbo = _make_elbo(model, method, enumerated)
+        elbo.differentiable_loss(trained, guide, **kwargs)  # creates the guide's parameters
+        parameters = _parameters(model, parameters_of)
         compiled = None
         if _use_jit(method, model, guide_name):
             compiled_elbo = _make_elbo(model, method, isinstance(elbo, TraceEnum_ELBO), jit=True)
-            compiled = _CompiledLoss(compiled_elbo, model, guide, kwargs, device)
+            compiled = _CompiledLoss(compiled_elbo, trained, model.data_plate, guide, kwargs, device)
         if world > 1:  # every process starts alike; from here each draws its own noise
             torch.manual_seed(method.seed + 7919 * rank)
         held_kwargs = None
         if held_out is not None:
-            held_kwargs = _to_device(model.model_kwargs(held_out), device)
+            held_trained, held_kwargs = training_model(model, _to_device(held_out, device))
+            held_kwargs = _to_device(held_kwargs, device)
             try:
-                _held_out_loss(held_elbo, model, guide, held_kwargs, held_out)
+                _held_out_loss(elbo, held_trained, guide, held_kwargs, held_out)
             except (RuntimeError, ValueError, IndexError) as error:
                 raise ValueError(
                     f"held_out: the ELBO of held-out data cannot be computed with guide {guide_name!r} "
                     f"(a guide with parameters per training datum cannot take new data): {error}"
                 ) from None
         lbfgs = _use_lbfgs(method, guide_name)
+        device_data = _to_device(data, device)
         if lbfgs:
             optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
                 parameters,
@@ -360,7 +370,9 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                     loss = compiled(index) * scale
                 else:
                     with _subsample(model.data_plate, index):
-                        loss = elbo.differentiable_loss(model, guide, **kwargs) * scale
+                        loss = elbo.differentiable_loss(trained, guide, **kwargs) * scale
+                if auxiliary:
+                    loss = loss + _auxiliary_loss(model, device_data, index) * scale
             if torch.isfinite(loss):
                 loss.backward()
             if world > 1:
@@ -398,7 +410,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                     history["epoch_loss"].append(sum(epoch_losses) / len(epoch_losses))
                     history["learning_rate"].append(optimizer.param_groups[0]["lr"])
                     if held_kwargs is not None:
-                        history["held_out_loss"].append(_held_out_loss(held_elbo, model, guide, held_kwargs, held_out))
+                        history["held_out_loss"].append(_held_out_loss(elbo, held_trained, guide, held_kwargs, held_out))
                     history["epoch_time"].append(time.perf_counter() - epoch_start)
                     epoch_start, epoch_losses = time.perf_counter(), []
                 bar.update(1)
@@ -420,8 +432,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                 for parameter, saved in zip(parameters, snapshot):
                     parameter.copy_(saved)
         if guide_name == "laplace":
-            guide = laplace_approximation(model, guide, elbo, kwargs)
-        draws, point = _posterior_draws(model, guide, _to_device(data, device), method.num_posterior_samples)
+            guide = laplace_approximation(trained, guide, elbo, kwargs)
+        draws, point = _posterior_draws(model, trained, guide, kwargs, _to_device(data, device), method.num_posterior_samples)
         draws = {name: value.cpu() for name, value in draws.items()}
         point = {name: value.cpu() for name, value in point.items()}
     fit = Fit(
@@ -462,14 +474,15 @@ def _relabel_point(model: Model, point: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def _posterior_draws(
-    model: Model, guide: Any, data: Dataset, num_samples: int
+    model: Model, trained: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset, num_samples: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median."""
-    # The training path's arguments, as the guide was trained on: the same continuous sites,
-    # but a model may sum its discrete sites out faster there (an HMM's forward algorithm as one
-    # factor, not 200 enumerated steps to trace: ~0.1 s of a 0.2 s HMM fit).
-    kwargs = model.model_kwargs(data, training=True)
-    shapes = latent_shapes(model, kwargs)
+    """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median.
+
+    The guide runs on what it was trained on (``trained`` with ``kwargs``; the full data,
+    not a minibatch): the same continuous sites as the model's definition, with no discrete
+    site to trace."""
+    kwargs = {**kwargs, "batch_size": None} if "batch_size" in kwargs else kwargs
+    shapes = latent_shapes(model, kwargs, trained)
     for name in model.local_sites:  # per-datum codes: not parameters of p(x), no draws kept
         shapes.pop(name, None)
     if not shapes:
@@ -506,13 +519,15 @@ class _Batches:
     """Which data each step sees: the data plate's own subsample (``num_steps``), or shuffled
     epochs of explicit indices (``num_epochs``), sharded across the processes of a distributed run."""
 
-    def __init__(self, method: SVI, num_data: int, rank: int = 0, world: int = 1) -> None:
+    def __init__(self, method: SVI, num_data: int, rank: int = 0, world: int = 1, explicit: bool = False) -> None:
         self.num_data, self.rank, self.world = num_data, rank, world
         self.batch = min(method.batch_size or num_data, num_data)
         self.per_epoch = math.ceil(num_data / self.batch)
         self.epochs = method.num_epochs
         self.total = self.epochs * self.per_epoch if self.epochs is not None else method.num_steps
-        self.explicit = self.epochs is not None and (self.batch < num_data or world > 1)
+        # The runner picks the rows itself in epochs (each datum once per epoch), across
+        # processes, and when something besides the ELBO must see the same rows (``explicit``).
+        self.explicit = (self.epochs is not None or explicit) and (self.batch < num_data or world > 1)
         self.generator = torch.Generator().manual_seed(int(method.seed))
         self.order = torch.arange(num_data)
 
@@ -528,6 +543,16 @@ class _Batches:
 
     def end_of_epoch(self, step: int) -> bool:
         return (step + 1) % self.per_epoch == 0
+
+
+def _auxiliary_loss(model: Model, data: Dataset, index: torch.Tensor | None) -> torch.Tensor:
+    """The model's auxiliary loss on the step's rows ``index`` (None: all rows), scaled as the
+    data plate scales the ELBO: by num_data / rows."""
+    rows = data if index is None else data.rows(index)
+    term = model.auxiliary_loss(rows)
+    if term is None:
+        raise ValueError(f"{type(model).__name__}.auxiliary_loss returned None; return a scalar tensor")
+    return term * (len(data) / len(rows))
 
 
 def _all_finite(parameters: list[torch.Tensor]) -> bool:
@@ -574,6 +599,9 @@ class _CompiledLoss:
     ----------
     elbo : JitTrace_ELBO or JitTraceEnum_ELBO
     model, guide : callable
+        What is trained (the model, or its collapsed training model) and its guide.
+    plate : str
+        The name of the data plate.
     kwargs : dict
         The model's keyword arguments for the fit (on ``device``).
     device : torch.device
@@ -583,7 +611,8 @@ class _CompiledLoss:
     def __init__(
         self,
         elbo: Any,
-        model: Model,
+        model: Callable[..., Any],
+        plate: str,
         guide: Callable[..., Any],
         kwargs: dict[str, Any],
         device: torch.device,
@@ -592,7 +621,6 @@ class _CompiledLoss:
         names = tuple(name for name, value in kwargs.items() if isinstance(value, torch.Tensor))
         static = {name: value for name, value in kwargs.items() if name not in names}
         self.tensors = tuple(kwargs[name] for name in names)
-        plate = model.data_plate
 
         def indexed(function: Callable[..., Any]) -> Callable[..., Any]:
             """``function`` taking (index, *data tensors), or the tensors alone when the plate
@@ -675,7 +703,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, method: SVI, total: int) -> Any
 
 
 def _to_device(value: Any, device: torch.device) -> Any:
-    """Tensors of model kwargs (a dict) or of a Dataset moved to ``device``."""
+    """Tensors of model kwargs (a dict: tensors and data sets) or of a Dataset moved to ``device``."""
     if device.type == "cpu" and device.index is None:
         return value
     if isinstance(value, Dataset):
@@ -685,10 +713,13 @@ def _to_device(value: Any, device: torch.device) -> Any:
             y=None if value.y is None else value.y.to(device),
             lengths=None if value.lengths is None else value.lengths.to(device),
         )
-    return {name: item.to(device) if isinstance(item, torch.Tensor) else item for name, item in value.items()}
+    return {
+        name: item.to(device) if isinstance(item, torch.Tensor) else _to_device(item, device) if isinstance(item, Dataset) else item
+        for name, item in value.items()
+    }
 
 
-def _held_out_loss(elbo: Any, model: Model, guide: Any, kwargs: dict[str, Any], data: Dataset) -> float:
+def _held_out_loss(elbo: Any, model: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset) -> float:
     """Negative ELBO per observation of held-out data (no gradients).
 
     ``loss``, not ``differentiable_loss``: the same number, but TraceEnum_ELBO refuses to give

@@ -3,9 +3,10 @@
 from zoo.models.base import Model
 from zoo.models.gan import GAN
 from zoo.models.hmm import HiddenMarkovModel
+from zoo.models.m2 import SemiSupervisedVAE
 from zoo.models.mixture import GaussianMixture
 from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
-from zoo.models.vae import VAE, SemiSupervisedVAE
+from zoo.models.vae import VAE
 
 __all__ = ["Model", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]

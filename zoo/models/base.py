@@ -1,8 +1,25 @@
-"""What every zoo model declares.
+"""What every zoo model states: its density, once, and what the runner needs to know about it.
 
 A zoo model is a :class:`~pyro.nn.PyroModule` whose ``forward`` is p(x, z) written in Pyro
-primitives. Besides its generative story it declares, as data, what the runner and the result
-need to know about it:
+primitives. The runner derives everything else from three things the model states:
+
+1. ``forward``: the whole generative story, discrete latents as enumerated sites. This is the
+   definition; nothing switches it into a second body.
+2. ``sample_globals()``: its global latent story, the priors over its parameters: the sample
+   sites a guide or NUTS sees. ``forward`` begins by calling it.
+3. ``log_likelihood(params, data)``: its collapsed likelihood, log p(x_i | theta) per datum with
+   the discrete latents summed out exactly, for parameters with a leading draw dim.
+
+From 2 and 3 :mod:`zoo.infer.collapse` builds, once per fit, the training model (the global
+sites and one ``pyro.factor``) that SVI and NUTS fit; ``Fit.log_prob`` and ArviZ's
+log_likelihood group use 3. One contract check (``tests/test_contract.py``) proves, for every
+registered model, that 3 equals the enumerated marginal of 1 in value and gradient. A model
+without 2 (a VAE, whose codes are continuous local latents no closed form sums out) is fitted on
+``forward`` itself; a model without 3 gets the enumerated definition wherever a density is
+needed. An objective that is not the density (the semi-supervised VAE's classifier term) is
+declared as what it is: :meth:`Model.auxiliary_loss`.
+
+Besides its story a model declares, as data:
 
 ========================  =====================================================================
 ``enumerated_sites``      discrete sample sites that inference sums out by enumeration
@@ -77,6 +94,12 @@ class Model(PyroModule):
         """A small instance and data set it fits in seconds: what the contract tests run on."""
         raise NotImplementedError(f"{cls.__name__} must define example() to join the registry")
 
+    @classmethod
+    def examples(cls) -> list[tuple["Model", Dataset]]:
+        """Small instances covering each option that changes the density (a covariance form, an
+        emission family), for the contract checks of the density. Default: ``[example()]``."""
+        return [cls.example()]
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments (JSON-serialisable) that rebuild this model."""
         raise NotImplementedError
@@ -109,11 +132,8 @@ class Model(PyroModule):
         """Keyword arguments of ``forward``: to condition on ``data``, or to generate ``num_samples``.
 
         ``batch_size`` asks for a random subsample of the data plate of that size (minibatch SVI).
-        Options the runner may pass, which a model is free to ignore: ``training=True`` when the
-        kwargs are for the model being fitted (SVI, NUTS), so a model may answer with a faster
-        computation of the *same* density (e.g. an HMM's forward algorithm as one
-        ``pyro.factor`` in place of its enumerated states; its tests must prove both equal);
-        ``template=data`` when generating data shaped like ``data`` (e.g. sequence length).
+        ``template=data`` (an option the runner may pass when generating) asks for data shaped
+        like ``data`` (e.g. its sequence length).
         """
         if data is not None:
             return {"x": data.x, "batch_size": batch_size}
@@ -122,6 +142,53 @@ class Model(PyroModule):
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """Data-driven starting values of (some of) the continuous latent sites."""
         return {}
+
+    # ---------------------------------------------------------------- the density contract
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """The global latent story: one ``pyro.sample`` per parameter site, under its plates.
+
+        Returns
+        -------
+        dict of str to Tensor
+            The value of every global sample site, by site name (constants the likelihood needs
+            may be added). Its priors must not depend on the data.
+        """
+        raise NotImplementedError
+
+    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """The collapsed likelihood: exact log p(x_i | theta_s) per draw and datum.
+
+        Discrete latents are summed out. Parameters come with one leading draw dim S (the
+        runner flattens whatever batch dims a fit has: posterior draws, vectorised ELBO
+        particles); ``data`` may be any rows of the training data (a minibatch).
+
+        Parameters
+        ----------
+        draws : dict of str to Tensor
+            Each global site shaped (S, *site_shape).
+        data : Dataset
+
+        Returns
+        -------
+        Tensor, shape (S, num_data)
+        """
+        raise NotImplementedError
+
+    def auxiliary_loss(self, data: Dataset) -> torch.Tensor | None:
+        """A training term that is not part of the density p(x, z), or None (the default).
+
+        For an objective such as the semi-supervised VAE's classifier term (Kingma et al.,
+        2014: alpha * -log q(y | x) on labeled rows), which trains a network that the density
+        does not contain. SVI adds it to every step's loss on the same rows as the ELBO
+        (``data`` is the step's minibatch), scaled as the ELBO is (num_data / batch rows, then per
+        observation); held-out losses, ``Fit.log_prob`` and ArviZ leave it out.
+
+        Returns
+        -------
+        Tensor, shape ()
+            The term summed over the rows of ``data``.
+        """
+        return None
 
     # ---------------------------------------------------------------- results
     def dims(self) -> dict[str, list[str]]:
@@ -135,15 +202,6 @@ class Model(PyroModule):
     def relabel(self, draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Undo label switching in posterior draws shaped (chain, draw, ...). Default: none."""
         return draws
-
-    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """Exact log p(x_i | theta_s) per draw and datum, shaped (num_draws, num_data).
-
-        Discrete latents are summed out. Optional: a model overrides this with a fast closed
-        form; otherwise zoo sums out the enumerated sites of ``forward`` itself (the definition),
-        and the contract tests check that both agree.
-        """
-        raise NotImplementedError
 
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """p(z | x, theta_s) of each enumerated site per draw: (num_draws, *site_shape, values).

@@ -57,51 +57,11 @@ from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
+from zoo.ops.clustering import kmeans_plus_plus
 
 __all__ = ["GaussianMixture", "kmeans_plus_plus"]
 
 COVARIANCES = ("full", "diag")
-TRAINING_PATHS = ("closed_form", "enumerate")
-
-
-def kmeans_plus_plus(
-    x: torch.Tensor, num_components: int, seed: int = 0, num_iterations: int = 10
-) -> torch.Tensor:
-    """k-means++ seeding followed by a few Lloyd iterations.
-
-    Parameters
-    ----------
-    x : Tensor, shape (N, D)
-    num_components : int
-    seed : int
-        Seed of a private generator (the global RNG is not touched).
-    num_iterations : int
-        Lloyd iterations after seeding.
-
-    Returns
-    -------
-    Tensor, shape (num_components, D)
-        Cluster centres, sorted by their first coordinate.
-    """
-    generator = torch.Generator().manual_seed(int(seed))
-    num_data = x.shape[0]
-    first = torch.randint(num_data, (1,), generator=generator)
-    centres = [x[first[0]]]
-    distance = ((x - centres[0]) ** 2).sum(-1)
-    for _ in range(1, num_components):
-        total = distance.sum()
-        probs = distance / total if total > 0 else torch.full_like(distance, 1.0 / num_data)
-        index = torch.multinomial(probs, 1, generator=generator)[0]
-        centres.append(x[index])
-        distance = torch.minimum(distance, ((x - x[index]) ** 2).sum(-1))
-    centre = torch.stack(centres)
-    for _ in range(num_iterations):
-        label = torch.cdist(x, centre).argmin(-1)
-        counts = torch.bincount(label, minlength=num_components).to(x.dtype)
-        sums = torch.zeros_like(centre).index_add_(0, label, x)
-        moved = sums / counts.clamp(min=1).unsqueeze(-1)
-        centre = torch.where(counts.unsqueeze(-1) > 0, moved, centre)
-    return centre[centre[:, 0].argsort()]
 
 
 @register("gmm")
@@ -125,11 +85,6 @@ class GaussianMixture(Model):
         correlations).
     prior_center, prior_spread : list of float, optional
         Per-feature centre and spread of the priors; default: the training data's mean and sd.
-    training_path : {"closed_form", "enumerate"}
-        What fitting differentiates: the assignment summed out in closed form (one
-        ``pyro.factor`` of log sum_k w_k N(x_i | mu_k, Sigma_k), the default: several times
-        faster per step) or the enumerated definition through TraceEnum_ELBO. Both are the same
-        density; the tests check that their losses and gradients agree.
 
     Examples
     --------
@@ -156,7 +111,6 @@ class GaussianMixture(Model):
         correlation_concentration: float = 2.0,
         prior_center: list[float] | None = None,
         prior_spread: list[float] | None = None,
-        training_path: str = "closed_form",
     ) -> None:
         super().__init__()
         check_positive_int(num_components, "num_components", minimum=1)
@@ -169,8 +123,6 @@ class GaussianMixture(Model):
             ("correlation_concentration", correlation_concentration),
         ]:
             check_positive_float(value, name)
-        if training_path not in TRAINING_PATHS:
-            raise ValueError(f"training_path must be one of {TRAINING_PATHS}, got {training_path!r}")
         if (prior_center is None) != (prior_spread is None):
             raise ValueError("prior_center and prior_spread must be given together, or neither")
         if prior_spread is not None and any(s <= 0 for s in prior_spread):
@@ -185,7 +137,6 @@ class GaussianMixture(Model):
         self.correlation_concentration = float(correlation_concentration)
         self.prior_center = None if prior_center is None else [float(c) for c in prior_center]
         self.prior_spread = None if prior_spread is None else [float(s) for s in prior_spread]
-        self.training_path = training_path
 
     # ------------------------------------------------------------------ declarations
     @classmethod
@@ -193,6 +144,12 @@ class GaussianMixture(Model):
         from zoo.datasets import simulate
 
         return cls(num_components=2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
+
+    @classmethod
+    def examples(cls) -> list[tuple["GaussianMixture", Dataset]]:
+        """Full and diagonal covariance."""
+        model, data = cls.example()
+        return [(model, data), (cls(num_components=2, covariance="diag"), data)]
 
     def config(self) -> dict[str, Any]:
         return {
@@ -204,7 +161,6 @@ class GaussianMixture(Model):
             "correlation_concentration": self.correlation_concentration,
             "prior_center": self.prior_center,
             "prior_spread": self.prior_spread,
-            "training_path": self.training_path,
         }
 
     @property
@@ -242,7 +198,7 @@ class GaussianMixture(Model):
             spread = torch.where(spread > 0, spread, torch.ones_like(spread))
             config["prior_center"] = data.x.mean(0).tolist()
             config["prior_spread"] = spread.tolist()
-        return GaussianMixture(**config)
+        return type(self)(**config)
 
     def _check_ready(self) -> None:
         if self.prior_center is None:
@@ -271,79 +227,51 @@ class GaussianMixture(Model):
             "feature_bis": names,
         }
 
-    def model_kwargs(
-        self,
-        data: Dataset | None = None,
-        *,
-        num_samples: int | None = None,
-        batch_size: int | None = None,
-        **options: Any,
-    ) -> dict[str, Any]:
-        """As the base class, plus ``marginal=True`` for fitting with the closed-form path."""
-        kwargs = super().model_kwargs(data, num_samples=num_samples, batch_size=batch_size, **options)
-        if data is not None and options.get("training") and self.training_path == "closed_form":
-            kwargs["marginal"] = True
-        return kwargs
-
     # ------------------------------------------------------------------ the model
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """weights (K,), and per component locs (K, D), scales (K, D), corr_cholesky (K, D, D)."""
+        self._check_ready()
+        center = torch.tensor(self.prior_center)
+        spread = torch.tensor(self.prior_spread)
+        params = {
+            "weights": pyro.sample(
+                "weights", dist.Dirichlet(torch.full((self.num_components,), self.weight_concentration))
+            )
+        }
+        with pyro.plate("components", self.num_components):
+            params["locs"] = pyro.sample("locs", dist.Normal(center, self.location_scale * spread).to_event(1))
+            params["scales"] = pyro.sample("scales", dist.LogNormal(spread.log(), self.scale_log_sd).to_event(1))
+            if self.has_correlations:
+                params["corr_cholesky"] = pyro.sample(
+                    "corr_cholesky", dist.LKJCholesky(len(self.prior_center), self.correlation_concentration)
+                )
+        return params
+
     def forward(
         self,
         x: torch.Tensor | None = None,
         num_data: int | None = None,
         batch_size: int | None = None,
-        marginal: bool = False,
-    ) -> torch.Tensor | None:
-        self._check_ready()
-        center = torch.tensor(self.prior_center)
-        spread = torch.tensor(self.prior_spread)
-        num_components, num_features = self.num_components, len(self.prior_center)
+    ) -> torch.Tensor:
+        """p(x, assignment, theta): conditions on ``x`` (N, D) or generates ``num_data`` points."""
         if x is not None:
             num_data = x.shape[0]
         elif num_data is None:
             raise ValueError("give x (to condition on) or num_data (to generate)")
-
-        weights = pyro.sample(
-            "weights", dist.Dirichlet(torch.full((num_components,), self.weight_concentration))
-        )
-        with pyro.plate("components", num_components):
-            locs = pyro.sample(
-                "locs", dist.Normal(center, self.location_scale * spread).to_event(1)
-            )
-            scales = pyro.sample(
-                "scales", dist.LogNormal(spread.log(), self.scale_log_sd).to_event(1)
-            )
-            if self.has_correlations:
-                corr_cholesky = pyro.sample(
-                    "corr_cholesky", dist.LKJCholesky(num_features, self.correlation_concentration)
-                )
-
-        if marginal and x is not None and weights.dim() == 1:
-            # Fitting: the same density with the assignment summed out in closed form, one
-            # factor per datum, instead of an enumerated site (much less work per step). Only
-            # for parameters without extra batch dims (not under vectorised particles).
-            draw = {"weights": weights, "locs": locs, "scales": scales}
-            if self.has_correlations:
-                draw["corr_cholesky"] = corr_cholesky
-            with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
-                observed = x.index_select(0, index)
-                components = self.component_distribution(draw)  # batch (K,)
-                joint = components.log_prob(observed.unsqueeze(-2)) + weights.log()  # (B, K)
-                pyro.factor("x_marginal", joint.logsumexp(-1))
-            return None
-
+        params = self.sample_globals()
         with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
             # Under enumeration `assignment` has shape (K, 1): its own dim left of the data plate.
             # Under a plate of posterior draws (dim -2) `weights` is (S, 1, K) and the
-            # component-indexed sites are (S, K, ...); we add a singleton data dim to the latter
-            # before gathering, so Vindex broadcasts (S, 1) with the assignment's (..., N) shape.
+            # component-indexed sites are (S, K, ...); a singleton data dim added to the latter
+            # before gathering lets Vindex broadcast (S, 1) with the assignment's (..., N) shape.
             assignment = pyro.sample(
-                "assignment", dist.Categorical(weights), infer={"enumerate": "parallel"}
+                "assignment", dist.Categorical(params["weights"]), infer={"enumerate": "parallel"}
             )
-            loc = Vindex(locs.unsqueeze(-3))[..., assignment, :]
-            scale = Vindex(scales.unsqueeze(-3))[..., assignment, :]
+            loc = Vindex(params["locs"].unsqueeze(-3))[..., assignment, :]
+            scale = Vindex(params["scales"].unsqueeze(-3))[..., assignment, :]
             observed = None if x is None else x.index_select(0, index)
             if self.has_correlations:
-                tril = Vindex(corr_cholesky.unsqueeze(-4))[..., assignment, :, :]
+                tril = Vindex(params["corr_cholesky"].unsqueeze(-4))[..., assignment, :, :]
                 distribution = dist.MultivariateNormal(loc, scale_tril=scale.unsqueeze(-1) * tril)
             else:
                 distribution = dist.Normal(loc, scale).to_event(1)
@@ -358,19 +286,24 @@ class GaussianMixture(Model):
             return dist.MultivariateNormal(locs, scale_tril=tril)
         return dist.Normal(locs, scales).to_event(1)
 
-    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """log p(x_i | theta_s) = logsumexp_k [log w_k + log N(x_i | mu_k, Sigma_k)]: (S, N)."""
+    def log_joint(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """log w_k + log N(x_i | mu_k, Sigma_k) for parameters (S, K, ...): (S, N, K).
+
+        The weights are normalised as ``Categorical`` normalises them, so that values and
+        gradients equal the enumerated definition's also off the simplex.
+        """
         components = self.component_distribution(draws)  # batch (S, K)
         x = data.x.unsqueeze(-2).unsqueeze(-2)  # (N, 1, 1, D) against batch (S, K)
-        joint = components.log_prob(x) + draws["weights"].log()  # (N, S, K)
-        return joint.logsumexp(-1).transpose(0, 1)
+        log_weights = draws["weights"].log().log_softmax(-1)  # (S, K)
+        return (components.log_prob(x) + log_weights).transpose(0, 1)
+
+    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """log p(x_i | theta_s) = logsumexp_k [log w_k + log N(x_i | mu_k, Sigma_k)]: (S, N)."""
+        return self.log_joint(draws, data).logsumexp(-1)
 
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """Responsibilities p(assignment_i = k | x_i, theta_s): {"assignment": (S, N, K)}."""
-        components = self.component_distribution(draws)
-        x = data.x.unsqueeze(-2).unsqueeze(-2)
-        joint = components.log_prob(x) + draws["weights"].log()
-        return {"assignment": joint.softmax(-1).transpose(0, 1)}
+        return {"assignment": self.log_joint(draws, data).softmax(-1)}
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """k-means++ centres, and each cluster's weight, sd and correlation."""

@@ -1,0 +1,141 @@
+"""The training model, derived once per fit from a model's global story and collapsed likelihood.
+
+A model that states ``sample_globals()`` (the priors over its parameters) and
+``log_likelihood(params, data)`` (log p(x_i | theta) per datum, discrete latents summed out)
+is fitted through :class:`CollapsedModel`::
+
+    params = model.sample_globals()                        # the sites a guide or NUTS sees
+    with pyro.plate(data_plate, N, subsample_size=B) as i:
+        pyro.factor("log_likelihood", log p(x_i | params))   # (B,), discrete latents summed out
+
+This is the same density as the model's ``forward`` with its discrete sites enumerated (the
+contract tests prove it, in value and gradient), but it needs neither TraceEnum_ELBO nor a trace
+of one site per discrete latent: SVI runs Trace_ELBO on it, NUTS differentiates it directly.
+
+A model without a collapsed likelihood (a VAE: its codes are continuous local latents) is fitted
+on ``forward`` itself; :func:`training_model` hands back whichever applies.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import pyro.poutine as poutine
+import torch
+from pyro.poutine.util import site_is_subsample
+
+from zoo.datasets.dataset import Dataset
+from zoo.models.base import Model
+
+__all__ = ["CollapsedModel", "collapsible", "training_model", "global_sites", "on_training_arguments"]
+
+
+def collapsible(model: Model) -> bool:
+    """Whether ``model`` states both its global story and its collapsed likelihood."""
+    cls = type(model)
+    return cls.sample_globals is not Model.sample_globals and cls.log_likelihood is not Model.log_likelihood
+
+
+def global_sites(model: Model) -> dict[str, tuple[tuple[int, ...], int]]:
+    """Shape and event dims of every global sample site, from one run of ``sample_globals``.
+
+    Returns
+    -------
+    dict of str to (tuple of int, int)
+        Site name -> (value shape with no draw dims, number of event dims).
+    """
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model.sample_globals).get_trace()
+    return {
+        name: (tuple(site["value"].shape), site["fn"].event_dim)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+
+
+class CollapsedModel:
+    """The global sites of ``model`` and one ``pyro.factor`` of its collapsed likelihood.
+
+    Called as ``collapsed(data=Dataset, batch_size=None)``: the keyword arguments SVI, NUTS and
+    the guides pass. The data plate is ``model.data_plate`` (so a runner that picks each step's
+    rows itself, by replaying that plate, is obeyed), at dim -1: no other plate surrounds the
+    factor.
+
+    Parameters
+    ----------
+    model : zoo.models.Model
+        A prepared model with ``sample_globals`` and ``log_likelihood``.
+    """
+
+    def __init__(self, model: Model) -> None:
+        if not collapsible(model):
+            raise TypeError(f"{type(model).__name__} states no collapsed likelihood (sample_globals and log_likelihood)")
+        self.model = model
+        self.sites = global_sites(model)
+
+    def __call__(self, data: Dataset, batch_size: int | None = None) -> None:
+        params = self.model.sample_globals()
+        with pyro.plate(self.model.data_plate, len(data), subsample_size=batch_size, dim=-1) as index:
+            rows = data if len(index) == len(data) else data.rows(index)
+            pyro.factor("log_likelihood", self.log_likelihood(params, rows))
+
+    def log_likelihood(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """The model's collapsed likelihood at ``params`` as Pyro sampled them.
+
+        Under a plate of vectorised ELBO particles (dim ``-max_plate_nesting - 1``) every site
+        carries the particle dim P left of its plate dims, its batch shape padded with ones up
+        to ``max_plate_nesting`` (the Dirichlet weights of a mixture become (P, 1, K)). The
+        draw dims of a site are what stands left of its event dims and those padded plate
+        dims; they are flattened to the one leading dim S the model's likelihood takes, and the
+        result (S, n) is shaped back so that it broadcasts against the particle plate and the
+        data plate: (*draw_dims, 1, ..., 1, n) with max_plate_nesting - 1 ones.
+
+        Returns
+        -------
+        Tensor, shape (n,) or (*draw_dims, 1, ..., 1, n)
+        """
+        nesting = self.model.max_plate_nesting
+        draw_shape: tuple[int, ...] = ()
+        flat: dict[str, torch.Tensor] = {}
+        for name, (shape, event_dim) in self.sites.items():
+            value = params[name]
+            draw_dims = max(0, value.dim() - event_dim - nesting)
+            if draw_dims > len(draw_shape):
+                draw_shape = tuple(value.shape[:draw_dims])
+            flat[name] = value.reshape((-1,) + shape)  # (S, *shape); S = 1 with no draw dims
+        log_likelihood = self.model.log_likelihood(flat, data)  # (S, n)
+        if not draw_shape:
+            return log_likelihood[0]
+        if log_likelihood.shape[0] != math.prod(draw_shape):
+            raise ValueError(
+                f"{type(self.model).__name__}.log_likelihood returned {log_likelihood.shape[0]} rows for "
+                f"{math.prod(draw_shape)} draws"
+            )
+        return log_likelihood.reshape(draw_shape + (1,) * (nesting - 1) + log_likelihood.shape[-1:])
+
+
+def training_model(model: Model, data: Dataset, batch_size: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """What a fit trains, and its keyword arguments.
+
+    Returns
+    -------
+    (callable, dict)
+        ``(CollapsedModel(model), {"data": data, "batch_size": batch_size})`` for a model with a
+        collapsed likelihood, else ``(model, model.model_kwargs(data, batch_size=batch_size))``.
+    """
+    if collapsible(model):
+        return CollapsedModel(model), {"data": data, "batch_size": batch_size}
+    return model, model.model_kwargs(data, batch_size=batch_size)
+
+
+def on_training_arguments(guide: Callable[..., Any], model: Model) -> Callable[..., Any]:
+    """A guide written for ``forward``'s arguments (a user's callable), called with the
+    collapsed training model's: it is handed ``model.model_kwargs(data, batch_size=...)``."""
+
+    def adapted(data: Dataset, batch_size: int | None = None) -> Any:
+        return guide(**model.model_kwargs(data, batch_size=batch_size))
+
+    return adapted

@@ -1,0 +1,125 @@
+"""The NUTS potential in plain torch, derived once per fit from a model's collapsed density.
+
+Pyro's NUTS evaluates its potential energy, and its gradient, at every leapfrog step. Handed a
+model, it gets that energy by running the model under effect handlers each time (a trace with a
+node per site, distribution objects, transforms): on a small model that bookkeeping is most of
+the cost. A model stating the density contract (:mod:`zoo.models.base`) needs none of it:
+
+    U(u) = -[ sum_sites log p(T(u_site))  +  log |det dT/du|  +  sum_i log p(x_i | T(u)) ]
+
+with ``u`` the unconstrained parameters, ``T`` each global site's bijection onto its support
+(``biject_to(support)``: stick-breaking for a simplex, exp for a positive scale, the
+correlation-Cholesky transform for an LKJ site), the prior terms from the model's
+``sample_globals`` and the last term its collapsed ``log_likelihood``.
+
+The priors are read once: a site whose prior does not change with the other sites (every prior
+of the mixture and the HMM) keeps its distribution object, evaluated directly; where a prior
+depends on another site (Naive Bayes's location given its precision) the global story is run
+under one small handler that substitutes the values and adds up the log densities, with no
+trace. Both give Pyro's own potential (``pyro.infer.mcmc.util.initialize_model``) to rounding:
+the contract tests check it for every registered model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyro
+import torch
+from pyro.distributions.transforms import biject_to
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+from zoo.datasets.dataset import Dataset
+from zoo.models.base import Model
+
+__all__ = ["Potential"]
+
+
+class _PriorDensity(Messenger):
+    """Substitutes given values at the global sites and sums their prior log densities."""
+
+    def __init__(self, values: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        self.values = values
+        self.total: torch.Tensor | float = 0.0
+
+    def _pyro_sample(self, msg: Any) -> None:
+        if site_is_subsample(msg) or msg["name"] not in self.values:
+            return
+        value = self.values[msg["name"]]
+        msg["value"] = value
+        msg["done"] = True
+        self.total = self.total + msg["fn"].log_prob(value).sum()
+
+
+class Potential:
+    """U(u) = -log p(theta, x) - log |det dtheta/du| for a model with a collapsed likelihood.
+
+    Parameters
+    ----------
+    model : zoo.models.Model
+        A prepared model stating ``sample_globals`` and ``log_likelihood``.
+    data : Dataset
+        The data it is fitted to.
+
+    Attributes
+    ----------
+    transforms : dict of str to Transform
+        Per global site, the map from its support to unconstrained space (Pyro's convention
+        for NUTS's ``transforms``); ``transforms[name].inv`` constrains.
+    shapes : dict of str to tuple of int
+        Each site's shape.
+    """
+
+    def __init__(self, model: Model, data: Dataset) -> None:
+        self.model, self.data = model, data
+        first, second = (_trace_globals(model, seed) for seed in (0, 1))
+        self.shapes = {name: tuple(site["value"].shape) for name, site in first.items()}
+        self.transforms = {name: biject_to(site["fn"].support).inv for name, site in first.items()}
+        # A prior that scores one value alike in two runs at other values of every other site
+        # does not depend on them: keep its distribution object.
+        self.fixed_priors: dict[str, Any] | None = {name: site["fn"] for name, site in first.items()}
+        for name, site in first.items():
+            value = site["value"]
+            if not torch.equal(site["fn"].log_prob(value), second[name]["fn"].log_prob(value)):
+                self.fixed_priors = None
+                break
+
+    def constrain(self, unconstrained: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The parameters on their supports, site shapes."""
+        return {name: self.transforms[name].inv(value) for name, value in unconstrained.items()}
+
+    def unconstrain(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The unconstrained coordinates of ``params`` (site shapes, on their supports)."""
+        return {name: self.transforms[name](params[name]) for name in self.transforms}
+
+    def log_prior(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """sum over global sites of log p(theta_site): a scalar."""
+        if self.fixed_priors is not None:
+            return sum(prior.log_prob(params[name]).sum() for name, prior in self.fixed_priors.items())
+        with _PriorDensity(params) as density:
+            self.model.sample_globals()
+        return torch.as_tensor(density.total)
+
+    def __call__(self, unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The potential energy at ``unconstrained`` (site shapes): a scalar."""
+        params = self.constrain(unconstrained)
+        log_joint = self.log_prior(params)
+        batched = {name: value.unsqueeze(0) for name, value in params.items()}
+        log_joint = log_joint + self.model.log_likelihood(batched, self.data).sum()
+        for name, transform in self.transforms.items():
+            log_joint = log_joint - transform.log_abs_det_jacobian(params[name], unconstrained[name]).sum()
+        return -log_joint
+
+
+def _trace_globals(model: Model, seed: int) -> dict[str, Any]:
+    """The global sample sites of one prior run of ``sample_globals`` (a private generator)."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.poutine.block():
+        torch.manual_seed(seed)
+        trace = pyro.poutine.trace(model.sample_globals).get_trace()
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }

@@ -1,0 +1,46 @@
+"""Pure tensor algorithms the models' fast exact paths and starts are built from.
+
+No Pyro sample sites and no model imports here: plain torch functions of tensors, each tested
+against brute force on tiny problems (``tests/test_ops.py``).
+
+=====================  ===================================================================
+module                 what
+=====================  ===================================================================
+:mod:`.markov`         forward filtering (parallel scan, rescaled, log space), forward-
+                       backward, Viterbi, forward-filtering backward-sampling
+:mod:`.clustering`     k-means++ seeding and Lloyd iterations
+:mod:`.moments`        weighted means and covariances from responsibilities
+:mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes)
+=====================  ===================================================================
+"""
+
+from zoo.ops import conjugate
+from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.markov import (
+    SCAN_LIMIT,
+    backward_sample,
+    forward_backward,
+    forward_log_likelihood,
+    forward_log_space,
+    forward_scaled,
+    safe_log,
+    viterbi,
+)
+from zoo.ops.moments import WeightedMeans, correlation_cholesky, weighted_covariances, weighted_means
+
+__all__ = [
+    "SCAN_LIMIT",
+    "WeightedMeans",
+    "backward_sample",
+    "conjugate",
+    "correlation_cholesky",
+    "forward_backward",
+    "forward_log_likelihood",
+    "forward_log_space",
+    "forward_scaled",
+    "kmeans_plus_plus",
+    "safe_log",
+    "viterbi",
+    "weighted_covariances",
+    "weighted_means",
+]

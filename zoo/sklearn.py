@@ -172,9 +172,9 @@ class _ZooEstimator(BaseEstimator):
         # A float32 copy: zoo's dtype, and never a view of a read-only input.
         return Dataset(np.array(X, dtype=np.float32), feature_names=None if names is None else tuple(map(str, names)), **fields)
 
-    def _fit(self, model: Any, data: Dataset) -> Fit:
-        """Fit ``model`` to ``data`` by this estimator's method; sets ``fit_``."""
-        self.fit_ = zoo_fit(model, data, _method(self.method, self.random_state))
+    def _fit(self, model: Any, data: Dataset, method: Any) -> Fit:
+        """Fit ``model`` to ``data`` by ``method`` (this estimator's, resolved); sets ``fit_``."""
+        self.fit_ = zoo_fit(model, data, method)
         self.converged_ = bool(self.fit_.diagnostics.get("converged", True))
         return self.fit_
 
@@ -277,14 +277,14 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
         covariance = _check_choice(self.covariance_type, "covariance_type", ("full", "diag"))
         _check_posterior_draws(self.posterior_draws)
         options = _check_options(self.model_options)
-        _method(self.method, self.random_state)  # refuse a bad method before any work
+        method = _method(self.method, self.random_state)  # a bad method is refused before any work
         X = self._validate(X, reset=True)
         if num_components > X.shape[0]:
             raise ValueError(
                 f"n_components={num_components} must be at most the number of samples ({X.shape[0]})"
             )
         model = ZooGaussianMixture(num_components, covariance=covariance, **options)
-        point = self._fit(model, self._dataset(X)).point
+        point = self._fit(model, self._dataset(X), method).point
         scales = _as_numpy(point["scales"])
         self.weights_ = _as_numpy(point["weights"])
         self.means_ = _as_numpy(point["locs"])
@@ -517,13 +517,13 @@ class HiddenMarkovModel(_ZooEstimator):
         _check_choice(self.algorithm, "algorithm", ("viterbi", "map"))
         _check_posterior_draws(self.posterior_draws)
         options = _check_options(self.model_options)
-        _method(self.method, self.random_state)
+        method = _method(self.method, self.random_state)
         X = self._validate(X, reset=True)
         padded, lengths = _sequences(X, lengths)
         if num_states > X.shape[0]:
             raise ValueError(f"n_components={num_states} must be at most the number of samples ({X.shape[0]})")
         model = ZooHiddenMarkovModel(num_states, emission=emission, covariance=covariance, **options)
-        fit = self._fit(model, Dataset(padded, lengths=lengths))
+        fit = self._fit(model, Dataset(padded, lengths=lengths), method)
         self._set_parameters(fit)
         return self
 
@@ -776,7 +776,7 @@ class NaiveBayes(ClassifierMixin, _ZooEstimator):
         """
         _check_posterior_draws(self.posterior_draws)
         options = _check_options(self.model_options)
-        _method(self.method, self.random_state)
+        method = _method(self.method, self.random_state)
         X, y = validate_data(self, X, y, reset=True, dtype=FLOAT_TYPES)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -785,7 +785,7 @@ class NaiveBayes(ClassifierMixin, _ZooEstimator):
                 f"y holds 1 class ({self.classes_[0]!r}): a classifier needs at least 2 classes"
             )
         model = ZooNaiveBayes(len(self.classes_), features=self.features, **options)
-        fit = self._fit(model, self._dataset(X, y=codes.astype(np.int64)))
+        fit = self._fit(model, self._dataset(X, y=codes.astype(np.int64)), method)
         self.class_prior_ = _as_numpy(fit.point["weights"])
         return self
 
@@ -881,11 +881,11 @@ class VAE(TransformerMixin, _ZooEstimator):
             raise TypeError(f"hidden_sizes must be a tuple of layer sizes, got {self.hidden_sizes!r}")
         hidden = [_check_count(size, "hidden_sizes") for size in self.hidden_sizes]
         options = _check_options(self.model_options)
-        _method(self.method, self.random_state)
+        method = _method(self.method, self.random_state)
         X = self._validate(X, reset=True)
-        seed = _seed(self.random_state)
-        model = ZooVAE(latent_dim, likelihood=likelihood, hidden_sizes=hidden, init_seed=seed or 0, **options)
-        self._fit(model, self._dataset(X))
+        # the networks' initial weights from the method's seed (random_state's, when given)
+        model = ZooVAE(latent_dim, likelihood=likelihood, hidden_sizes=hidden, init_seed=getattr(method, "seed", 0), **options)
+        self._fit(model, self._dataset(X), method)
         return self
 
     def transform(self, X: Any) -> np.ndarray:

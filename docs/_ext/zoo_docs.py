@@ -35,14 +35,16 @@ from sphinx.util.nodes import nested_parse_with_titles
 HERE = Path(__file__).resolve().parent.parent
 GENERATED = HERE / "_generated" / "gallery"
 
-#: (notebook, index of the picture among the notebook's pictures, card title)
+#: (notebook, index of the picture among the notebook's pictures, card title); the picture is
+#: written as ``_generated/gallery/NOTEBOOK-INDEX.png`` (the model pages show them too).
 GALLERY: tuple[tuple[str, int, str], ...] = (
     ("01_gaussian_mixture", 0, "Gaussian mixture: MAP, VI and NUTS on Old Faithful"),
-    ("02_hidden_markov_model", 0, "Hidden Markov models: states of a time series"),
-    ("03_naive_bayes", 0, "Naive Bayes: a generative classifier, exactly"),
-    ("04_variational_autoencoder", 0, "Variational autoencoder: codes and samples"),
-    ("05_gan_vs_vae", 0, "GAN against VAE: implicit and explicit models"),
-    ("06_comparing_inference_methods", 0, "Comparing inference methods"),
+    ("02_hidden_markov_model", 0, "Hidden Markov model: the Viterbi path of a time series"),
+    ("03_naive_bayes", 1, "Naive Bayes: digits drawn class by class"),
+    ("04_variational_autoencoder", 4, "Variational autoencoder: the codes of test digits"),
+    ("04_variational_autoencoder", 7, "Semi-supervised VAE (M2): one style, every class"),
+    ("05_gan_vs_vae", 0, "GAN against VAE: samples of a ring of Gaussians"),
+    ("06_comparing_inference_methods", 0, "Comparing inference methods with the exact posterior"),
     ("07_generative_vs_discriminative", 0, "Generative against discriminative"),
     ("08_rare_class_augmentation", 0, "Rare-class augmentation"),
 )
@@ -103,7 +105,7 @@ def extract_gallery(app: Sphinx) -> None:
         pictures = notebook_pictures(HERE / "notebooks" / f"{stem}.ipynb")
         if index >= len(pictures):
             raise ValueError(f"the gallery wants picture {index} of {stem}.ipynb, which has {len(pictures)}")
-        target = GENERATED / f"{stem}.png"
+        target = GENERATED / f"{stem}-{index}.png"
         if not target.exists() or target.read_bytes() != pictures[index]:
             target.write_bytes(pictures[index])
 
@@ -183,11 +185,11 @@ class Gallery(_Generated):
 
     def lines(self) -> list[str]:
         lines = [".. container:: zoo-gallery", ""]
-        for stem, _, title in GALLERY:
+        for stem, index, title in GALLERY:
             lines += [
                 "   .. container:: zoo-gallery-card",
                 "",
-                f"      .. image:: /_generated/gallery/{stem}.png",
+                f"      .. image:: /_generated/gallery/{stem}-{index}.png",
                 f"         :alt: {title}",
                 f"         :target: notebooks/{stem}.html",
                 "",

@@ -13,7 +13,6 @@ import torch
 
 import zoo
 from zoo.cli import main
-from zoo.datasets.frames import read_file
 
 
 def iris_frame() -> pd.DataFrame:
@@ -92,7 +91,11 @@ def test_fit_takes_a_frame_and_a_method_string() -> None:
         zoo.fit(zoo.models.GaussianMixture(2), data, "mcmc")
 
 
-def test_read_file_csv_and_npy(tmp_path: Path) -> None:
+def read_file(path: Path, **options: object) -> zoo.Dataset:
+    return zoo.Dataset.from_file(path, **options)
+
+
+def test_dataset_from_file_csv_and_npy(tmp_path: Path) -> None:
     iris_frame().to_csv(tmp_path / "flowers.csv", index=False)
     data = read_file(tmp_path / "flowers.csv", label="species")
     assert data.name == "flowers" and data.x.shape == (150, 4) and int(data.y.max()) == 2

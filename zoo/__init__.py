@@ -6,13 +6,15 @@
 >>> fit.log_prob(data).mean()
 """
 
-from zoo import datasets, metrics, models
+# In layer order, lowest first; zoo.infer before zoo.results, which the runners that zoo.infer
+# imports reach themselves (see the zoo.infer docstring).
+from zoo import datasets, models  # isort: skip
+from zoo.datasets import Dataset  # isort: skip
+from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit  # isort: skip
+from zoo.results import Fit, load  # isort: skip
+from zoo import metrics  # isort: skip
 from zoo.amortization import amortization_gap
 from zoo.comparison import compare
-from zoo.datasets import Dataset
-from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit
-from zoo.io import load
-from zoo.results import Fit
 from zoo.sbc import SBCResult, sbc  # the function zoo.sbc shadows the module: from zoo.sbc import ...
 from zoo.selection import select
 

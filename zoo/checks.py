@@ -1,15 +1,44 @@
-"""Argument checks shared by models, inference methods and metrics.
+"""Argument checks shared by models, inference methods, results and metrics.
 
 Bad input is refused before any work starts, with an error that names the argument, says what
 was wrong and what is expected: ``TypeError`` for a value of the wrong kind, ``ValueError`` for
 one out of range. This module imports nothing from zoo, so every room may use it.
+
+Checks that accept a value in more than one form (a numpy integer for a seed, an int for a
+float) return it in the one form zoo keeps (a Python ``int`` or ``float``): a frozen method
+configuration stores what they return, so that it compares, prints and saves (JSON) the same
+whatever form the caller used.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
+from collections.abc import Collection
 from typing import Any
 
-__all__ = ["check_positive_int", "check_positive_float"]
+import torch
+
+__all__ = [
+    "check_positive_int",
+    "check_positive_float",
+    "check_seed",
+    "check_probability",
+    "check_flag",
+    "check_choice",
+    "check_device",
+    "MAX_SEED",
+]
+
+#: The largest seed: torch's generators take seeds in [0, 2**64 - 1], numpy's and Python's any
+#: non-negative integer; 2**63 - 1 is also the largest an int64 tensor (and a JSON reader in
+#: other languages) holds.
+MAX_SEED = 2**63 - 1
+
+
+def _is_integer(value: Any) -> bool:
+    """An integer of Python or numpy (``numbers.Integral``), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def check_positive_int(value: Any, argument: str, minimum: int = 1) -> None:
@@ -26,9 +55,57 @@ def check_positive_float(value: Any, argument: str, allow_zero: bool = False) ->
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{argument} must be a number, got {type(value).__name__} {value!r}")
     value = float(value)
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise ValueError(f"{argument} must be finite, got {value}")
     if value < 0 or (value == 0 and not allow_zero):
         expected = "non-negative" if allow_zero else "positive"
         raise ValueError(f"{argument} must be {expected}, got {value}")
     return value
+
+
+def check_seed(value: Any, argument: str = "seed") -> int:
+    """Return ``value`` as a Python int if it is a seed: an integer (Python or numpy) in
+    [0, 2**63 - 1]; raise TypeError / ValueError otherwise."""
+    if not _is_integer(value):
+        raise TypeError(f"{argument} must be an integer in [0, 2**63 - 1], got {type(value).__name__} {value!r}")
+    value = int(value)
+    if not 0 <= value <= MAX_SEED:
+        raise ValueError(f"{argument} must be in [0, 2**63 - 1], got {value}")
+    return value
+
+
+def check_probability(value: Any, argument: str) -> float:
+    """Return ``value`` as a float if it is a probability strictly between 0 and 1; raise
+    TypeError / ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{argument} must be a number in (0, 1), got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not 0.0 < value < 1.0:  # NaN fails this too
+        raise ValueError(f"{argument} must be in (0, 1), got {value}")
+    return value
+
+
+def check_flag(value: Any, argument: str, allow_none: bool = False) -> None:
+    """Raise TypeError unless ``value`` is True or False (or None, if ``allow_none``)."""
+    if isinstance(value, bool) or (allow_none and value is None):
+        return
+    expected = "True, False or None" if allow_none else "True or False"
+    raise TypeError(f"{argument} must be {expected}, got {value!r}")
+
+
+def check_choice(value: Any, argument: str, choices: Collection[Any]) -> None:
+    """Raise ValueError unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{argument} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_device(value: Any, argument: str = "device") -> None:
+    """Raise ValueError unless ``value`` names a torch device ("cpu", "cuda", "cuda:1").
+
+    Only the name is checked; whether such a device is present is a question for the moment a
+    fit starts (a configuration may be written on one machine and run on another).
+    """
+    try:
+        torch.device(value)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"{argument} must name a torch device ('cpu', 'cuda'), got {value!r}") from None

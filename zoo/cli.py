@@ -12,11 +12,29 @@ line on standard error, and the exit status 2.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import inspect
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from zoo.comparison import compare
+from zoo.datasets import Dataset, describe, real
+from zoo.datasets import load as load_dataset
+from zoo.datasets import names as dataset_names
+from zoo.diagnostics import to_netcdf
+from zoo.infer import METHODS
+from zoo.infer import fit as run_fit
+from zoo.infer.guides import GUIDES
+from zoo.infer.methods import NUTS, SVI
+from zoo.models import HiddenMarkovModel
+from zoo.models import get as model_class_named
+from zoo.models import names as model_names
+from zoo.plots import plot_losses, plot_mixture
+from zoo.report import comparison_table
+from zoo.selection import select
+from zoo.tour import run as run_tour
 
 __all__ = ["main"]
 
@@ -30,6 +48,13 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("zoo")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed)"
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -66,10 +91,8 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclu
 
 
 def _method(arguments: argparse.Namespace) -> Any:
-    import zoo
-
     if arguments.method == "svi":
-        return zoo.SVI(
+        return SVI(
             guide=arguments.guide,
             num_steps=arguments.num_steps,
             learning_rate=arguments.learning_rate,
@@ -83,15 +106,13 @@ def _method(arguments: argparse.Namespace) -> Any:
             distributed=arguments.distributed,
         )
     if arguments.method == "nuts":
-        return zoo.NUTS(
+        return NUTS(
             num_warmup=arguments.num_warmup,
             num_samples=arguments.num_samples,
             num_chains=arguments.num_chains,
             seed=arguments.seed,
             progress=not arguments.quiet,
         )
-    from zoo.infer import METHODS
-
     if arguments.method not in METHODS:
         raise ValueError(f"unknown method {arguments.method!r}; valid methods: {', '.join(METHODS)}")
     # Any other registered method: pass the command-line values its config takes.
@@ -108,13 +129,9 @@ def _method(arguments: argparse.Namespace) -> Any:
 
 
 def command_list(arguments: argparse.Namespace) -> int:
-    import zoo
-    from zoo.infer import METHODS
-    from zoo.infer.guides import GUIDES
-
     print("Models (zoo fit NAME):")
-    for name in zoo.models.names():
-        cls = zoo.models.get(name)
+    for name in model_names():
+        cls = model_class_named(name)
         summary = (cls.__doc__ or "").strip().splitlines()[0]
         print(f"  {name:<12} {cls.__name__:<22} methods: {', '.join(cls.methods):<14} {summary}")
     print("\nMethods (--method):")
@@ -124,25 +141,23 @@ def command_list(arguments: argparse.Namespace) -> int:
     for name, (_, what) in GUIDES.items():
         print(f"  {name:<12} {what}")
     print("\nData sets (--dataset):")
-    for name in zoo.datasets.names():
-        print(f"  {zoo.datasets.describe(name)}")
+    for name in dataset_names():
+        print(f"  {describe(name)}")
     return 0
 
 
 def _figure(fit: Any, train: Any) -> Any:
     """The fit over its data where the model has a picture for it, else its loss curve."""
-    import matplotlib
+    import matplotlib  # heavy (seconds): imported only when a figure is written (--out)
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zoo import plots
-
     figure, ax = plt.subplots(figsize=(5, 4))
     if fit.model.registry_name == "gmm" and train.x.dim() == 2 and train.num_features == 2:
-        plots.plot_mixture(fit, train, ax=ax)
+        plot_mixture(fit, train, ax=ax)
     elif fit.losses.numel():
-        plots.plot_losses({fit.method_name: fit}, ax=ax)
+        plot_losses({fit.method_name: fit}, ax=ax)
     else:
         ax.plot(fit.sample_stats["lp"].T.numpy())
         ax.set(xlabel="draw", ylabel="log density", title="NUTS trace of the log density")
@@ -157,33 +172,28 @@ def _names(text: str | None) -> list[str] | None:
 
 def _data(arguments: argparse.Namespace, model_class: type) -> tuple[Any, Any, Any]:
     """(data, train, test): a bundled data set, or the user's file, split for held-out scores."""
-    import zoo
-    from zoo.datasets.frames import read_file
-
     if arguments.dataset is not None:
         file_options = [option for option in ("columns", "label", "sequence_id", "time") if getattr(arguments, option)]
         if file_options:
             raise ValueError(f"--{file_options[0].replace('_', '-')} chooses columns of a --data file, not of a bundled --dataset")
-        data = zoo.datasets.load(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
-        if "split" in inspect.signature(zoo.datasets.real.__dict__.get(arguments.dataset, len)).parameters:
+        data = load_dataset(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
+        if "split" in inspect.signature(real.__dict__.get(arguments.dataset, len)).parameters:
             # a data set published with its own split (JSB chorales): train on train, test on test
-            return data, data, zoo.datasets.load(arguments.dataset, split="test")
+            return data, data, load_dataset(arguments.dataset, split="test")
     else:
-        data = read_file(arguments.data, label=arguments.label, columns=_names(arguments.columns),
-                         sequence_id=arguments.sequence_id, time=arguments.time)
-        if model_class is zoo.models.HiddenMarkovModel and data.lengths is None:
+        data = Dataset.from_file(arguments.data, label=arguments.label, columns=_names(arguments.columns),
+                                 sequence_id=arguments.sequence_id, time=arguments.time)
+        if issubclass(model_class, HiddenMarkovModel) and data.lengths is None:
             # rows without --sequence-id / --time: the file is one sequence, in file order
-            data = zoo.Dataset(data.x.unsqueeze(0), lengths=[len(data)], name=data.name,
-                               description=data.description, feature_names=data.feature_names)
+            data = Dataset(data.x.unsqueeze(0), lengths=[len(data)], name=data.name,
+                           description=data.description, feature_names=data.feature_names)
     # rows at random; a single sequence is split in time (its end held out)
     return (data,) + data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
 
 
 def _model(arguments: argparse.Namespace, **fixed: Any) -> Any:
-    import zoo
-
     options = {name: getattr(arguments, f"model_{name}") for name in arguments.model_options}
-    return zoo.models.get(arguments.model)(**options, **fixed)
+    return model_class_named(arguments.model)(**options, **fixed)
 
 
 def _print_table(table: Any, out: Any, name: str) -> None:
@@ -196,19 +206,16 @@ def _print_table(table: Any, out: Any, name: str) -> None:
 
 
 def command_fit(arguments: argparse.Namespace) -> int:
-    import zoo
-    from zoo import diagnostics, report
-
     model = _model(arguments)
     data, train, test = _data(arguments, type(model))
     method = _method(arguments)
-    fit = zoo.fit(model, train, method)
+    fit = run_fit(model, train, method)
     if arguments.distributed:
         import torch.distributed
 
         if torch.distributed.get_rank() != 0:  # every process holds the same fit: one reports it
             return 0
-    table = report.comparison_table({fit.method_name: fit}, test)
+    table = comparison_table({fit.method_name: fit}, test)
     unit = "rows" if train.lengths is None else f"sequences ({train.num_observations} steps)"
     held = "" if test.lengths is None else f" ({test.num_observations} steps)"
     print(f"{type(model).__name__} on {data.name}: {len(train)} training {unit}, {len(test)} held out{held}\n")
@@ -221,7 +228,7 @@ def command_fit(arguments: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         fit.save(out / "fit.zoo")
         idata = fit.to_arviz(test)
-        diagnostics.to_netcdf(idata, out / "inference_data.nc")
+        to_netcdf(idata, out / "inference_data.nc")
         table.to_csv(out / "summary.csv")
         figure = _figure(fit, train)
         figure.savefig(out / "fit.png", dpi=100, bbox_inches="tight")
@@ -230,11 +237,9 @@ def command_fit(arguments: argparse.Namespace) -> int:
 
 
 def command_compare(arguments: argparse.Namespace) -> int:
-    import zoo
-
     model = _model(arguments)
     _, train, test = _data(arguments, type(model))
-    table = zoo.compare(model, train, test, methods=_names(arguments.methods), reference=arguments.reference)
+    table = compare(model, train, test, methods=_names(arguments.methods), reference=arguments.reference)
     print(f"{type(model).__name__}: {len(train)} training rows, {len(test)} held out; "
           f"reference posterior: {table.attrs['reference']}\n")
     _print_table(table, arguments.out, "comparison.csv")
@@ -242,15 +247,14 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 
 def command_select(arguments: argparse.Namespace) -> int:
-    import zoo
-
-    model_class = zoo.models.get(arguments.model)
+    model_class = model_class_named(arguments.model)
     parameter = arguments.parameter
-    kind = int if all(value.lstrip("-").isdigit() for value in _names(arguments.values) or []) else float
-    values = [kind(value) for value in _names(arguments.values) or []]
+    words = _names(arguments.values) or []
+    kind = int if all(word.lstrip("-").isdigit() for word in words) else float
+    values = [kind(word) for word in words]
     _, train, test = _data(arguments, model_class)
-    table = zoo.select(lambda value: _model(arguments, **{parameter: value}), train, test, values=values,
-                       method=arguments.method, name=parameter)
+    table = select(lambda value: _model(arguments, **{parameter: value}), train, test, values=values,
+                   method=arguments.method, name=parameter)
     print(f"{model_class.__name__}: {parameter} in {values}, fitted by {arguments.method}; "
           f"{len(train)} training rows, {len(test)} held out\n")
     _print_table(table, arguments.out, "selection.csv")
@@ -275,13 +279,11 @@ def _per_model(
 ) -> list[argparse.ArgumentParser]:
     """``zoo COMMAND MODEL``: one sub-command per registered model, with its constructor's
     options (but the one varied by ``select``: its first) and the data options."""
-    import zoo
-
     parser = commands.add_parser(command, help=help)
     models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
     subs = []
-    for name in zoo.models.names():
-        model_class = zoo.models.get(name)
+    for name in model_names():
+        model_class = model_class_named(name)
         varied = list(inspect.signature(model_class.__init__).parameters)[1] if vary_first else None
         sub = models.add_parser(name, help=f"{command} {model_class.__name__}")
         exclude = (varied,) if varied else ()
@@ -292,20 +294,15 @@ def _per_model(
 
 
 def command_tour(arguments: argparse.Namespace) -> int:
-    from zoo import tour
-
     start = time.perf_counter()
-    tour.run(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
+    run_tour(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
     print(f"\nTour finished in {time.perf_counter() - start:.1f} s; open {Path(arguments.out) / 'index.md'}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import zoo
-    from zoo.infer import METHODS
-
     parser = _Parser(prog="zoo", description="Classic generative models in Pyro.")
-    parser.add_argument("--version", action="version", version=f"zoo {zoo.__version__}")
+    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="models, methods, guides and data sets")

@@ -22,27 +22,25 @@ about sqrt(1/S + 1/R) for ``mean_error`` and sqrt(1/(2S) + 1/(2R)) for ``sd_erro
 draws; divide S by the autocorrelation time for MCMC).
 
 Methods are objects (``zoo.SVI(guide="mvn")``) or short strings, parsed generically against
-``zoo.infer.METHODS`` (see :func:`parse_method`).
+the method registry (see :func:`zoo.infer.methods.parse_method`).
 """
 
 from __future__ import annotations
 
-import ast
-import dataclasses
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
 
 from zoo.datasets.dataset import as_dataset
+from zoo.infer import fit as run_fit
+from zoo.infer.methods import NUTS, Exact, parse_method  # parse_method: re-exported from its old home
+from zoo.models.base import Model
 from zoo.report import COLUMNS as _REPORT_COLUMNS
 from zoo.report import comparison_table
-
-if TYPE_CHECKING:
-    from zoo.models.base import Model
-    from zoo.results import Fit
+from zoo.results import Fit
 
 __all__ = ["compare", "compare_fits", "parse_method", "posterior_errors", "reference_method", "COLUMNS"]
 
@@ -50,72 +48,8 @@ __all__ = ["compare", "compare_fits", "parse_method", "posterior_errors", "refer
 COLUMNS: tuple[str, ...] = _REPORT_COLUMNS + ("mean_error", "sd_error", "ess_per_s")
 
 
-def parse_method(spec: Any) -> Any:
-    """A method configuration from an object or a short string.
-
-    Parameters
-    ----------
-    spec : str or method configuration
-        A configuration (``zoo.SVI(...)``, ``zoo.NUTS(...)``, ...) is returned as is. A string is
-        ``KIND[:FIELD][:NAME=VALUE]...`` (commas may separate the ``NAME=VALUE`` pairs too):
-        ``KIND`` is a key of ``zoo.infer.METHODS`` ("svi", "nuts", "exact", "adversarial"); a
-        bare ``FIELD`` sets the configuration's first field (the guide, for SVI); values are
-        Python literals (``num_steps=500``) or plain words. Examples: "svi:delta", "svi:mvn",
-        "svi:iaf:num_steps=3000", "nuts:num_samples=200,num_chains=1", "exact". Progress bars
-        are off unless the string asks for them.
-
-    Returns
-    -------
-    The method configuration.
-
-    Raises
-    ------
-    ValueError
-        For an unknown kind, an unknown field or a value the configuration refuses.
-    TypeError
-        If ``spec`` is neither a string nor a method configuration.
-    """
-    from zoo.infer import METHODS
-
-    if not isinstance(spec, str):
-        kind = getattr(spec, "kind", None)
-        if kind in METHODS and isinstance(spec, METHODS[kind][0]):
-            return spec
-        raise TypeError(f"method must be a method configuration or a string like 'svi:mvn', got {type(spec).__name__}")
-    parts = [part.strip() for part in spec.replace(",", ":").split(":")]
-    kind, fields = parts[0].lower(), parts[1:]
-    if kind not in METHODS:
-        raise ValueError(f"method {spec!r}: unknown kind {kind!r}; valid: {', '.join(METHODS)}")
-    config = METHODS[kind][0]
-    names = [field.name for field in dataclasses.fields(config)]
-    options: dict[str, Any] = {}
-    for position, field in enumerate(fields):
-        if not field:
-            raise ValueError(f"method {spec!r}: empty field")
-        if "=" in field:
-            name, text = (piece.strip() for piece in field.split("=", 1))
-        elif position == 0:
-            name, text = names[0], field
-        else:
-            raise ValueError(f"method {spec!r}: {field!r} must be NAME=VALUE")
-        if name not in names:
-            raise ValueError(f"method {spec!r}: {config.__name__} has no field {name!r}; fields: {', '.join(names)}")
-        try:
-            options[name] = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            options[name] = text
-    if "progress" in names:
-        options.setdefault("progress", False)
-    try:
-        return config(**options)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"method {spec!r}: {error}") from None
-
-
-def reference_method(model: "Model") -> Any:
+def reference_method(model: Model) -> Any:
     """The default reference: ``zoo.Exact(4000 draws)`` for a conjugate model, else a long NUTS run."""
-    from zoo.infer import NUTS, Exact
-
     if "exact" in model.methods:
         return Exact(num_posterior_samples=4000, seed=1, progress=False)
     if "nuts" in model.methods:
@@ -125,7 +59,7 @@ def reference_method(model: "Model") -> Any:
     )
 
 
-def _scalars(fit: "Fit", sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def _scalars(fit: Fit, sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and sd of every scalar of ``sites`` over all draws, concatenated: two (P,) tensors."""
     means, sds = [], []
     for name in sites:
@@ -136,7 +70,7 @@ def _scalars(fit: "Fit", sites: Sequence[str]) -> tuple[torch.Tensor, torch.Tens
     return torch.cat(means), torch.cat(sds)
 
 
-def posterior_errors(fit: "Fit", reference: "Fit") -> tuple[float, float]:
+def posterior_errors(fit: Fit, reference: Fit) -> tuple[float, float]:
     """Standardised errors of ``fit``'s posterior means and sds against ``reference``.
 
     Parameters
@@ -163,7 +97,7 @@ def posterior_errors(fit: "Fit", reference: "Fit") -> tuple[float, float]:
     return float(z.pow(2).mean().sqrt()), float(ratio.pow(2).mean().sqrt())
 
 
-def compare_fits(fits: dict[str, "Fit"], test: Any, reference: "Fit | None" = None) -> pd.DataFrame:
+def compare_fits(fits: dict[str, Fit], test: Any, reference: "Fit | None" = None) -> pd.DataFrame:
     """The comparison table of fits already made (see :func:`compare` for the columns)."""
     if not isinstance(fits, dict) or not fits:
         raise ValueError("fits must be a non-empty dict of label -> zoo.Fit")
@@ -187,13 +121,13 @@ def compare_fits(fits: dict[str, "Fit"], test: Any, reference: "Fit | None" = No
 
 
 def compare(
-    model: "Model",
+    model: Model,
     train: Any,
     test: Any,
     methods: Sequence[Any] = ("svi:delta", "svi:normal", "svi:mvn", "nuts"),
     reference: Any = None,
     return_fits: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, "Fit"], "Fit"]:
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[str, Fit], Fit]:
     """Fit ``model`` to ``train`` by every method and tabulate how each does.
 
     Parameters
@@ -231,10 +165,6 @@ def compare(
     TypeError, ValueError
         For a bad model, data, method or reference, before any fitting.
     """
-    from zoo.infer import fit as run_fit
-    from zoo.models.base import Model
-    from zoo.results import Fit
-
     if not isinstance(model, Model):
         raise TypeError(f"model must be a zoo model, got {type(model).__name__}")
     train = as_dataset(train, "train")

@@ -1,4 +1,4 @@
-"""Everything that touches ArviZ: Fit -> InferenceData, summaries, convergence, LOO, comparison.
+"""Everything that touches ArviZ: InferenceData from draws, summaries, convergence, LOO, comparison.
 
 This is the only module that imports arviz (0.23.x here; ArviZ 1.x needs Python 3.12), so moving
 to ArviZ 1.x is this one file's work.
@@ -7,111 +7,166 @@ Why zoo has its own adapter: ArviZ's ``from_pyro`` computes the log-likelihood o
 model conditional on discrete values drawn from the prior, so LOO and WAIC of a mixture or an HMM
 come out wrong with no error. zoo builds the InferenceData with ``az.from_dict`` and fills the
 log_likelihood group with the exact marginal log p(x_i | theta_s), discrete latents summed out.
+
+Where this module sits. It is below :mod:`zoo.results` (``Fit.to_arviz`` and ``Fit.summary``
+call it, and the NUTS runner computes a fit's convergence numbers with it before the Fit is
+built), so it knows no ``Fit``: it takes plain values (dicts of draws, coordinates, dims), and
+:func:`loo` and :func:`compare` take anything with a ``to_arviz`` method (:class:`ToArviz`: a
+``Fit``) or an InferenceData.
+
+ArviZ is imported on first use (:func:`_arviz`), not with this module: it takes seconds to
+import, and ``import zoo`` (which reaches this module through ``zoo.results``) should not pay
+for it in a program that never asks for a diagnostic.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+import torch
 
-with warnings.catch_warnings():  # arviz 0.23 warns on import about its coming 1.x refactor
-    warnings.simplefilter("ignore", FutureWarning)
-    import arviz as az
-
-# ArviZ logs a warning for every one-chain posterior (an SVI fit has one chain by design); the
-# R-hat it cannot compute there is reported as NaN instead.
-az._log.setLevel(logging.ERROR)  # arviz builds its logger itself, outside logging.getLogger
-
-if TYPE_CHECKING:
-    from zoo.results import Fit
-
-__all__ = ["to_inference_data", "summary", "convergence", "loo", "compare", "to_netcdf"]
+__all__ = ["inference_data", "summary", "convergence", "loo", "compare", "to_netcdf", "ToArviz"]
 
 
-def _numpy(draws: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {name: value.detach().cpu().numpy() for name, value in draws.items()}
+class ToArviz(Protocol):
+    """What :func:`loo` and :func:`compare` accept besides an InferenceData: a ``zoo.Fit``."""
+
+    def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any: ...
 
 
-def to_inference_data(fit: "Fit", data: Any = None, posterior_predictive: bool = True) -> az.InferenceData:
-    """The fit as an ``arviz.InferenceData``.
+@functools.cache
+def _arviz() -> ModuleType:
+    """The arviz module, imported (and quietened) once, on first use."""
+    with warnings.catch_warnings():  # arviz 0.23 warns on import about its coming 1.x refactor
+        warnings.simplefilter("ignore", FutureWarning)
+        import arviz  # heavy (seconds): imported when a diagnostic is first asked for
 
-    Groups: ``posterior`` (the draws, named dims and coords), ``sample_stats`` (NUTS's per-draw
-    statistics, or nothing for SVI), ``log_likelihood`` (exact marginal pointwise log-likelihood
-    of ``data``, shaped (chain, draw, datum)), ``posterior_predictive`` (one replicate of
-    ``data`` per draw) and ``observed_data``.
+    # ArviZ logs a warning for every one-chain posterior (an SVI fit has one chain by design);
+    # the R-hat it cannot compute there is reported as NaN instead. (arviz builds its logger
+    # itself, outside logging.getLogger, so only its own handle reaches it.)
+    arviz._log.setLevel(logging.ERROR)
+    return arviz
+
+
+def _numpy(values: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    return {name: value.detach().cpu().numpy() for name, value in (values or {}).items()}
+
+
+def inference_data(
+    posterior: dict[str, torch.Tensor],
+    *,
+    observed: dict[str, torch.Tensor] | None = None,
+    sample_stats: dict[str, torch.Tensor] | None = None,
+    log_likelihood: dict[str, torch.Tensor] | None = None,
+    posterior_predictive: dict[str, torch.Tensor] | None = None,
+    coords: dict[str, list[Any]] | None = None,
+    dims: dict[str, list[str]] | None = None,
+) -> Any:
+    """An ``arviz.InferenceData`` from tensors (``Fit.to_arviz`` gathers them).
 
     Parameters
     ----------
-    fit : zoo.Fit
-    data : Dataset, optional
-        The data whose likelihood is stored; default the training data.
-    posterior_predictive : bool
-        Include the posterior predictive group (one simulated data set per draw).
+    posterior : dict of str to Tensor
+        Draws of each site, shaped (chain, draw, *site_shape).
+    observed : dict of str to Tensor, optional
+        The observed site's data, shaped (num_data, ...).
+    sample_stats : dict of str to Tensor, optional
+        Per-draw statistics shaped (chain, draw) (NUTS's); an empty dict or None: no group.
+    log_likelihood : dict of str to Tensor, optional
+        log p(x_i | theta) of each observed site, shaped (chain, draw, num_data).
+    posterior_predictive : dict of str to Tensor, optional
+        Replicates of each observed site, shaped (chain, draw, num_data, ...).
+    coords, dims : dict, optional
+        ArviZ coordinates and dims (without the chain and draw dims).
+
+    Returns
+    -------
+    arviz.InferenceData
     """
-    dataset = fit._data(data)
-    model = fit.model
-    observed = model.observed_site
-    dims = dict(model.dims())
-    coords = dict(model.coords(dataset))
-    data_dims = dims.get(observed, ["datum"])
-    coords.setdefault(data_dims[0], list(range(len(dataset))))
-    stats = _numpy(fit.sample_stats)
-    kwargs: dict[str, Any] = {
-        "posterior": _numpy(fit.draws),
-        "sample_stats": stats or None,
-        "observed_data": {observed: dataset.x.cpu().numpy()},
-        "coords": coords,
-        "dims": {**dims, observed: data_dims},
+    groups = {
+        "posterior": _numpy(posterior),
+        "observed_data": _numpy(observed),
+        "sample_stats": _numpy(sample_stats),
+        "log_likelihood": _numpy(log_likelihood),
+        "posterior_predictive": _numpy(posterior_predictive),
     }
-    if model.capability("log_prob"):
-        log_likelihood = fit.log_likelihood(dataset).cpu().numpy()
-        kwargs["log_likelihood"] = {observed: log_likelihood}
-        kwargs["dims"][observed] = data_dims
-    if posterior_predictive and model.capability("sample"):
-        kwargs["posterior_predictive"] = {observed: fit.posterior_predictive(dataset).cpu().numpy()}
-    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    arviz = _arviz()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.from_dict(**kwargs)
+        return arviz.from_dict(
+            **{name: values for name, values in groups.items() if values},
+            coords=coords or {},
+            dims=dims or {},
+        )
 
 
-def summary(fit: "Fit", var_names: list[str] | None = None, **options: Any) -> pd.DataFrame:
-    """ArviZ's summary of the posterior (mean, sd, HDI, ESS, R-hat) as a DataFrame."""
-    idata = az.from_dict(
-        posterior=_numpy(fit.draws), coords=fit.model.coords(fit.train), dims=fit.model.dims()
-    )
+def summary(
+    draws: dict[str, torch.Tensor],
+    coords: dict[str, list[Any]] | None = None,
+    dims: dict[str, list[str]] | None = None,
+    var_names: list[str] | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """ArviZ's summary of posterior draws (mean, sd, HDI, ESS, R-hat) as a DataFrame.
+
+    Parameters
+    ----------
+    draws : dict of str to Tensor
+        Each site shaped (chain, draw, *site_shape).
+    coords, dims : dict, optional
+        ArviZ coordinates and dims of the sites.
+    var_names : list of str, optional
+        The sites to summarise; default all.
+    **options
+        Passed to ``arviz.summary`` (e.g. ``kind="stats"``).
+    """
+    arviz = _arviz()
+    idata = arviz.from_dict(posterior=_numpy(draws), coords=coords or {}, dims=dims or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.summary(idata, var_names=var_names, **options)
+        return arviz.summary(idata, var_names=var_names, **options)
 
 
-def convergence(fit: "Fit") -> dict[str, float]:
+def convergence(draws: dict[str, torch.Tensor]) -> dict[str, float]:
     """Worst R-hat and smallest bulk / tail ESS over every scalar of every site.
 
     Scalars that do not vary (the unit diagonal and zero upper triangle of a correlation
     Cholesky factor, up to rounding) are left out: their R-hat is rounding noise.
+
+    Parameters
+    ----------
+    draws : dict of str to Tensor
+        Each site shaped (chain, draw, *site_shape).
+
+    Returns
+    -------
+    dict
+        ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` (NaN where nothing varies).
     """
-    draws = _numpy(fit.draws)
-    idata = az.from_dict(posterior=draws)
+    arviz = _arviz()
+    values = _numpy(draws)
+    idata = arviz.from_dict(posterior=values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rhat = az.rhat(idata)
-        ess_bulk = az.ess(idata, method="bulk")
-        ess_tail = az.ess(idata, method="tail")
+        rhat = arviz.rhat(idata)
+        ess_bulk = arviz.ess(idata, method="bulk")
+        ess_tail = arviz.ess(idata, method="tail")
     varies = {
         name: (value.std(axis=(0, 1)) > 1e-6 * (1 + np.abs(value.mean(axis=(0, 1))))).ravel()
-        for name, value in draws.items()
+        for name, value in values.items()
     }
 
     def extreme(dataset: Any, reduce: Any) -> float:
-        values = [np.asarray(dataset[name]).ravel()[varies[name]] for name in dataset.data_vars]
-        values = np.concatenate(values) if values else np.array([np.nan])
-        values = values[np.isfinite(values)]
-        return float(reduce(values)) if values.size else float("nan")
+        scalars = [np.asarray(dataset[name]).ravel()[varies[name]] for name in dataset.data_vars]
+        flat = np.concatenate(scalars) if scalars else np.array([np.nan])
+        flat = flat[np.isfinite(flat)]
+        return float(reduce(flat)) if flat.size else float("nan")
 
     return {
         "max_rhat": extreme(rhat, np.max),
@@ -120,22 +175,36 @@ def convergence(fit: "Fit") -> dict[str, float]:
     }
 
 
-def loo(fit: "Fit", data: Any = None) -> Any:
-    """PSIS-LOO from the exact marginal pointwise log-likelihood (``az.loo``)."""
-    idata = to_inference_data(fit, data, posterior_predictive=False)
+def _as_inference_data(result: "ToArviz | Any", data: Any = None) -> Any:
+    """``result`` if it is an InferenceData, else its ``to_arviz(data)`` without replicates."""
+    if isinstance(result, _arviz().InferenceData):
+        return result
+    return result.to_arviz(data, posterior_predictive=False)
+
+
+def loo(result: "ToArviz | Any", data: Any = None) -> Any:
+    """PSIS-LOO (``az.loo``, pointwise) from the exact marginal pointwise log-likelihood.
+
+    Parameters
+    ----------
+    result : zoo.Fit or arviz.InferenceData
+    data : Dataset, optional
+        The data to score (a Fit's training data by default).
+    """
+    idata = _as_inference_data(result, data)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.loo(idata, pointwise=True)
+        return _arviz().loo(idata, pointwise=True)
 
 
-def compare(fits: dict[str, "Fit"], data: Any = None, **options: Any) -> pd.DataFrame:
-    """``az.compare`` of several fits by LOO (exact marginal likelihoods)."""
-    idatas = {name: to_inference_data(fit, data, posterior_predictive=False) for name, fit in fits.items()}
+def compare(results: dict[str, "ToArviz | Any"], data: Any = None, **options: Any) -> pd.DataFrame:
+    """``az.compare`` of several fits (or InferenceData) by LOO on exact marginal likelihoods."""
+    idatas = {name: _as_inference_data(result, data) for name, result in results.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return az.compare(idatas, **options)
+        return _arviz().compare(idatas, **options)
 
 
-def to_netcdf(idata: az.InferenceData, path: Any) -> None:
+def to_netcdf(idata: Any, path: Any) -> None:
     """Write an InferenceData to a NetCDF file."""
     idata.to_netcdf(str(path))

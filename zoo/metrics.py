@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional
 
 from zoo.datasets.dataset import Dataset
-from zoo.infer.runtime import check_positive_float, check_positive_int
+from zoo.checks import check_positive_float, check_positive_int, check_probability
 
 __all__ = [
     "MMD",
@@ -266,8 +266,7 @@ def classifier_two_sample_test(
     check_positive_int(hidden_size, "hidden_size", minimum=0)
     check_positive_int(num_steps, "num_steps")
     check_positive_float(learning_rate, "learning_rate")
-    if not isinstance(test_fraction, (int, float)) or not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
+    check_probability(test_fraction, "test_fraction")
     generator = torch.Generator().manual_seed(int(seed))
     size = min(len(x), len(y))
     x = x[torch.randperm(len(x), generator=generator)[:size]]

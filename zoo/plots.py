@@ -5,7 +5,9 @@ given) and returns the axes, so figures compose into grids. Figures are kept sma
 at 80 dpi) so that notebooks committed with their outputs stay small.
 
 No arviz here: ArviZ's own plots are called directly on ``fit.to_arviz()`` (see
-:mod:`zoo.diagnostics`).
+:mod:`zoo.diagnostics`). Matplotlib is imported when the first figure is drawn, not with this
+module: ``zoo``'s command line imports this module, and pyplot takes seconds to import, which a
+``zoo fit`` without ``--out`` (no figure) should not pay.
 
 Functions
 ---------
@@ -26,19 +28,20 @@ plot_model_selection
 
 from __future__ import annotations
 
+import functools
 import math
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.patches import Ellipse
 
 from zoo.datasets.dataset import Dataset, as_dataset
+from zoo.results import Fit
 
-if TYPE_CHECKING:
-    from zoo.results import Fit
+if TYPE_CHECKING:  # for annotations only: matplotlib itself is imported on first use
+    from matplotlib.axes import Axes
+    from matplotlib.patches import Ellipse
 
 __all__ = ["plot_mixture", "plot_losses", "plot_samples", "plot_marginals", "plot_sbc_ranks", "plot_model_selection", "FIGSIZE", "DPI"]
 
@@ -51,15 +54,23 @@ DATA_COLOR = "0.55"
 SAMPLE_COLOR = "tab:orange"
 
 
+@functools.cache
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot, imported on the first figure (see the module docs)."""
+    import matplotlib.pyplot  # heavy (seconds): imported when a figure is first drawn
+
+    return matplotlib.pyplot
+
+
 def _axes(ax: Axes | None) -> Axes:
     """``ax``, or the axes of a new small figure."""
     if ax is not None:
         return ax
-    _, ax = plt.subplots(figsize=FIGSIZE, dpi=DPI)
+    _, ax = _pyplot().subplots(figsize=FIGSIZE, dpi=DPI)
     return ax
 
 
-def _dataset(fit: "Fit", data: Any) -> Dataset:
+def _dataset(fit: Fit, data: Any) -> Dataset:
     """``data`` as a Dataset, defaulting to the fit's training data."""
     return fit.train if data is None else as_dataset(data)
 
@@ -86,6 +97,8 @@ def _covariances(params: dict[str, torch.Tensor]) -> torch.Tensor:
 
 def _ellipse(loc: np.ndarray, covariance: np.ndarray, num_sd: float, **style: Any) -> Ellipse:
     """The ellipse {x : (x - loc)^T covariance^-1 (x - loc) = num_sd^2} as a patch."""
+    from matplotlib.patches import Ellipse  # matplotlib on first use (module docs)
+
     eigenvalues, eigenvectors = np.linalg.eigh(covariance)
     eigenvalues = np.clip(eigenvalues, 0.0, None)
     angle = math.degrees(math.atan2(eigenvectors[1, -1], eigenvectors[0, -1]))
@@ -94,7 +107,7 @@ def _ellipse(loc: np.ndarray, covariance: np.ndarray, num_sd: float, **style: An
 
 
 def plot_mixture(
-    fit: "Fit",
+    fit: Fit,
     data: Any = None,
     ax: Axes | None = None,
     num_draws: int = 20,
@@ -195,7 +208,7 @@ def plot_mixture(
     return ax
 
 
-def plot_losses(fits: dict[str, "Fit"], ax: Axes | None = None) -> Axes:
+def plot_losses(fits: dict[str, Fit], ax: Axes | None = None) -> Axes:
     """Loss per datum against optimisation step, one line per SVI fit.
 
     Fits with no loss history (MCMC, exact posteriors) are skipped. The step axis is
@@ -245,7 +258,7 @@ def plot_losses(fits: dict[str, "Fit"], ax: Axes | None = None) -> Axes:
 
 
 def plot_samples(
-    fit: "Fit",
+    fit: Fit,
     data: Any,
     num_samples: int = 500,
     ax: Axes | None = None,
@@ -305,7 +318,7 @@ def plot_samples(
     return ax
 
 
-def _scalar_draws(fit: "Fit", parameter: str) -> np.ndarray:
+def _scalar_draws(fit: Fit, parameter: str) -> np.ndarray:
     """All draws of one scalar named like "loc[0,1]" (or "sigma"): a flat array."""
     name, _, rest = parameter.partition("[")
     if name not in fit.draws:
@@ -319,7 +332,7 @@ def _scalar_draws(fit: "Fit", parameter: str) -> np.ndarray:
 
 
 def plot_marginals(
-    fits: dict[str, "Fit"],
+    fits: dict[str, Fit],
     parameters: list[str],
     reference: "Fit | None" = None,
     axes: Any = None,
@@ -349,11 +362,11 @@ def plot_marginals(
     if not parameters:
         raise ValueError("parameters must name at least one scalar, e.g. ['loc[0,0]']")
     if axes is None:
-        _, axes = plt.subplots(1, len(parameters), figsize=(3.2 * len(parameters), 2.8), dpi=DPI, squeeze=False)
+        _, axes = _pyplot().subplots(1, len(parameters), figsize=(3.2 * len(parameters), 2.8), dpi=DPI, squeeze=False)
     axes = np.asarray(axes).reshape(-1)
     if len(axes) != len(parameters):
         raise ValueError(f"axes: got {len(axes)} axes for {len(parameters)} parameters")
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = _pyplot().rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, parameter in zip(axes, parameters):
         series = {label: _scalar_draws(fit, parameter) for label, fit in fits.items()}
         pooled = np.concatenate(list(series.values()) + ([_scalar_draws(reference, parameter)] if reference is not None else []))
@@ -403,7 +416,7 @@ def plot_sbc_ranks(result: Any, parameters: list[str] | None = None, num_bins: i
     if axes is None:
         rows = math.ceil(len(names) / columns)
         width = min(columns, len(names))
-        _, axes = plt.subplots(rows, width, figsize=(2.4 * width, 2.0 * rows), dpi=DPI, squeeze=False)
+        _, axes = _pyplot().subplots(rows, width, figsize=(2.4 * width, 2.0 * rows), dpi=DPI, squeeze=False)
         for ax in np.asarray(axes).reshape(-1)[len(names):]:
             ax.set_visible(False)
     axes = np.asarray(axes).reshape(-1)[: len(names)]

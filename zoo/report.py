@@ -9,13 +9,13 @@ number comes from the ``Fit`` itself (its method, timing, losses and diagnostics
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import torch
 
-if TYPE_CHECKING:
-    from zoo.results import Fit
+from zoo.datasets.dataset import as_dataset
+from zoo.results import Fit
 
 __all__ = ["comparison_table", "final_loss", "COLUMNS"]
 
@@ -45,7 +45,7 @@ def final_loss(losses: torch.Tensor) -> float:
     return float(losses[-window:].double().mean())
 
 
-def comparison_table(fits: dict[str, "Fit"], test: Any) -> pd.DataFrame:
+def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
     """One row per fit: how long it took and how well it predicts held-out data.
 
     Parameters
@@ -80,8 +80,6 @@ def comparison_table(fits: dict[str, "Fit"], test: Any) -> pd.DataFrame:
             predictive density summed over sequences and divided by the number of time steps,
             comparable across data sets whose sequences differ in length.
     """
-    from zoo.datasets.dataset import as_dataset
-
     test = as_dataset(test)
     sequences = test.lengths is not None
     rows = []

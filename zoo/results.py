@@ -20,6 +20,22 @@ the callable must be deterministic (seed its own generator), so a lazy Fit is th
 whenever its draws are read. Answers that do not read the draws (``fit.point``,
 ``fit.discrete(temperature=0)``, ``zoo.models.naive_bayes.predict``, ``repr``) never cause them
 to be drawn.
+
+Where this module sits. ``zoo`` is layered so that no module imports one above it (a test,
+``tests/test_architecture.py``, holds the table)::
+
+    checks, datasets < ops < models
+      < infer.runtime, .evaluate, .collapse, .guides, .distributed, .methods
+      < diagnostics, io < results < infer.svi, .mcmc, .exact, .adversarial < infer (zoo.fit)
+      < plots, report, metrics < comparison, sbc, selection, tour < cli
+
+A ``Fit`` is built by the runners above it, from what they computed; it holds a method
+configuration (:mod:`zoo.infer.methods`, below it) and answers through the model, the
+evaluation functions of :mod:`zoo.infer.evaluate`, the ArviZ adapter (:mod:`zoo.diagnostics`,
+which takes plain values and knows no Fit) and the file format (:mod:`zoo.io`, a record of
+tensors and JSON: :meth:`Fit.save` fills it, :func:`load` rebuilds a Fit from it with the model
+registry and the method configurations). Nothing edits a Fit after it is built: it is a frozen
+dataclass, and a runner computes everything a Fit reports (NUTS's R-hat included) first.
 """
 
 from __future__ import annotations
@@ -34,12 +50,31 @@ from typing import Any
 
 import torch
 
+from zoo.checks import check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
-from zoo.infer import evaluate
-from zoo.infer.runtime import check_positive_int, isolated, threads
+from zoo.diagnostics import inference_data
+from zoo.diagnostics import summary as arviz_summary
+from zoo.infer.evaluate import (
+    discrete_values,
+    flatten_draws,
+    num_draws as count_draws,
+    pointwise_log_likelihood,
+    posterior_marginals,
+    select_draw,
+    simulate,
+)
+from zoo.infer.methods import CONFIGS
+from zoo.infer.runtime import isolated, threads
+from zoo.io import damaged, read_record, write_record
 from zoo.models.base import Model
+from zoo.models.registry import get as registered_model
 
-__all__ = ["Fit", "DrawsSource"]
+__all__ = ["Fit", "FitError", "DrawsSource", "load"]
+
+#: Constructor arguments that models of this version no longer take, by registry name. Files
+#: written before still load: the argument is dropped (what it chose, the training model's
+#: form, is now derived by the runner from the model's collapsed likelihood).
+RETIRED_ARGUMENTS = {"gmm": ("training_path",), "hmm": ("training_path",)}
 
 #: A zero-argument callable returning draws {site: Tensor (chain, draw, *site_shape)}: what a
 #: method may give ``Fit(draws=...)`` to have them drawn on first use.
@@ -77,7 +112,7 @@ class _Draws:
         fit.__dict__["_draws"] = value
 
 
-@dataclass
+@dataclass(frozen=True)
 class Fit:
     """The result of ``zoo.fit``.
 
@@ -136,6 +171,9 @@ class Fit:
     history: dict[str, torch.Tensor] = field(default_factory=dict)
     draws_shape: tuple[int, int] | None = None
 
+    # Equal fits compare equal (as before), but a fit holds dicts of tensors and is no dict key.
+    __hash__ = None  # type: ignore[assignment]
+
     # ------------------------------------------------------------------ shapes
     @property
     def draws_ready(self) -> bool:
@@ -182,8 +220,8 @@ class Fit:
                 row = self.model.log_likelihood({}, data, **options)
             return row.reshape(1, 1, -1).expand(self.num_chains, self.num_draws, -1)
         with self._context():
-            flat = evaluate.pointwise_log_likelihood(
-                self.model, evaluate.flatten_draws(self.draws), data, **options
+            flat = pointwise_log_likelihood(
+                self.model, flatten_draws(self.draws), data, **options
             )
         return flat.reshape(self.num_chains, self.num_draws, -1)
 
@@ -228,22 +266,24 @@ class Fit:
         """
         self._require("sample")
         check_positive_int(num_samples, "num_samples")
-        flat = evaluate.flatten_draws(self.draws)
-        total = evaluate.num_draws(flat) if flat else 1
-        with self._context(seed=0 if seed is None else seed):
+        seed = 0 if seed is None else check_seed(seed)
+        flat = flatten_draws(self.draws)
+        total = count_draws(flat) if flat else 1
+        with self._context(seed=seed):
             chosen = torch.randint(total, (num_samples,))
             draws = {name: value[chosen] for name, value in flat.items()}
             kwargs = self.model.model_kwargs(None, num_samples=1, **options)
-            simulated = evaluate.simulate(self.model, draws, kwargs, total=num_samples)
+            simulated = simulate(self.model, draws, kwargs, total=num_samples)
         return simulated.reshape((num_samples,) + simulated.shape[2:])
 
     def posterior_predictive(self, data: Any = None, seed: int = 0) -> torch.Tensor:
         """One replicate of the data per posterior draw: shape (chain, draw, *data.x.shape)."""
+        seed = check_seed(seed)
         data = self._data(data)
         kwargs = self.model.model_kwargs(None, num_samples=len(data), template=data)
         with self._context(seed=seed):
-            simulated = evaluate.simulate(
-                self.model, evaluate.flatten_draws(self.draws), kwargs, total=self.num_chains * self.num_draws
+            simulated = simulate(
+                self.model, flatten_draws(self.draws), kwargs, total=self.num_chains * self.num_draws
             )
         return simulated.reshape((self.num_chains, self.num_draws) + simulated.shape[1:])
 
@@ -270,18 +310,19 @@ class Fit:
         self._require("discrete")
         if temperature not in (0, 1):
             raise ValueError(f"temperature must be 0 (MAP) or 1 (sample), got {temperature!r}")
+        seed = 0 if seed is None else check_seed(seed)
         data = self._data(data)
-        with self._context(seed=0 if seed is None else seed):
+        with self._context(seed=seed):
             if temperature == 0:
                 params = self.point
             else:
-                flat = evaluate.flatten_draws(self.draws)
+                flat = flatten_draws(self.draws)
                 # no global latents (a semi-supervised VAE): every draw is the same point
-                params = evaluate.select_draw(flat, int(torch.randint(evaluate.num_draws(flat), ()))) if flat else {}
+                params = select_draw(flat, int(torch.randint(count_draws(flat), ()))) if flat else {}
             try:
                 values = self.model.discrete(params, data, temperature)
             except NotImplementedError:
-                values = evaluate.discrete_values(self.model, params, data, temperature)
+                values = discrete_values(self.model, params, data, temperature)
         return self.model.collect_discrete(values)
 
     def marginals(self, data: Any = None, num_draws: int | None = 100, seed: int = 0) -> Any:
@@ -297,9 +338,12 @@ class Fit:
             Probabilities shaped (*site_shape, num_values): (num_data, K) for a mixture.
         """
         self._require("discrete")
+        if num_draws is not None:
+            check_positive_int(num_draws, "num_draws")
+        seed = check_seed(seed)
         data = self._data(data)
-        flat = evaluate.flatten_draws(self.draws)
-        total = evaluate.num_draws(flat) if flat else 1  # no global latents: one point
+        flat = flatten_draws(self.draws)
+        total = count_draws(flat) if flat else 1  # no global latents: one point
         with self._context(seed=seed):
             if num_draws is not None and num_draws < total:
                 chosen = torch.randperm(total)[:num_draws]
@@ -308,8 +352,8 @@ class Fit:
                 per_draw = self.model.marginals(flat, data)
             except NotImplementedError:
                 rows = [
-                    evaluate.posterior_marginals(self.model, evaluate.select_draw(flat, s), data)
-                    for s in range(evaluate.num_draws(flat))
+                    posterior_marginals(self.model, select_draw(flat, s), data)
+                    for s in range(count_draws(flat))
                 ]
                 per_draw = {name: torch.stack([row[name] for row in rows]) for name in rows[0]}
         averaged = {name: value.mean(0) for name, value in per_draw.items()}
@@ -317,22 +361,87 @@ class Fit:
 
     # ------------------------------------------------------------------ ArviZ and files
     def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:
-        """An ``arviz.InferenceData``; see :func:`zoo.diagnostics.to_inference_data`."""
-        from zoo import diagnostics
+        """The fit as an ``arviz.InferenceData``.
 
-        return diagnostics.to_inference_data(self, data, posterior_predictive=posterior_predictive)
+        Groups: ``posterior`` (the draws, named dims and coords), ``sample_stats`` (NUTS's
+        per-draw statistics, or nothing for SVI), ``log_likelihood`` (exact marginal pointwise
+        log-likelihood of ``data``, shaped (chain, draw, datum)), ``posterior_predictive`` (one
+        replicate of ``data`` per draw) and ``observed_data``; see :mod:`zoo.diagnostics`.
+
+        Parameters
+        ----------
+        data : Dataset, tensor or array, optional
+            The data whose likelihood is stored; default the training data.
+        posterior_predictive : bool
+            Include the posterior predictive group (one simulated data set per draw).
+        """
+        dataset = self._data(data)
+        model = self.model
+        observed = model.observed_site
+        dims = dict(model.dims())
+        coords = dict(model.coords(dataset))
+        data_dims = dims.get(observed, ["datum"])
+        coords.setdefault(data_dims[0], list(range(len(dataset))))
+        log_likelihood = predictive = None
+        if model.capability("log_prob"):
+            log_likelihood = {observed: self.log_likelihood(dataset)}
+        if posterior_predictive and model.capability("sample"):
+            predictive = {observed: self.posterior_predictive(dataset)}
+        return inference_data(
+            self.draws,
+            observed={observed: dataset.x},
+            sample_stats=self.sample_stats,
+            log_likelihood=log_likelihood,
+            posterior_predictive=predictive,
+            coords=coords,
+            dims={**dims, observed: data_dims},
+        )
 
     def summary(self, **options: Any) -> Any:
-        """ArviZ's summary table (pandas DataFrame) of the posterior draws."""
-        from zoo import diagnostics
-
-        return diagnostics.summary(self, **options)
+        """ArviZ's summary table (pandas DataFrame) of the posterior draws; ``options`` go to
+        ``arviz.summary`` (e.g. ``kind="stats"``, ``var_names=[...]``)."""
+        return arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
 
     def save(self, path: str | Path) -> Path:
-        """Save to ``path`` (a safe, tensor-only file); ``zoo.load`` restores it."""
-        from zoo import io
+        """Save to ``path`` (a safe, tensor-only file, :mod:`zoo.io`); ``zoo.load`` restores it.
 
-        return io.save_fit(self, path)
+        The trained guide itself is not saved (everything a Fit answers derives from its draws),
+        so a loaded Fit has ``guide=None``.
+
+        Raises
+        ------
+        ValueError
+            If the method cannot be saved (an SVI guide given as a callable).
+        """
+        train = self.train
+        metadata = {
+            "model": {"name": type(self.model).registry_name, "config": self.model.config()},
+            "method": {"kind": self.method.kind, "config": self.method.to_dict()},
+            "diagnostics": self.diagnostics,
+            "wall_time": self.wall_time,
+            "interrupted": self.interrupted,
+            "draws_shape": None if self.draws_shape is None else list(self.draws_shape),
+            "train": {
+                "name": train.name,
+                "description": train.description,
+                "source": train.source,
+                "feature_names": list(train.feature_names) if train.feature_names else None,
+            },
+        }
+        columns = (("x", train.x), ("y", train.y), ("lengths", train.lengths))
+        return write_record(
+            path,
+            metadata,
+            {
+                "model_state": dict(self.model.state_dict()),
+                "draws": self.draws,
+                "point": self.point,
+                "losses": self.losses,
+                "sample_stats": self.sample_stats,
+                "history": self.history,
+                "train": {name: value for name, value in columns if value is not None},
+            },
+        )
 
     # ------------------------------------------------------------------ helpers
     @contextlib.contextmanager
@@ -375,3 +484,70 @@ class Fit:
             f"Fit({type(self.model).__name__}, {self.method_name}, chains={self.num_chains}, "
             f"draws={self.num_draws}, sites=[{sites}], {self.wall_time:.2f}s{flags})"
         )
+
+
+class FitError(RuntimeError):
+    """A fit that could not go on (e.g. its loss became NaN).
+
+    Attributes
+    ----------
+    fit : zoo.Fit or None
+        The partial fit, holding the last parameters whose loss was finite.
+    step : int or None
+        The step at which the fit stopped.
+    """
+
+    def __init__(self, message: str, fit: Fit | None = None, step: int | None = None) -> None:
+        super().__init__(message)
+        self.fit = fit
+        self.step = step
+
+
+def load(path: str | Path) -> Fit:
+    """Load a Fit saved by :meth:`Fit.save` (``zoo.load``).
+
+    The model is rebuilt from its registry name and constructor arguments (arguments that models
+    no longer take are dropped: :data:`RETIRED_ARGUMENTS`), with its saved state; the method from
+    its kind and fields. The guide is not saved: the loaded Fit has ``guide=None``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        If the file is not a zoo fit file or is damaged.
+    """
+    metadata, tensors = read_record(path)
+    try:
+        name = metadata["model"]["name"]
+        retired = RETIRED_ARGUMENTS.get(name, ())
+        config = {key: value for key, value in metadata["model"]["config"].items() if key not in retired}
+        model = registered_model(name)(**config)
+        model.load_state_dict(tensors["model_state"])
+        method = CONFIGS[metadata["method"]["kind"]](**metadata["method"]["config"])
+        described = metadata["train"]
+        train = Dataset(
+            tensors["train"]["x"],
+            y=tensors["train"].get("y"),
+            lengths=tensors["train"].get("lengths"),
+            name=described["name"],
+            description=described["description"],
+            source=described["source"],
+            feature_names=described["feature_names"],
+        )
+        return Fit(
+            model=model,
+            method=method,
+            draws=dict(tensors["draws"]),
+            point=dict(tensors["point"]),
+            train=train,
+            losses=tensors["losses"],
+            sample_stats=dict(tensors["sample_stats"]),
+            diagnostics=metadata["diagnostics"],
+            wall_time=float(metadata["wall_time"]),
+            interrupted=bool(metadata["interrupted"]),
+            history=dict(tensors.get("history", {})),
+            draws_shape=None if metadata.get("draws_shape") is None else tuple(metadata["draws_shape"]),
+        )
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise damaged(path, f"{type(error).__name__}: {error}") from None

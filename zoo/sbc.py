@@ -59,17 +59,18 @@ import multiprocessing
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 import pyro.poutine as poutine
 import torch
 
+from zoo.checks import check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
-from zoo.infer.runtime import check_positive_int, isolated
-
-if TYPE_CHECKING:
-    from zoo.models.base import Model
+from zoo.infer import fit as run_fit
+from zoo.infer.methods import parse_method
+from zoo.infer.runtime import isolated
+from zoo.models.base import Model
 
 __all__ = ["sbc", "SBCResult", "prior_draw", "chi_square_sf"]
 
@@ -197,13 +198,13 @@ class SBCResult:
         return bool((p_values > alpha / len(p_values)).all())
 
 
-def _label_site(model: "Model", labels: str | None | bool) -> str | None:
+def _label_site(model: Model, labels: str | None | bool) -> str | None:
     if labels is True or labels == "auto":
         return "y" if "y" in model.enumerated_sites else None
     return labels or None
 
 
-def prior_draw(model: "Model", num_data: int, labels: str | None = None) -> tuple[dict[str, torch.Tensor], Dataset]:
+def prior_draw(model: Model, num_data: int, labels: str | None = None) -> tuple[dict[str, torch.Tensor], Dataset]:
     """One draw of the model's global latents from the prior and a data set simulated from it.
 
     Uses torch's global generator (seed it, or run inside ``zoo.infer.runtime.isolated``).
@@ -276,10 +277,8 @@ def _available_draws(method: Any) -> int | None:
     return None
 
 
-def _simulate(model: "Model", method: Any, index: int, seed: int, num_data: int, num_draws: int, labels: str | None) -> Round:
+def _simulate(model: Model, method: Any, index: int, seed: int, num_data: int, num_draws: int, labels: str | None) -> Round:
     """One SBC round: prior draw, simulated data, fit, ranks. Module-level so it pickles."""
-    from zoo.infer import fit as run_fit
-
     round_seed = seed * 1_000_003 + index
     for attempt in range(MAX_ATTEMPTS):
         attempt_seed = (round_seed + attempt * 7_919_000_003) % (2**31)
@@ -317,7 +316,7 @@ def _worker(arguments: tuple[Any, ...]) -> Round:
 
 
 def sbc(
-    model: "Model",
+    model: Model,
     method: Any,
     num_simulations: int = 100,
     num_data: int = 50,
@@ -334,7 +333,7 @@ def sbc(
     model : zoo.models.Model
         Ready to simulate (``model.prepare(dataset)``), or give ``pilot``.
     method : method configuration or str
-        E.g. ``zoo.Exact()``, ``zoo.NUTS(...)``, "svi:delta" (see :func:`zoo.comparison.parse_method`).
+        E.g. ``zoo.Exact()``, ``zoo.NUTS(...)``, "svi:delta" (see :func:`zoo.infer.methods.parse_method`).
         Its ``seed`` is replaced in each round by that round's fit seed (see ``seed``).
     num_simulations : int
         Rounds (prior draw, simulated data, fit).
@@ -372,16 +371,13 @@ def sbc(
         When an MCMC fit's effective sample size is below ``num_draws``: its thinned draws are
         autocorrelated, which makes even a correct sampler's ranks U-shaped.
     """
-    from zoo.comparison import parse_method
-    from zoo.models.base import Model
-
     if not isinstance(model, Model):
         raise TypeError(f"model must be a zoo model, got {type(model).__name__}")
     method = parse_method(method)
     check_positive_int(num_simulations, "num_simulations", minimum=2)
     check_positive_int(num_data, "num_data")
     check_positive_int(num_draws, "num_draws")
-    check_positive_int(seed, "seed", minimum=0)
+    seed = check_seed(seed)
     check_positive_int(processes, "processes")
     if method.kind not in model.methods:
         raise ValueError(f"method: {type(model).__name__} does not take {method.label(model)}; it takes {', '.join(model.methods)}")

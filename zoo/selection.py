@@ -21,15 +21,16 @@ not a point mass): LOO needs the spread of the draws, and is meaningless for the
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from zoo.datasets.dataset import as_dataset
-
-if TYPE_CHECKING:
-    from zoo.models.base import Model
-    from zoo.results import Fit
+from zoo.diagnostics import compare, loo
+from zoo.infer import fit as run_fit
+from zoo.infer.methods import parse_method
+from zoo.models.base import Model
+from zoo.results import Fit
 
 __all__ = ["select", "COLUMNS"]
 
@@ -50,14 +51,14 @@ COLUMNS: tuple[str, ...] = (
 
 
 def select(
-    model_factory: Callable[[Any], "Model"],
+    model_factory: Callable[[Any], Model],
     train: Any,
     test: Any,
     values: Sequence[Any] = (1, 2, 3, 4),
     method: Any = "svi:mvn",
     name: str = "value",
     return_fits: bool = False,
-) -> pd.DataFrame | tuple[pd.DataFrame, dict[Any, "Fit"]]:
+) -> pd.DataFrame | tuple[pd.DataFrame, dict[Any, Fit]]:
     """Fit ``model_factory(value)`` for each value and compare them by LOO and held-out data.
 
     Parameters
@@ -69,7 +70,7 @@ def select(
     values : sequence
         The values to try (numbers of components or states), at least two.
     method : str or method configuration
-        How each model is fitted (see :func:`zoo.comparison.parse_method`); default "svi:mvn".
+        How each model is fitted (see :func:`zoo.infer.methods.parse_method`); default "svi:mvn".
     name : str
         Name of the table's index ("num_components", "num_states").
     return_fits : bool
@@ -90,11 +91,6 @@ def select(
         Before fitting, for a factory that is not callable, fewer than two values, or a method
         the models cannot take.
     """
-    from zoo import diagnostics
-    from zoo.comparison import parse_method
-    from zoo.infer import fit as run_fit
-    from zoo.models.base import Model
-
     if not callable(model_factory):
         raise TypeError(f"model_factory must be callable (value -> model), got {type(model_factory).__name__}")
     if isinstance(values, str) or not isinstance(values, Sequence) or len(values) < 2:
@@ -117,20 +113,20 @@ def select(
     fits = {value: run_fit(model, train, method) for value, model in models.items()}
     rows = []
     for value, result in fits.items():
-        loo = diagnostics.loo(result)
+        scores = loo(result)
         rows.append(
             {
-                "elpd_loo": float(loo["elpd_loo"]),
-                "elpd_loo_se": float(loo["se"]),
-                "p_loo": float(loo["p_loo"]),
-                "max_pareto_k": float(loo["pareto_k"].max()),
+                "elpd_loo": float(scores["elpd_loo"]),
+                "elpd_loo_se": float(scores["se"]),
+                "p_loo": float(scores["p_loo"]),
+                "max_pareto_k": float(scores["pareto_k"].max()),
                 "test_log_lik": float(result.log_prob(test).mean()),
                 "num_train": len(train),
                 "wall_time_s": float(result.wall_time),
             }
         )
     table = pd.DataFrame(rows, index=pd.Index(list(values), name=name))
-    ranking = diagnostics.compare({str(value): result for value, result in fits.items()})
+    ranking = compare({str(value): result for value, result in fits.items()})
     for column in ("rank", "elpd_diff", "dse", "weight"):
         table[column] = [float(ranking.loc[str(value), column]) for value in values]
     table["rank"] = table["rank"].astype(int)

@@ -62,10 +62,9 @@ except ImportError as error:  # pragma: no cover - scikit-learn is an optional d
         f"zoo.sklearn needs scikit-learn >= 1.6 ({error}): pip install 'zoo[sklearn]'"
     ) from error
 
-from zoo.comparison import parse_method
 from zoo.datasets.dataset import Dataset
-from zoo.infer import SVI
 from zoo.infer import fit as zoo_fit
+from zoo.infer.methods import SVI, parse_method
 from zoo.models.hmm import HiddenMarkovModel as ZooHiddenMarkovModel
 from zoo.models.mixture import GaussianMixture as ZooGaussianMixture
 from zoo.models.naive_bayes import NaiveBayes as ZooNaiveBayes

@@ -11,8 +11,22 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 import pandas as pd
+import torch
+
+from zoo.datasets import Dataset
+from zoo.datasets import load as load_dataset
+from zoo.infer import fit as run_fit
+from zoo.infer.methods import NUTS, SVI, Adversarial, Exact
+from zoo.infer.runtime import threads
+from zoo.metrics import compare_samples, mode_coverage
+from zoo.models import GAN, VAE, GaussianMixture, HiddenMarkovModel, NaiveBayes
+from zoo.models.naive_bayes import predict
+from zoo.models.vae import decode, reconstruct
+from zoo.plots import plot_losses, plot_mixture
+from zoo.report import comparison_table
 
 __all__ = [
     "Section",
@@ -36,6 +50,20 @@ class Section:
     figures: list[str] = field(default_factory=list)
 
 
+def _pyplot() -> ModuleType:
+    """matplotlib.pyplot on the file-only Agg backend (the tour writes figures, shows none).
+
+    Imported here, on the tour's first figure, not with the module: ``zoo``'s command line
+    imports this module, and pyplot takes seconds to import.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
+
+    return matplotlib.pyplot
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pandas' own needs the optional `tabulate`)."""
 
@@ -53,40 +81,33 @@ def _markdown_table(table: pd.DataFrame) -> str:
 
 def gaussian_mixture_stop(out: Path, fast: bool, progress: bool) -> Section:
     """The Gaussian mixture on Old Faithful by MAP, mean-field, full-rank and NUTS."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import zoo
-    from zoo import plots, report
-
-    data = zoo.datasets.load("old_faithful")
+    plt = _pyplot()
+    data = load_dataset("old_faithful")
     train, test = data.split(test_fraction=0.2, seed=0)
-    model = zoo.models.GaussianMixture(num_components=2)
+    model = GaussianMixture(num_components=2)
     steps = 300 if fast else 1500  # the guides converge well before; keeps the whole tour near 5 minutes
     methods = {
-        "MAP (delta)": zoo.SVI(guide="delta", num_steps=200, progress=progress),
-        "mean-field (normal)": zoo.SVI(guide="normal", num_steps=steps, learning_rate=0.02, progress=progress),
-        "full-rank (mvn)": zoo.SVI(guide="mvn", num_steps=steps, learning_rate=0.02, progress=progress),
-        "NUTS": zoo.NUTS(
+        "MAP (delta)": SVI(guide="delta", num_steps=200, progress=progress),
+        "mean-field (normal)": SVI(guide="normal", num_steps=steps, learning_rate=0.02, progress=progress),
+        "full-rank (mvn)": SVI(guide="mvn", num_steps=steps, learning_rate=0.02, progress=progress),
+        "NUTS": NUTS(
             num_warmup=50 if fast else 300,
             num_samples=50 if fast else 300,
             num_chains=2,
             progress=progress,
         ),
     }
-    fits = {label: zoo.fit(model, train, method) for label, method in methods.items()}
-    table = report.comparison_table(fits, test)
+    fits = {label: run_fit(model, train, method) for label, method in methods.items()}
+    table = comparison_table(fits, test)
 
     figure, axes = plt.subplots(2, 2, figsize=(9, 7.5), sharex=True, sharey=True)
     for ax, (label, fit) in zip(axes.ravel(), fits.items()):
-        plots.plot_mixture(fit, train, ax=ax, title=label)
+        plot_mixture(fit, train, ax=ax, title=label)
     figure.tight_layout()
     figure.savefig(out / "gmm_ellipses.png", dpi=80)
     plt.close(figure)
     figure, ax = plt.subplots(figsize=(5, 4))
-    plots.plot_losses({label: fit for label, fit in fits.items() if fit.losses.numel()}, ax=ax)
+    plot_losses({label: fit for label, fit in fits.items() if fit.losses.numel()}, ax=ax)
     figure.tight_layout()
     figure.savefig(out / "gmm_losses.png", dpi=80)
     plt.close(figure)
@@ -130,24 +151,16 @@ def run(out: Path, fast: bool = False, progress: bool = True) -> list[Section]:
 
 def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
     """Naive Bayes on digits (pixel counts): Exact vs a mean-field guide vs NUTS at a small budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import zoo
-    from zoo import report
-    from zoo.models.naive_bayes import predict
-
-    data = zoo.datasets.load("digits")
+    plt = _pyplot()
+    data = load_dataset("digits")
     train, test = data.split(test_fraction=0.2, seed=0)
-    model = zoo.models.NaiveBayes(num_classes=10, features="multinomial")
+    model = NaiveBayes(num_classes=10, features="multinomial")
     methods = {
-        "Exact": zoo.Exact(progress=progress),
-        "mean-field (normal)": zoo.SVI(
+        "Exact": Exact(progress=progress),
+        "mean-field (normal)": SVI(
             guide="normal", num_steps=100 if fast else 1500, learning_rate=0.02, progress=progress
         ),
-        "NUTS": zoo.NUTS(
+        "NUTS": NUTS(
             num_warmup=10 if fast else 100,
             num_samples=10 if fast else 100,
             num_chains=1,
@@ -155,8 +168,8 @@ def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
             progress=progress,
         ),
     }
-    fits = {label: zoo.fit(model, train, method) for label, method in methods.items()}
-    table = report.comparison_table(fits, test)
+    fits = {label: run_fit(model, train, method) for label, method in methods.items()}
+    table = comparison_table(fits, test)
     table["test_accuracy"] = [float((predict(fit, test) == test.y).float().mean()) for fit in fits.values()]
 
     figure, axes = plt.subplots(3, 10, figsize=(10, 3.3))
@@ -189,36 +202,29 @@ STOPS.append(naive_bayes_stop)
 def hidden_markov_stop(out: Path, fast: bool, progress: bool) -> Section:
     """Poisson HMMs with 1-4 states on earthquakes (MAP, and NUTS for 3 states), and a Bernoulli
     HMM on the JSB chorales at a small budget."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import zoo
-    from zoo import report
-
-    earthquakes = zoo.datasets.load("earthquakes")
+    plt = _pyplot()
+    earthquakes = load_dataset("earthquakes")
     train, test = earthquakes.split(test_fraction=0.2)  # one sequence: its last 21 years held out
-    delta = zoo.SVI(guide="delta", num_steps=100 if fast else 500, progress=progress)
+    delta = SVI(guide="delta", num_steps=100 if fast else 500, progress=progress)
     fits = {
-        f"earthquakes K={k} (delta)": zoo.fit(zoo.models.HiddenMarkovModel(k, emission="poisson"), train, delta)
+        f"earthquakes K={k} (delta)": run_fit(HiddenMarkovModel(k, emission="poisson"), train, delta)
         for k in range(1, 5)
     }
-    fits["earthquakes K=3 (NUTS)"] = zoo.fit(
-        zoo.models.HiddenMarkovModel(3, emission="poisson"),
+    fits["earthquakes K=3 (NUTS)"] = run_fit(
+        HiddenMarkovModel(3, emission="poisson"),
         train,
-        zoo.NUTS(num_warmup=20 if fast else 200, num_samples=20 if fast else 200, num_chains=1 if fast else 2,
+        NUTS(num_warmup=20 if fast else 200, num_samples=20 if fast else 200, num_chains=1 if fast else 2,
                  max_tree_depth=6, progress=progress),
     )
-    table = report.comparison_table(fits, test)
-    jsb_train = zoo.datasets.load("jsb_chorales", split="train")
-    jsb_test = zoo.datasets.load("jsb_chorales", split="test")
-    jsb = zoo.fit(
-        zoo.models.HiddenMarkovModel(4 if fast else 8, emission="bernoulli"),
+    table = comparison_table(fits, test)
+    jsb_train = load_dataset("jsb_chorales", split="train")
+    jsb_test = load_dataset("jsb_chorales", split="test")
+    jsb = run_fit(
+        HiddenMarkovModel(4 if fast else 8, emission="bernoulli"),
         jsb_train,
-        zoo.SVI(guide="delta", num_steps=10 if fast else 100, progress=progress),
+        SVI(guide="delta", num_steps=10 if fast else 100, progress=progress),
     )
-    jsb_table = report.comparison_table({f"JSB chorales K={jsb.model.num_states} (delta)": jsb}, jsb_test)
+    jsb_table = comparison_table({f"JSB chorales K={jsb.model.num_states} (delta)": jsb}, jsb_test)
     table = pd.concat([table, jsb_table])
 
     map_fit = fits["earthquakes K=3 (delta)"]
@@ -254,33 +260,23 @@ STOPS.append(hidden_markov_stop)
 def variational_autoencoder_stop(out: Path, fast: bool, progress: bool) -> Section:
     """VAEs (latent dimensions 2 and 8) on binarised 8x8 digits by amortized SVI; held-out IWAE and
     ELBO per image, and a figure of reconstructions and samples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import torch
-
-    import zoo
-    from zoo import report
-    from zoo.infer.runtime import threads
-    from zoo.models import vae
-
-    data = zoo.datasets.load("digits", binarize=True)
+    plt = _pyplot()
+    data = load_dataset("digits", binarize=True)
     train, test = data.split(test_fraction=0.2, seed=0)
-    images = zoo.Dataset(train.x, name="digits")  # the VAE never sees the labels
+    images = Dataset(train.x, name="digits")  # the VAE never sees the labels
     epochs = 10 if fast else 60
     particles = 100 if fast else 1000
     fits = {
-        f"VAE L={latent} (amortized)": zoo.fit(
-            zoo.models.VAE(latent_dim=latent, hidden_sizes=[128]),
+        f"VAE L={latent} (amortized)": run_fit(
+            VAE(latent_dim=latent, hidden_sizes=[128]),
             images,
-            zoo.SVI(batch_size=64, num_epochs=epochs, learning_rate=3e-3, num_posterior_samples=1, seed=0,
+            SVI(batch_size=64, num_epochs=epochs, learning_rate=3e-3, num_posterior_samples=1, seed=0,
                     num_threads=1, progress=progress),  # small networks: 2 threads are 2x slower here
         )
         for latent in (2, 8)
     }
     with threads(1):
-        table = report.comparison_table(fits, zoo.Dataset(test.x, name="digits"))
+        table = comparison_table(fits, Dataset(test.x, name="digits"))
         table = table.drop(columns=["max_rhat", "divergences"])
         table[f"test_iwae_k{particles}"] = [
             float(fit.log_prob(test.x, num_particles=particles).mean()) for fit in fits.values()
@@ -293,8 +289,8 @@ def variational_autoencoder_stop(out: Path, fast: bool, progress: bool) -> Secti
     originals = test.x[:12]
     rows = {
         "held-out digits": originals,
-        "reconstructions": vae.reconstruct(fit, originals),
-        "samples (means)": vae.decode(fit, torch.randn(12, 8, generator=torch.Generator().manual_seed(1))),
+        "reconstructions": reconstruct(fit, originals),
+        "samples (means)": decode(fit, torch.randn(12, 8, generator=torch.Generator().manual_seed(1))),
         "samples (pixels)": fit.sample(12, seed=2).float(),
     }
     figure, axes = plt.subplots(len(rows), 12, figsize=(9, 3.4))
@@ -328,36 +324,28 @@ STOPS.append(variational_autoencoder_stop)
 def gan_stop(out: Path, fast: bool, progress: bool) -> Section:
     """A GAN (adversarial training) against a Gaussian mixture with 8 components on the ring of 8
     Gaussians, compared by sample-based metrics only (the GAN has no density)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import zoo
-    from zoo import metrics
-    from zoo.infer.runtime import threads
-
-    ring = zoo.datasets.load("ring", num_data=2000)
-    held_out = zoo.datasets.load("ring", num_data=1000, seed=1)
+    plt = _pyplot()
+    ring = load_dataset("ring", num_data=2000)
+    held_out = load_dataset("ring", num_data=1000, seed=1)
     locs, scale = ring.truth["locs"], ring.truth["scale"]
     fits = {
-        "GMM K=8 (laplace)": zoo.fit(
-            zoo.models.GaussianMixture(8),
+        "GMM K=8 (laplace)": run_fit(
+            GaussianMixture(8),
             ring,
-            zoo.SVI(guide="laplace", num_steps=300, num_posterior_samples=200, seed=0, progress=progress),
+            SVI(guide="laplace", num_steps=300, num_posterior_samples=200, seed=0, progress=progress),
         ),
-        "GAN (adversarial)": zoo.fit(
-            zoo.models.GAN(latent_dim=2, hidden_sizes=[128, 128]),
+        "GAN (adversarial)": run_fit(
+            GAN(latent_dim=2, hidden_sizes=[128, 128]),
             ring,
-            zoo.Adversarial(num_steps=400 if fast else 2000, batch_size=256, generator_learning_rate=1e-3,
+            Adversarial(num_steps=400 if fast else 2000, batch_size=256, generator_learning_rate=1e-3,
                             discriminator_learning_rate=1e-3, seed=0, progress=progress),
         ),
     }
     samples = {label: fit.sample(len(held_out), seed=1) for label, fit in fits.items()}
     with threads(1):  # the two-sample classifier is a small network: 1 thread is ~10x faster than 2 here
-        table = metrics.compare_samples(samples, held_out, num_permutations=50 if fast else 200, seed=0)
+        table = compare_samples(samples, held_out, num_permutations=50 if fast else 200, seed=0)
     table.index.name = "fit"
-    coverage = {label: metrics.mode_coverage(values, locs, scale) for label, values in samples.items()}
+    coverage = {label: mode_coverage(values, locs, scale) for label, values in samples.items()}
     table.insert(0, "method", [fit.method_name for fit in fits.values()])
     table.insert(1, "wall_time_s", [float(fit.wall_time) for fit in fits.values()])
     table["modes_covered"] = [result.num_covered for result in coverage.values()]

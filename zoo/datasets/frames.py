@@ -1,4 +1,5 @@
-"""A user's own data: a pandas DataFrame, a CSV file or a NumPy ``.npy`` file as a `Dataset`.
+"""A user's own data: a pandas DataFrame, a CSV file or a NumPy ``.npy`` file, read into the
+fields of a `Dataset` (``zoo.Dataset.from_frame`` and ``zoo.Dataset.from_file`` build it).
 
 >>> import pandas as pd, zoo
 >>> frame = pd.DataFrame({"length": [5.1, 4.9, 6.3], "width": [3.5, 3.0, 3.3],
@@ -21,6 +22,9 @@ Rules, the same for the Python API and ``zoo fit MODEL --data FILE``:
   in the order of the ``time`` column when one is given (file order otherwise); the sequences
   are padded to the longest and their ``lengths`` recorded. A ``time`` column alone makes the
   whole table one sequence sorted by time. Sequences appear in order of first appearance.
+
+This module knows pandas and numpy, not `Dataset` (which imports it): its functions return the
+keyword arguments of a `Dataset`.
 """
 
 from __future__ import annotations
@@ -31,11 +35,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from zoo.datasets.dataset import UNLABELED, Dataset
-
-__all__ = ["from_frame", "read_file"]
+__all__ = ["frame_fields", "file_fields"]
 
 
 def _column_names(argument: str, names: Any) -> list[Any]:
@@ -55,18 +56,18 @@ def _check_present(frame: pd.DataFrame, argument: str, names: list[Any]) -> None
         )
 
 
-def _labels(column: pd.Series) -> tuple[np.ndarray, str]:
-    """Integer codes (-1 where empty) and a sentence saying what they stand for."""
+def _labels(column: pd.Series, unlabeled: int) -> tuple[np.ndarray, str]:
+    """Integer codes (``unlabeled`` where empty) and a sentence saying what they stand for."""
     present = column.notna().to_numpy()
     values = column[present]
     numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
     if numeric and len(values) and (values == values.round()).all() and values.min() >= 0:
-        codes = np.full(len(column), UNLABELED, dtype=np.int64)
+        codes = np.full(len(column), unlabeled, dtype=np.int64)
         codes[present] = values.to_numpy().astype(np.int64)
         return codes, ""
     classes = sorted(values.unique(), key=lambda value: (str(type(value)), value))
     lookup = {value: code for code, value in enumerate(classes)}
-    codes = np.full(len(column), UNLABELED, dtype=np.int64)
+    codes = np.full(len(column), unlabeled, dtype=np.int64)
     codes[present] = [lookup[value] for value in values]
     legend = ", ".join(f"{code} = {value}" for value, code in lookup.items())
     return codes, f"Label column {column.name!r}: {legend}."
@@ -82,17 +83,16 @@ def _features(frame: pd.DataFrame, names: list[Any]) -> np.ndarray:
     return frame[names].to_numpy(dtype=np.float32, copy=True)
 
 
-def from_frame(
+def frame_fields(
     frame: pd.DataFrame,
     label: Any = None,
     columns: Sequence[Any] | None = None,
     sequence_id: Any = None,
     time: Any = None,
-    name: str | None = None,
-    description: str = "",
-    source: str = "",
-) -> Dataset:
-    """A `Dataset` from a pandas DataFrame (see the module docs for the rules).
+    *,
+    unlabeled: int,
+) -> dict[str, Any]:
+    """The fields of a `Dataset` from a pandas DataFrame (see the module docs for the rules).
 
     Parameters
     ----------
@@ -107,14 +107,16 @@ def from_frame(
         num_features), with ``lengths``).
     time : column name, optional
         The order of the rows within a sequence.
-    name, description, source : str, optional
-        As in `Dataset`.
+    unlabeled : int
+        The label of a row whose label cell is empty (``zoo.datasets.UNLABELED``).
 
     Returns
     -------
-    Dataset
-        ``x`` of shape (num_rows, num_features), or padded sequences with ``lengths``;
-        ``feature_names`` the chosen columns' names.
+    dict
+        ``x``: array of shape (num_rows, num_features), or padded sequences of shape
+        (num_sequences, max_length, num_features) with ``lengths`` (num_sequences,); ``y`` of
+        shape (num_rows,) or None; ``feature_names``, the chosen columns' names; and
+        ``description``, what the labels or sequences are.
 
     Raises
     ------
@@ -143,17 +145,10 @@ def from_frame(
         raise ValueError("the table has no rows: at least one datum is needed")
     if label is not None and (sequence_id is not None or time is not None):
         raise ValueError("label is one class per row; sequences (sequence_id / time) take no label column")
-    notes = [description] if description else []
-    y = None
-    if label is not None:
-        y, legend = _labels(frame[label])
-        if legend:
-            notes.append(legend)
+    names = tuple(str(column) for column in chosen)
     if sequence_id is None and time is None:
-        return Dataset(
-            x=_features(frame, chosen), y=y, name=name, description=" ".join(notes), source=source,
-            feature_names=tuple(str(column) for column in chosen),
-        )
+        y, legend = (None, "") if label is None else _labels(frame[label], unlabeled)
+        return {"x": _features(frame, chosen), "y": y, "feature_names": names, "description": legend}
     ordered = frame
     if time is not None:
         ordered = frame.sort_values(time, kind="stable")
@@ -169,21 +164,20 @@ def from_frame(
     x = np.zeros((len(groups), max(lengths), len(chosen)), dtype=np.float32)
     for row, group in enumerate(groups):
         x[row, : len(group)] = _features(group, chosen)
-    notes.append(f"{len(groups)} sequence(s) of {min(lengths)} to {max(lengths)} steps.")
-    return Dataset(
-        x=x, lengths=torch.tensor(lengths), name=name, description=" ".join(notes), source=source,
-        feature_names=tuple(str(column) for column in chosen),
-    )
+    description = f"{len(groups)} sequence(s) of {min(lengths)} to {max(lengths)} steps."
+    return {"x": x, "lengths": np.array(lengths), "feature_names": names, "description": description}
 
 
-def read_file(
+def file_fields(
     path: str | Path,
     label: Any = None,
     columns: Sequence[Any] | None = None,
     sequence_id: Any = None,
     time: Any = None,
-) -> Dataset:
-    """A `Dataset` from a CSV file (with a header row) or a NumPy ``.npy`` array.
+    *,
+    unlabeled: int,
+) -> dict[str, Any]:
+    """The fields of a `Dataset` from a CSV file (with a header row) or a NumPy ``.npy`` array.
 
     Parameters
     ----------
@@ -192,20 +186,20 @@ def read_file(
         (num_rows, num_columns), whose columns are named by their index ("0", "1", ...), or
         (num_sequences, length, num_features): sequences of full length, taken as they are
         (no column options then).
-    label, columns, sequence_id, time
-        As in :func:`from_frame` (column names; for a ``.npy`` table their indices, as ints
+    label, columns, sequence_id, time, unlabeled
+        As in :func:`frame_fields` (column names; for a ``.npy`` table their indices, as ints
         or strings).
 
     Returns
     -------
-    Dataset
-        Named after the file.
+    dict
+        As :func:`frame_fields`, with ``name``: the file's name without its suffixes.
 
     Raises
     ------
     ValueError
         For a missing file, an unknown suffix, an array of another shape, or what
-        :func:`from_frame` refuses.
+        :func:`frame_fields` refuses.
     """
     path = Path(path)
     if not path.is_file():
@@ -217,7 +211,8 @@ def read_file(
             frame = pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
             raise ValueError(f"could not read {str(path)!r} as CSV: {error}") from None
-        return from_frame(frame, label=label, columns=columns, sequence_id=sequence_id, time=time, name=name)
+        fields = frame_fields(frame, label=label, columns=columns, sequence_id=sequence_id, time=time, unlabeled=unlabeled)
+        return {**fields, "name": name}
     if not suffixes.endswith(".npy"):
         raise ValueError(f"data file {str(path)!r}: expected a .csv or .npy file")
     try:
@@ -227,7 +222,7 @@ def read_file(
     if array.ndim == 3:
         if any(value is not None for value in (label, columns, sequence_id, time)):
             raise ValueError("a 3-D .npy array is read as sequences as they are: it takes no column options")
-        return Dataset(x=array, lengths=torch.full((array.shape[0],), array.shape[1]), name=name)
+        return {"x": array, "lengths": np.full(array.shape[0], array.shape[1]), "name": name}
     if array.ndim != 2:
         raise ValueError(f"{str(path)!r} holds an array of shape {array.shape}: expected (rows, columns) or (sequences, length, features)")
 
@@ -236,4 +231,5 @@ def read_file(
 
     frame = pd.DataFrame(array, columns=[str(column) for column in range(array.shape[1])])
     chosen = None if columns is None else [index(column) for column in _column_names("columns", columns)]
-    return from_frame(frame, label=index(label), columns=chosen, sequence_id=index(sequence_id), time=index(time), name=name)
+    fields = frame_fields(frame, label=index(label), columns=chosen, sequence_id=index(sequence_id), time=index(time), unlabeled=unlabeled)
+    return {**fields, "name": name}

@@ -2,6 +2,21 @@
 
 The runner knows nothing of any particular model: it asks the model what it declares (enumerated
 sites, plate nesting, supported methods, data-driven initial values) and hands it to the method.
+
+Layers. The package is split across the layers of ``zoo`` (``tests/test_architecture.py`` holds
+the table): what a ``Fit`` needs sits below :mod:`zoo.results` (:mod:`~zoo.infer.runtime`,
+:mod:`~zoo.infer.evaluate`, :mod:`~zoo.infer.collapse`, :mod:`~zoo.infer.guides`,
+:mod:`~zoo.infer.distributed`, and :mod:`~zoo.infer.methods`: the method configurations, which a
+Fit holds and ``zoo.load`` rebuilds), and what builds a Fit sits above it (the runners
+:mod:`~zoo.infer.svi`, :mod:`~zoo.infer.mcmc`, :mod:`~zoo.infer.exact`,
+:mod:`~zoo.infer.adversarial`, and this package's ``fit``, which dispatches to them). So no
+module imports one that imports it back, and no import hides inside a function to dodge a cycle.
+
+One consequence of Python's packages: importing any ``zoo.infer.<module>`` first runs this file,
+which imports the runners and, through them, :mod:`zoo.results`. A module below the runners
+therefore imports the submodules it needs by their full name (``from zoo.infer.evaluate import
+...``), never names from this package, and ``zoo/__init__.py`` imports this package before
+:mod:`zoo.results`, which is then reached through the runners.
 """
 
 from __future__ import annotations
@@ -9,30 +24,41 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from zoo.datasets.dataset import Dataset, as_dataset
-from zoo.infer.adversarial import Adversarial, run_adversarial
-from zoo.infer.exact import Exact, run_exact
+from zoo.datasets.dataset import as_dataset
+from zoo.infer.adversarial import run_adversarial
+from zoo.infer.exact import run_exact
 from zoo.infer.guides import GUIDES, guide_names
-from zoo.infer.mcmc import NUTS, run_nuts
-from zoo.infer.runtime import FitError, threads
-from zoo.infer.svi import SVI, run_svi
+from zoo.infer.mcmc import run_nuts
+from zoo.infer.methods import CONFIGS, SVI, Adversarial, Exact, NUTS, parse_method, register_config
+from zoo.infer.runtime import threads
+from zoo.infer.svi import run_svi
 from zoo.models.base import Model
-from zoo.results import Fit
+from zoo.results import Fit, FitError
 
 __all__ = ["fit", "SVI", "NUTS", "Exact", "Adversarial", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
 
-#: method kind -> (config class, runner)
-METHODS: dict[str, tuple[type, Callable[[Model, Dataset, Any], Fit]]] = {
-    "svi": (SVI, run_svi),
-    "nuts": (NUTS, run_nuts),
-}
+#: A runner: (prepared model, data, method configuration) -> Fit.
+Runner = Callable[..., Fit]
+
+#: Method kind -> (configuration class, runner). The configuration classes are those of
+#: :data:`zoo.infer.methods.CONFIGS`; this table adds how each kind is run.
+METHODS: dict[str, tuple[type, Runner]] = {}
 
 
-def register_method(kind: str, config: type, runner: Callable[[Model, Dataset, Any], Fit]) -> None:
-    """Add an inference method (its frozen config class, with ``kind``, and the function running it)."""
+def register_method(kind: str, config: type, runner: Runner) -> None:
+    """Add an inference method: its frozen config class (with ``kind``) and the function running it.
+
+    The config class joins :data:`zoo.infer.methods.CONFIGS` (so ``zoo.load`` can rebuild it)
+    unless it registered itself there (a :class:`~zoo.infer.methods.MethodConfig` subclass does).
+    """
+    if getattr(config, "kind", None) != kind:
+        raise ValueError(f"{config.__name__}.kind must be {kind!r}, the kind it is registered as")
+    register_config(config)
     METHODS[kind] = (config, runner)
 
 
+register_method("svi", SVI, run_svi)
+register_method("nuts", NUTS, run_nuts)
 register_method("exact", Exact, run_exact)
 register_method("adversarial", Adversarial, run_adversarial)
 
@@ -47,7 +73,7 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     data : zoo.Dataset, Tensor or numpy array
     method : zoo.SVI, zoo.NUTS, ..., or str, optional
         Default: ``zoo.SVI()`` with the model's default guide. A string is parsed as
-        ``zoo.compare`` and ``zoo.select`` parse theirs (:func:`zoo.comparison.parse_method`):
+        ``zoo.compare`` and ``zoo.select`` parse theirs (:func:`zoo.infer.methods.parse_method`):
         "svi:delta", "svi:mvn:num_steps=500", "nuts:num_chains=1", "exact".
     held_out : zoo.Dataset, Tensor or numpy array, optional
         Data not fitted, whose negative ELBO per observation SVI records after every epoch
@@ -70,13 +96,10 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
         )
     data = as_dataset(data)
     if isinstance(method, str):
-        # The string parser lives with zoo.compare, a layer above; imported when needed.
-        from zoo.comparison import parse_method
-
         method = parse_method(method)
     method = SVI() if method is None else method
     kind = getattr(method, "kind", None)
-    if kind not in METHODS or not isinstance(method, METHODS[kind][0]):
+    if kind not in METHODS or not isinstance(method, CONFIGS[kind]):
         valid = ", ".join(f"zoo.{config.__name__}" for config, _ in METHODS.values())
         raise TypeError(f"method must be one of {valid}, got {type(method).__name__}")
     if kind not in model.methods:
@@ -91,10 +114,11 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     with threads(getattr(method, "num_threads", None) or model.num_threads):
         prepared = model.prepare(data)
         method.validate(prepared, data)
+    run = METHODS[kind][1]
     if held_out is None:
-        return METHODS[kind][1](prepared, data, method)
+        return run(prepared, data, method)
     if kind != "svi":
         raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
     held_out = as_dataset(held_out, "held_out")
     prepared.validate(held_out)
-    return METHODS[kind][1](prepared, data, method, held_out=held_out)
+    return run(prepared, data, method, held_out=held_out)

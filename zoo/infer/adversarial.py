@@ -1,4 +1,5 @@
-"""Adversarial training: alternating discriminator and generator steps (a GAN's method).
+"""Adversarial training: alternating discriminator and generator steps (a GAN's method); the
+runner of ``zoo.Adversarial``.
 
 A model that takes ``zoo.Adversarial()`` declares ``"adversarial"`` in its ``methods``, names
 its objective in ``model.loss`` (one of :data:`OBJECTIVES`), and offers
@@ -50,7 +51,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,139 +59,12 @@ from torch.nn import functional
 
 from zoo.datasets.dataset import Dataset
 from zoo.infer.distributed import average_gradients, join, shard
-from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
+from zoo.infer.methods import OBJECTIVES, Adversarial
+from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
-from zoo.results import Fit
+from zoo.results import Fit, FitError
 
 __all__ = ["Adversarial", "run_adversarial", "OBJECTIVES", "discriminator_loss", "generator_loss"]
-
-#: The adversarial objectives a model's ``loss`` may name.
-OBJECTIVES = ("non_saturating", "wgan_gp")
-
-
-@dataclass(frozen=True)
-class Adversarial:
-    """Adversarial training of a GAN: alternating discriminator and generator steps.
-
-    Parameters
-    ----------
-    num_steps : int
-        Generator updates (each preceded by ``discriminator_steps`` discriminator updates).
-    num_epochs : int, optional
-        Train for this many passes of the discriminator over the real data instead: each epoch
-        shuffles the data (a private generator seeded by ``seed``) and the discriminator sees
-        every datum once, in full minibatches (``num_data // batch_size`` of them; the remainder
-        waits for the next epoch's shuffle). Steps: ceil(num_epochs * batches per epoch /
-        discriminator_steps).
-    batch_size : int
-        Real data (and as many samples) per discriminator update; samples per generator update.
-    generator_learning_rate : float
-        Adam's step size for the generator.
-    discriminator_learning_rate : float
-        Adam's step size for the discriminator.
-    discriminator_steps : int
-        Discriminator updates per generator update (1 for the non-saturating loss, 5 is usual
-        for WGAN-GP).
-    betas : (float, float)
-        Adam's moment decay rates for both networks.
-    gradient_penalty : float
-        lambda, the weight of WGAN-GP's gradient penalty (unused by the non-saturating loss).
-    num_posterior_samples : int
-        Draws the Fit reports. The generator's weights are a point estimate, so every draw is the
-        same point: this sets the number of replicates in ``to_arviz()``'s posterior predictive.
-    num_threads : int, optional
-        Torch threads while training; default: the model's ``num_threads``.
-    seed : int
-        Seeds the networks' noise, the minibatches and the gradient penalty's interpolation: the
-        same seed gives identical training.
-    progress : bool
-        Show a progress bar (only when standard error is a terminal).
-    device : str
-        Torch device to train on ("cpu", "cuda"); the fitted model stays there.
-    distributed : bool
-        Data-parallel training across the processes of a ``torch.distributed`` job (started by
-        ``torchrun``; gloo on CPU, nccl on GPUs): every process takes its shard of each global
-        minibatch of ``batch_size`` rows (and of its noise) and both networks' gradients are
-        averaged, so the run follows the single-process run on the same global batches. Each
-        process needs at least one row: ``batch_size`` >= the number of processes.
-    """
-
-    num_steps: int = 2000
-    num_epochs: int | None = None
-    batch_size: int = 64
-    generator_learning_rate: float = 2e-4
-    discriminator_learning_rate: float = 2e-4
-    discriminator_steps: int = 1
-    betas: tuple[float, float] = (0.5, 0.999)
-    gradient_penalty: float = 10.0
-    num_posterior_samples: int = 10
-    num_threads: int | None = None
-    seed: int = 0
-    progress: bool = True
-    device: str = "cpu"
-    distributed: bool = False
-
-    kind = "adversarial"
-
-    def __post_init__(self) -> None:
-        check_positive_int(self.num_steps, "num_steps")
-        if self.num_epochs is not None:
-            check_positive_int(self.num_epochs, "num_epochs")
-        check_positive_int(self.batch_size, "batch_size")
-        check_positive_float(self.generator_learning_rate, "generator_learning_rate")
-        check_positive_float(self.discriminator_learning_rate, "discriminator_learning_rate")
-        check_positive_int(self.discriminator_steps, "discriminator_steps")
-        betas = tuple(self.betas) if isinstance(self.betas, (tuple, list)) else self.betas
-        if not isinstance(betas, tuple) or len(betas) != 2 or not all(
-            isinstance(beta, (int, float)) and not isinstance(beta, bool) and 0.0 <= beta < 1.0 for beta in betas
-        ):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas!r}")
-        object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
-        check_positive_float(self.gradient_penalty, "gradient_penalty", allow_zero=True)
-        check_positive_int(self.num_posterior_samples, "num_posterior_samples")
-        if self.num_threads is not None:
-            check_positive_int(self.num_threads, "num_threads")
-        check_positive_int(self.seed, "seed", minimum=0)
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must name a torch device ('cpu', 'cuda'), got {self.device!r}") from None
-        if not isinstance(self.distributed, bool):
-            raise TypeError(f"distributed must be True or False, got {self.distributed!r}")
-
-    def label(self, model: Model | None = None) -> str:
-        """"adversarial:LOSS", the model's objective."""
-        loss = getattr(model, "loss", None)
-        return f"adversarial:{loss}" if loss else "adversarial"
-
-    def validate(self, model: Model, data: Dataset) -> None:
-        """The model must offer the adversarial protocol; the batch must fit in the data."""
-        missing = [
-            name
-            for name in ("generate", "discriminate", "generator_parameters", "discriminator_parameters")
-            if not callable(getattr(model, name, None))
-        ]
-        if missing:
-            raise ValueError(f"{type(model).__name__} cannot be trained adversarially: it lacks {', '.join(missing)}")
-        if getattr(model, "loss", None) not in OBJECTIVES:
-            raise ValueError(f"the model's loss must be one of {OBJECTIVES}, got {getattr(model, 'loss', None)!r}")
-        if self.batch_size > len(data):
-            raise ValueError(f"batch_size={self.batch_size} is larger than the data ({len(data)} rows)")
-        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r}, but torch finds no CUDA GPU here")
-
-    def total_steps(self, num_data: int) -> int:
-        """Generator steps this configuration runs on ``num_data`` real data."""
-        if self.num_epochs is None:
-            return self.num_steps
-        per_epoch = max(1, num_data // min(self.batch_size, num_data))
-        return math.ceil(self.num_epochs * per_epoch / self.discriminator_steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        config = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        config["betas"] = list(self.betas)
-        return config
-
 
 # ---------------------------------------------------------------------- the objectives
 def discriminator_loss(
@@ -281,118 +155,216 @@ class _RealBatches:
         return index
 
 
+
+# ---------------------------------------------------------------------- one step
+class _Adversaries:
+    """The model's two networks seen through the adversarial protocol, their optimisers, the
+    real data and how it is shared among the processes: what one training step needs.
+
+    Parameters
+    ----------
+    model : zoo.models.Model
+        A prepared model offering ``generate``, ``discriminate``, ``generator_parameters``,
+        ``discriminator_parameters``, ``latent_dim`` and ``loss``.
+    data : Dataset
+    method : Adversarial
+    rank, world : int
+        This process and the number of processes.
+    device : torch.device
+    """
+
+    def __init__(self, model: Model, data: Dataset, method: Adversarial, rank: int, world: int, device: torch.device) -> None:
+        self.method, self.rank, self.world, self.device = method, rank, world, device
+        self.loss: str = model.loss  # type: ignore[attr-defined]
+        self.latent_dim: int = model.latent_dim  # type: ignore[attr-defined]
+        self.generate: Callable[..., torch.Tensor] = model.generate  # type: ignore[attr-defined]
+        self.discriminate: Callable[[torch.Tensor], torch.Tensor] = model.discriminate  # type: ignore[attr-defined]
+        self.generator_params = list(model.generator_parameters())  # type: ignore[attr-defined]
+        self.discriminator_params = list(model.discriminator_parameters())  # type: ignore[attr-defined]
+        self.x = data.x.to(device)
+        self.batch = min(method.batch_size, len(data))
+        if self.batch < world:
+            raise ValueError(
+                f"batch_size={self.batch} cannot be shared by {world} processes: each needs at least one row"
+            )
+        self.batches = _RealBatches(len(data), self.batch, method.seed)
+        self.g_optimizer = torch.optim.Adam(self.generator_params, lr=method.generator_learning_rate, betas=method.betas)
+        self.d_optimizer = torch.optim.Adam(
+            self.discriminator_params, lr=method.discriminator_learning_rate, betas=method.betas
+        )
+
+    def discriminator_update(self, last: bool) -> "_DiscriminatorUpdate | None":
+        """One discriminator update on a fresh minibatch of real data and samples; None if its
+        loss is not finite (no update is then made).
+
+        ``last``: the step's last update, whose samples keep their graph into the generator for
+        the generator's update to reuse.
+        """
+        index = shard(self.batches.next(), self.rank, self.world)
+        real = self.x[index.to(self.device)]
+        # the global batch's noise from the shared random state, this process's rows of it: the
+        # single process's noise, whatever the number of processes (drawn here as the model's
+        # generate would draw it)
+        noise = shard(torch.randn(self.batch, self.latent_dim, device=self.device), self.rank, self.world)
+        fake = None
+        if last:
+            fake = self.generate(len(index), noise=noise)  # with its graph: G's step reuses it
+            detached = fake.detach()  # the discriminator's loss must not reach G
+        else:
+            with torch.no_grad():
+                detached = self.generate(len(index), noise=noise)
+        mix = None
+        if self.world > 1 and self.loss == "wgan_gp":
+            mix = shard(torch.rand(_mix_shape(real, self.batch), device=self.device), self.rank, self.world)
+        d_loss, mean_scores, penalty = discriminator_loss(
+            self.loss, self.discriminate, real, detached, self.method.gradient_penalty, mix
+        )
+        # this shard's losses weighted by its share of the global batch, so that the mean over
+        # processes is the global batch's loss (and gradient)
+        weight = len(index) * self.world / self.batch
+        self.d_optimizer.zero_grad(set_to_none=True)
+        reported = self._backward(d_loss, self.discriminator_params, weight, (mean_scores, penalty))
+        if reported is None:
+            return None
+        d_value, (mean_scores, penalty) = reported
+        self.d_optimizer.step()
+        return _DiscriminatorUpdate(d_value, fake, mean_scores, penalty, weight)
+
+    def generator_update(self, fake: torch.Tensor, weight: float) -> float | None:
+        """One generator update through the (just updated) discriminator's scores of ``fake``;
+        returns its loss, or None if that is not finite (no update is then made)."""
+        g_loss = generator_loss(self.loss, self.discriminate(fake))
+        self.g_optimizer.zero_grad(set_to_none=True)
+        reported = self._backward(g_loss, self.generator_params, weight)
+        if reported is None:
+            return None
+        self.g_optimizer.step()
+        return reported[0]
+
+    def _backward(
+        self, loss: torch.Tensor, parameters: list[torch.Tensor], weight: float, values: tuple[torch.Tensor, ...] = ()
+    ) -> tuple[float, list[torch.Tensor]] | None:
+        """The backward pass of one network's ``loss``: (the loss, ``values``), averaged over
+        the processes with the gradients of ``parameters``, or None if the loss is not finite
+        (on every process alike: all stop).
+
+        ``weight`` is this process's share of the global batch; ``values`` are other records to
+        average in the same all-reduce (the mean scores (2,) and the penalty ()).
+        """
+        if self.world == 1:  # no averaging: the records stay as they are, with no copy
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                return None
+            loss.backward()
+            return value, list(values)
+        if torch.isfinite(loss):
+            (loss * weight).backward()
+        flat = torch.cat([loss.detach().reshape(1)] + [value.to(loss).reshape(-1) for value in values]) * weight
+        flat = average_gradients(parameters, flat, self.world)
+        if not math.isfinite(float(flat[0])):
+            return None
+        parts = flat[1:].split([value.numel() for value in values])
+        return float(flat[0]), [part.reshape(value.shape) for part, value in zip(parts, values)]
+
+    def clear_gradients(self) -> None:
+        """Leave no gradients on the fitted networks (the Fit's model)."""
+        self.d_optimizer.zero_grad(set_to_none=True)
+        self.g_optimizer.zero_grad(set_to_none=True)
+
+
+@dataclass
+class _DiscriminatorUpdate:
+    """What a discriminator update reports: its loss, the samples with their graph (its step's
+    last update only), the mean scores of real data and samples (2,), the gradient penalty and
+    this process's weight in the global batch."""
+
+    loss: float
+    fake: torch.Tensor | None
+    mean_scores: torch.Tensor
+    penalty: torch.Tensor
+    weight: float
+
+
+# ---------------------------------------------------------------------- the loop
+@dataclass
+class _Record:
+    """The generator's loss per step, the per-step history, and how training ended
+    (``failure``: the step, and ``failed_network``: which network's loss was not finite)."""
+
+    losses: list[float] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    interrupted: bool = False
+    failure: int | None = None
+    failed_network: str = ""
+
+    def add(self, g_value: float, d_total: float, update: _DiscriminatorUpdate, steps: int) -> None:
+        """Record one step: the generator's loss, the mean discriminator loss over its ``steps``
+        updates, and the last update's scores (and penalty, for WGAN-GP)."""
+        # the records as plain floats: one conversion for both scores (a few microseconds a step
+        # are a few percent of a small GAN's step)
+        real_score, fake_score = update.mean_scores.tolist()
+        self.losses.append(g_value)
+        self.history["discriminator_loss"].append(d_total / steps)
+        self.history["real_score"].append(real_score)
+        self.history["fake_score"].append(fake_score)
+        if "gradient_penalty" in self.history:
+            self.history["gradient_penalty"].append(float(update.penalty))
+
+
+def _train(adversaries: _Adversaries, total: int, bar: Any) -> _Record:
+    """``total`` steps of ``discriminator_steps`` discriminator updates and one generator
+    update, until the end, a non-finite loss or Ctrl-C."""
+    record = _Record(history={"discriminator_loss": [], "real_score": [], "fake_score": []})
+    if adversaries.loss == "wgan_gp":
+        record.history["gradient_penalty"] = []
+    steps = adversaries.method.discriminator_steps
+    try:
+        for step in range(total):
+            d_total, update = 0.0, None
+            for inner in range(steps):
+                update = adversaries.discriminator_update(last=inner == steps - 1)
+                if update is None:
+                    record.failure, record.failed_network = step, "discriminator"
+                    return record
+                d_total += update.loss
+            assert update is not None and update.fake is not None  # steps >= 1: the last update's samples
+            g_value = adversaries.generator_update(update.fake, update.weight)
+            if g_value is None:
+                record.failure, record.failed_network = step, "generator"
+                return record
+            record.add(g_value, d_total, update, steps)
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(g=f"{g_value:.3f}", d=f"{update.loss:.3f}")
+    except KeyboardInterrupt:
+        record.interrupted = True
+    return record
+
+
 def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
-    """Train ``model`` (already prepared for ``data``) adversarially. See :class:`Adversarial`."""
+    """Train ``model`` (already prepared for ``data``) adversarially. See
+    :class:`~zoo.infer.methods.Adversarial`.
+
+    Raises
+    ------
+    zoo.FitError
+        If a network's loss became NaN or infinite; ``error.fit`` holds the partial fit, whose
+        weights are the last finite ones.
+    """
     start = time.perf_counter()
     rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
-    loss_name: str = model.loss  # type: ignore[attr-defined]
-    generator_params = list(model.generator_parameters())  # type: ignore[attr-defined]
-    discriminator_params = list(model.discriminator_parameters())  # type: ignore[attr-defined]
-    generate: Callable[..., torch.Tensor] = model.generate  # type: ignore[attr-defined]
-    discriminate: Callable[[torch.Tensor], torch.Tensor] = model.discriminate  # type: ignore[attr-defined]
-    x = data.x.to(device)
     total = method.total_steps(len(data))
-    batch = min(method.batch_size, len(data))
-    if batch < world:
-        raise ValueError(
-            f"batch_size={batch} cannot be shared by {world} processes: each needs at least one row"
-        )
-    history: dict[str, list[float]] = {"discriminator_loss": [], "real_score": [], "fake_score": []}
-    if loss_name == "wgan_gp":
-        history["gradient_penalty"] = []
-    losses: list[float] = []
-    interrupted, failure, failed_network = False, None, ""
+    adversaries = _Adversaries(model, data, method, rank, world, device)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
-        g_optimizer = torch.optim.Adam(generator_params, lr=method.generator_learning_rate, betas=method.betas)
-        d_optimizer = torch.optim.Adam(discriminator_params, lr=method.discriminator_learning_rate, betas=method.betas)
-        batches = _RealBatches(len(data), batch, method.seed)
         bar = progress_bar(total, f"Adversarial {method.label(model)}", method.progress and rank == 0)
-        latent_dim: int = model.latent_dim  # type: ignore[attr-defined]
-        wgan = loss_name == "wgan_gp"
         try:
-            for step in range(total):
-                d_total = 0.0
-                for inner in range(method.discriminator_steps):
-                    index = shard(batches.next(), rank, world)
-                    real = x[index.to(device)]
-                    last = inner == method.discriminator_steps - 1
-                    mix = None
-                    # the global batch's noise from the shared random state, this process's rows
-                    # of it: the single process's noise, whatever the number of processes (drawn
-                    # here as the model's generate would draw it)
-                    noise = shard(torch.randn(batch, latent_dim, device=device), rank, world)
-                    if last:
-                        fake = generate(len(index), noise=noise)  # with its graph: G's step reuses it
-                        detached = fake.detach()  # the discriminator's loss must not reach G
-                    else:
-                        with torch.no_grad():
-                            detached = generate(len(index), noise=noise)
-                    if world > 1 and wgan:
-                        mix = shard(torch.rand(_mix_shape(real, batch), device=device), rank, world)
-                    d_loss, mean_scores, penalty = discriminator_loss(
-                        loss_name, discriminate, real, detached, method.gradient_penalty, mix
-                    )
-                    if world == 1:
-                        d_value = float(d_loss.detach())
-                        if not math.isfinite(d_value):
-                            failure, failed_network = step, "discriminator"
-                            break
-                        d_optimizer.zero_grad(set_to_none=True)
-                        d_loss.backward()
-                    else:
-                        # this shard's losses weighted by its share of the global batch, so that
-                        # the mean over processes is the global batch's loss (and gradient)
-                        weight = len(index) * world / batch
-                        d_optimizer.zero_grad(set_to_none=True)
-                        if torch.isfinite(d_loss):
-                            (d_loss * weight).backward()
-                        reported = torch.cat([d_loss.detach()[None], mean_scores, penalty.to(d_loss)[None]]) * weight
-                        reported = average_gradients(discriminator_params, reported, world)
-                        d_value = float(reported[0])
-                        if not math.isfinite(d_value):  # the same on every process: all stop
-                            failure, failed_network = step, "discriminator"
-                            break
-                        mean_scores, penalty = reported[1:3], reported[3]
-                    d_optimizer.step()
-                    d_total += d_value
-                if failure is not None:
-                    break
-                g_loss = generator_loss(loss_name, discriminate(fake))
-                g_optimizer.zero_grad(set_to_none=True)
-                if world == 1:
-                    g_value = float(g_loss.detach())
-                    if not math.isfinite(g_value):
-                        failure, failed_network = step, "generator"
-                        break
-                    g_loss.backward()
-                else:
-                    if torch.isfinite(g_loss):
-                        (g_loss * weight).backward()
-                    g_value = float(average_gradients(generator_params, g_loss.detach() * weight, world))
-                    if not math.isfinite(g_value):
-                        failure, failed_network = step, "generator"
-                        break
-                g_optimizer.step()
-                # the records as plain floats: one conversion for both scores (a few microseconds
-                # a step are a few percent of a small GAN's step)
-                real_score, fake_score = mean_scores.tolist()
-                losses.append(g_value)
-                history["discriminator_loss"].append(d_total / method.discriminator_steps)
-                history["real_score"].append(real_score)
-                history["fake_score"].append(fake_score)
-                if wgan:
-                    history["gradient_penalty"].append(float(penalty))
-                bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix(g=f"{g_value:.3f}", d=f"{d_value:.3f}")
-        except KeyboardInterrupt:
-            interrupted = True
+            record = _train(adversaries, total, bar)
         finally:
             bar.close()
-            d_optimizer.zero_grad(set_to_none=True)
-            g_optimizer.zero_grad(set_to_none=True)
+            adversaries.clear_gradients()
+    losses, history = record.losses, record.history
     fit = Fit(
         model=model,
         method=method,
@@ -402,28 +374,27 @@ def run_adversarial(model: Model, data: Dataset, method: Adversarial) -> Fit:
         losses=torch.tensor(losses),
         diagnostics={
             "num_steps": len(losses),
-            "num_epochs": batches.epochs,
+            "num_epochs": adversaries.batches.epochs,
             "converged": False,  # a GAN's losses do not converge to an optimum one can test for
-            "completed": bool(failure is None and not interrupted and len(losses) == total),
+            "completed": bool(record.failure is None and not record.interrupted and len(losses) == total),
             "final_loss": losses[-1] if losses else float("nan"),
             "final_discriminator_loss": history["discriminator_loss"][-1] if losses else float("nan"),
-            "loss": loss_name,
+            "loss": adversaries.loss,
             "num_processes": world,
         },
         wall_time=time.perf_counter() - start,
         guide=None,
         param_state=param_state,
-        interrupted=interrupted or failure is not None,
+        interrupted=record.interrupted or record.failure is not None,
         history={name: torch.tensor(values) for name, values in history.items()},
         draws_shape=(1, method.num_posterior_samples),
     )
-    if failure is not None:
+    if record.failure is not None:
         raise FitError(
-            f"the {failed_network}'s loss became NaN or infinite at step {failure} of adversarial training "
-            f"({method.label(model)}); training stopped before that update, so the partial Fit (error.fit) "
-            "holds the last finite weights. Try smaller learning rates, or check the data's scale.",
+            f"the {record.failed_network}'s loss became NaN or infinite at step {record.failure} of adversarial "
+            f"training ({method.label(model)}); training stopped before that update, so the partial Fit "
+            "(error.fit) holds the last finite weights. Try smaller learning rates, or check the data's scale.",
             fit=fit,
-            step=failure,
+            step=record.failure,
         )
     return fit
-

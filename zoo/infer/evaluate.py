@@ -38,6 +38,7 @@ __all__ = [
     "num_draws",
     "flatten_draws",
     "select_draw",
+    "relabel_point",
 ]
 
 
@@ -55,6 +56,13 @@ def flatten_draws(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def select_draw(draws: dict[str, torch.Tensor], index: int) -> dict[str, torch.Tensor]:
     """One draw (flat index) of flattened draws."""
     return {name: value[index] for name, value in draws.items()}
+
+
+def relabel_point(model: Model, point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``model.relabel`` of one parameter value (site shapes), which it takes as draws shaped
+    (chain, draw, ...): a point estimate whose labels follow the draws' order."""
+    batched = model.relabel({name: value[None, None] for name, value in point.items()})
+    return {name: value[0, 0] for name, value in batched.items()}
 
 
 def latent_shapes(

@@ -1,4 +1,5 @@
-"""Exact inference: the closed-form posterior of a conjugate model, in milliseconds.
+"""Exact inference: the closed-form posterior of a conjugate model, in milliseconds; the runner of
+``zoo.Exact``.
 
 A model that can take ``zoo.Exact()`` declares ``"exact"`` in its ``methods`` and offers
 ``exact_posterior(data)``, returning an object with
@@ -30,13 +31,13 @@ Beta posteriors. Predictions from the point estimate (``fit.point``: ``fit.discr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
 from zoo.datasets.dataset import Dataset
-from zoo.infer.runtime import check_positive_int, isolated, threads
+from zoo.infer.methods import Exact
+from zoo.infer.runtime import isolated, threads
 from zoo.models.base import Model
 from zoo.results import Fit
 
@@ -49,43 +50,6 @@ class ConjugatePosterior(Protocol):
     def sample(self, num_samples: int) -> dict[str, torch.Tensor]: ...
 
     def mean(self) -> dict[str, torch.Tensor]: ...
-
-
-@dataclass(frozen=True)
-class Exact:
-    """The closed-form posterior of a conjugate model (e.g. Naive Bayes with every row labeled).
-
-    Parameters
-    ----------
-    num_posterior_samples : int
-        Exact posterior draws kept (one chain), drawn on the first read of ``fit.draws`` (see the
-        module docs): a fit that is only used to predict never draws them.
-    seed : int
-        Seed of the draws.
-    progress : bool
-        Accepted for symmetry with the other methods; there is nothing to show.
-    """
-
-    num_posterior_samples: int = 1000
-    seed: int = 0
-    progress: bool = True
-
-    kind = "exact"
-
-    def __post_init__(self) -> None:
-        check_positive_int(self.num_posterior_samples, "num_posterior_samples")
-        check_positive_int(self.seed, "seed", minimum=0)
-
-    def label(self, model: Model | None = None) -> str:
-        return "exact"
-
-    def validate(self, model: Model, data: Dataset) -> None:
-        """The model must offer ``exact_posterior`` (its data checks run in the runner, first)."""
-        if not callable(getattr(model, "exact_posterior", None)):
-            raise ValueError(f"{type(model).__name__} has no closed-form posterior (exact_posterior)")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 class ExactDraws:
@@ -124,7 +88,7 @@ class ExactDraws:
 
 
 def run_exact(model: Model, data: Dataset, method: Exact) -> Fit:
-    """Fit ``model`` (already prepared for ``data``) by its conjugate posterior. See :class:`Exact`.
+    """Fit ``model`` (already prepared for ``data``) by its conjugate posterior. See :class:`~zoo.infer.methods.Exact`.
 
     Only the closed form is computed here (and timed as ``fit.wall_time``); the Fit's draws come
     from an :class:`ExactDraws` on their first use.

@@ -18,6 +18,7 @@ from pyro.infer import autoguide
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from pyro.nn import PyroParam
 
+from zoo.checks import check_positive_float, check_positive_int
 from zoo.models.base import Model
 
 __all__ = [
@@ -84,10 +85,9 @@ class AutoIAF(autoguide.AutoContinuous):
         num_transforms: int = 2,
         hidden_dims: list[int] | None = None,
     ) -> None:
-        if not init_scale > 0:
-            raise ValueError(f"init_scale must be positive, got {init_scale}")
-        self._init_scale = float(init_scale)
-        self._num_transforms = int(num_transforms)
+        self._init_scale = check_positive_float(init_scale, "init_scale")
+        check_positive_int(num_transforms, "num_transforms")
+        self._num_transforms = num_transforms
         self._hidden_dims = hidden_dims
         super().__init__(model, init_loc_fn=init_loc_fn)
 
@@ -228,6 +228,9 @@ def laplace_approximation(
                 f"num_steps or lower tolerance). {error}"
             ) from None
     gaussian = autoguide.AutoMultivariateNormal(guide.model)
+    # The autoguide's own set-up, which Pyro otherwise runs on its first call: a call would
+    # also draw a sample and create the loc / scale parameters that are replaced just below.
+    # No public method sets up an autoguide without calling it, hence the private one.
     gaussian._setup_prototype(**kwargs)
     del gaussian.loc
     del gaussian.scale

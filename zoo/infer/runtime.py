@@ -1,4 +1,4 @@
-"""What every inference method shares: isolation from global state, seeding, progress, errors.
+"""What every inference method shares: isolation from global state, seeding, threads, progress.
 
 Pyro keeps parameters in one global store, so two guides of the same model fitted in one notebook
 silently share parameters (both autoguides name theirs "AutoNormal.locs...", say). zoo runs every
@@ -6,6 +6,9 @@ fit and every evaluation inside :func:`isolated`: parameters (an autoguide's, or
 hand-written guide registers with ``pyro.param``) go to a private store that the `Fit` keeps, and
 the global random number generator is forked, so a user's own ``pyro.param`` entries and random
 state are untouched and two fits in one process give what each gives alone.
+
+A fit that cannot go on raises ``zoo.FitError``, which holds the partial Fit and so lives with
+it, in :mod:`zoo.results`.
 """
 
 from __future__ import annotations
@@ -13,35 +16,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyro
 import torch
 from tqdm import tqdm  # the terminal bar: zoo shows bars only on a terminal
 
-from zoo.checks import check_positive_float, check_positive_int  # re-exported: the methods' checks
-
-if TYPE_CHECKING:
-    from zoo.results import Fit
-
-__all__ = ["FitError", "isolated", "threads", "progress_bar", "check_positive_int", "check_positive_float"]
-
-
-class FitError(RuntimeError):
-    """A fit that could not go on (e.g. its loss became NaN).
-
-    Attributes
-    ----------
-    fit : zoo.Fit or None
-        The partial fit, holding the last parameters whose loss was finite.
-    step : int or None
-        The step at which the fit stopped.
-    """
-
-    def __init__(self, message: str, fit: "Fit | None" = None, step: int | None = None) -> None:
-        super().__init__(message)
-        self.fit = fit
-        self.step = step
+__all__ = ["isolated", "threads", "progress_bar"]
 
 
 @contextlib.contextmanager

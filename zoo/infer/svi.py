@@ -1,16 +1,22 @@
-"""Stochastic variational inference with a guide chosen by name.
+"""Stochastic variational inference with a guide chosen by name: the runner of ``zoo.SVI``.
 
 The ELBO is ``TraceEnum_ELBO`` when the model declares enumerated sites (they are summed out
 exactly; the guide never sees them) or sites its own guides enumerate (``guide_enumerated_sites``:
 summed under the guide's probabilities, e.g. the semi-supervised VAE's q(y | x)), and
-``Trace_ELBO`` otherwise. The loss is reported per
-observation (data point, or time step for sequences) so curves compare across data sets and batch
-sizes.
+``Trace_ELBO`` otherwise. The loss is reported per observation (data point, or time step for
+sequences) so curves compare across data sets and batch sizes.
 
-Optimiser: Adam for guides with Monte Carlo noise; L-BFGS with a strong-Wolfe line search for
-point-mass guides on full batches (``guide="delta"`` or ``"laplace"``), whose loss is
-deterministic: from the model's data-driven initialisation it reaches the mode in tens of steps
-where Adam needs thousands.
+The runner reads in three pieces: :func:`_set_up` builds what is trained (the training model,
+the guide, the ELBO, the parameters, the compiled steps), :func:`_optimise` steps an
+:class:`Optimizer` over the batches, and :func:`run_svi` draws from the trained guide and
+returns the ``Fit``. Each step's loss is :func:`_step_loss`; the two optimisers differ only in
+how they take a step and what they do when it goes wrong:
+
+* Adam, for guides with Monte Carlo noise (:class:`_Adam`);
+* L-BFGS with a strong-Wolfe line search, for point-mass guides on full batches
+  (``guide="delta"`` or ``"laplace"``), whose loss is deterministic: from the model's
+  data-driven initialisation it reaches the mode in tens of steps where Adam needs thousands
+  (:class:`_LBFGS`).
 
 Compiled steps (``SVI(jit=True)``): the step's ELBO goes through Pyro's ``JitTrace_ELBO`` /
 ``JitTraceEnum_ELBO``, which trace model and guide once with ``torch.jit.trace`` and replay the
@@ -22,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import pyro
 import pyro.poutine as poutine
@@ -35,179 +42,16 @@ import torch
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
 
 from zoo.datasets.dataset import Dataset
-from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, select_draw
 from zoo.infer.collapse import CollapsedModel, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
+from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, relabel_point, select_draw
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
-from zoo.infer.runtime import FitError, check_positive_float, check_positive_int, isolated, progress_bar, threads
+from zoo.infer.methods import SVI
+from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
-from zoo.results import Fit
+from zoo.results import Fit, FitError
 
-__all__ = ["SVI", "run_svi"]
-
-OPTIMIZERS = ("auto", "adam", "lbfgs")
-SCHEDULES = ("constant", "cosine", "exponential")
-
-
-@dataclass(frozen=True)
-class SVI:
-    """Stochastic variational inference.
-
-    Parameters
-    ----------
-    guide : str or callable, optional
-        "delta" (MAP), "normal" (mean-field), "mvn" (full-rank), "lowrank", "laplace", "iaf",
-        a name the model offers itself, or a guide callable. Default: the model's default guide.
-    num_steps : int
-        Maximum number of optimisation steps.
-    learning_rate : float, optional
-        Step size; default 0.01 for Adam and 1.0 for L-BFGS.
-    num_particles : int
-        Monte Carlo samples per ELBO estimate.
-    batch_size : int, optional
-        Minibatch size (subsampling the data plate); default: the full data.
-    tolerance : float
-        Stop early when the relative change of the smoothed loss falls below this (0: never).
-        The smoothed loss is the mean over a window of 50 steps for Adam, the change being taken
-        between consecutive windows, three times in a row (noisy losses can agree by chance);
-        for L-BFGS (deterministic) it is the change between consecutive steps, twice in a row.
-    num_posterior_samples : int
-        Draws taken from the trained guide (one chain).
-    optimizer : {"auto", "adam", "lbfgs"}
-        "auto": L-BFGS for point-mass guides on full batches, Adam otherwise.
-    num_threads : int, optional
-        Torch threads while fitting; default: the model's ``num_threads``.
-    seed : int
-    progress : bool
-        Show a progress bar (only when standard error is a terminal).
-    num_epochs : int, optional
-        Train for this many passes over the data instead of ``num_steps``: each epoch shuffles
-        the data (a private generator seeded by ``seed``) and visits every datum once, in
-        minibatches of ``batch_size`` (the last one may be smaller); the data plate's scaling
-        keeps each step's ELBO unbiased. Steps per epoch: ceil(num_data / batch_size).
-    learning_rate_schedule : {"constant", "cosine", "exponential"}
-        How the step size moves from ``learning_rate`` to ``learning_rate *
-        final_learning_rate_fraction`` over the run (cosine annealing, or geometric decay).
-    final_learning_rate_fraction : float
-        The last step's learning rate as a fraction of the first (for a schedule other than
-        "constant").
-    device : str
-        Torch device to fit on ("cpu", "cuda", "cuda:1"): the fitted model stays there; draws
-        come back to the CPU.
-    distributed : bool
-        Data-parallel training across the processes of a ``torch.distributed`` job (started by
-        ``torchrun``; gloo on CPU, nccl on GPUs): every process takes its shard of each global
-        minibatch and the gradients are averaged, so the run follows the single-process run on
-        the same global batches. Needs ``num_epochs``.
-    jit : bool, optional
-        None (default): the model's declaration (``jit_safe``: True for the VAEs) for a guide
-        named by string, off for a guide given as a callable (whose structure zoo cannot vouch
-        for). True / False: on / off. Compile each step's ELBO (Pyro's ``JitTrace_ELBO``, or ``JitTraceEnum_ELBO`` where sites
-        are enumerated): model and guide are traced once per minibatch size and the recorded
-        tensor program is replayed on later steps, without Pyro's per-step Python (effect
-        handlers, site bookkeeping, distribution objects). It pays where that Python is a visible
-        part of a step: an epoch of a VAE on MNIST (784-400-16) takes about 12% less time
-        (``benchmarks/vae.py``), one of a small VAE on 8x8 digits about a third less; compiling
-        costs a fraction of a second per minibatch size. The same seed gives the same run. It is the run of
-        ``jit=False``, to float rounding, wherever the compiled program makes its random draws in
-        the eager order (compiling runs on a forked generator): tested for the VAEs' guides,
-        AutoNormal, AutoDelta; torch may reorder independent draws of one step (seen with the
-        low-rank autoguide), and the run is then another, equally valid one: the same in
-        distribution, not draw for draw.
-        For a model and guide of static structure only: no Python branch or loop on a tensor's
-        value (the recording keeps the branch taken while tracing, silently: torch's warnings
-        about it are silenced, since the shape checks of every model raise the same ones
-        harmlessly), no sites that come and go, and every network registered with Pyro
-        (``pyro.module``, or an attribute of a ``PyroModule``) so that its weights are inputs of
-        the program (torch refuses to record them as constants; zoo says why). Each minibatch
-        size compiles once (an epoch's smaller last batch is one more). Works with
-        ``distributed`` (each process compiles its shard's ELBO; the gradients are averaged
-        outside it). ``torch.jit.trace``, on which Pyro's jit rests, is deprecated by torch in
-        favour of ``torch.compile``, which Pyro's effect handlers do not support yet: the option
-        lasts as long as torch keeps it.
-
-    The per-epoch record is in ``fit.history``: "epoch_loss" (loss per datum, averaged over the
-    epoch's steps), "learning_rate" (at the epoch's end) and, when ``zoo.fit`` is given
-    ``held_out`` data, "held_out_loss" (negative ELBO per observation of the held-out data after
-    each epoch).
-    """
-
-    guide: str | Callable[..., Any] | None = None
-    num_steps: int = 1000
-    learning_rate: float | None = None
-    num_particles: int = 1
-    batch_size: int | None = None
-    tolerance: float = 1e-6
-    num_posterior_samples: int = 1000
-    optimizer: str = "auto"
-    num_threads: int | None = None
-    seed: int = 0
-    progress: bool = True
-    num_epochs: int | None = None
-    learning_rate_schedule: str = "constant"
-    final_learning_rate_fraction: float = 0.01
-    device: str = "cpu"
-    distributed: bool = False
-    jit: bool | None = None
-
-    kind = "svi"
-
-    def __post_init__(self) -> None:
-        check_positive_int(self.num_steps, "num_steps")
-        if self.learning_rate is not None:
-            check_positive_float(self.learning_rate, "learning_rate")
-        check_positive_int(self.num_particles, "num_particles")
-        if self.batch_size is not None:
-            check_positive_int(self.batch_size, "batch_size")
-        check_positive_float(self.tolerance, "tolerance", allow_zero=True)
-        check_positive_int(self.num_posterior_samples, "num_posterior_samples")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        check_positive_int(self.seed, "seed", minimum=0)
-        if self.num_threads is not None:
-            check_positive_int(self.num_threads, "num_threads")
-        if self.guide is not None and not isinstance(self.guide, str) and not callable(self.guide):
-            raise TypeError(f"guide must be a name or a callable, got {type(self.guide).__name__}")
-        if self.num_epochs is not None:
-            check_positive_int(self.num_epochs, "num_epochs")
-        if self.learning_rate_schedule not in SCHEDULES:
-            raise ValueError(
-                f"learning_rate_schedule must be one of {SCHEDULES}, got {self.learning_rate_schedule!r}"
-            )
-        check_positive_float(self.final_learning_rate_fraction, "final_learning_rate_fraction")
-        try:
-            torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise ValueError(f"device must name a torch device ('cpu', 'cuda'), got {self.device!r}") from None
-        if self.distributed and self.num_epochs is None:
-            raise ValueError("distributed=True trains by epochs: give num_epochs")
-        if self.jit is not None and not isinstance(self.jit, bool):
-            raise TypeError(f"jit must be True, False or None (the model's declaration), got {self.jit!r}")
-
-    def guide_name(self, model: Model) -> str | Callable[..., Any]:
-        return model.default_guide if self.guide is None else self.guide
-
-    def label(self, model: Model | None = None) -> str:
-        """"svi:GUIDE", the guide resolved against ``model`` when it is the default."""
-        guide = self.guide_name(model) if model is not None else self.guide
-        if guide is not None and not isinstance(guide, str):
-            guide = "custom"
-        return f"svi:{guide or 'default'}"
-
-    def validate(self, model: Model, data: Dataset) -> None:
-        if self.batch_size is not None and self.batch_size > len(data):
-            raise ValueError(
-                f"batch_size={self.batch_size} is larger than the data ({len(data)} rows)"
-            )
-        # Building the guide checks its name before any work starts.
-        make_guide(model, self.guide_name(model))
-        if torch.device(self.device).type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device={self.device!r}, but torch finds no CUDA GPU here")
-
-    def to_dict(self) -> dict[str, Any]:
-        if self.guide is not None and not isinstance(self.guide, str):
-            raise ValueError("a Fit whose guide is a callable cannot be saved: name the guide")
-        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+__all__ = ["SVI", "run_svi", "Optimizer"]
 
 
 def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -> Any:
@@ -249,20 +93,14 @@ def _use_jit(method: SVI, model: Model, guide_name: Any) -> bool:
     return model.jit_safe and isinstance(guide_name, str)
 
 
-def _use_lbfgs(method: SVI, guide_name: Any) -> bool:
-    if method.optimizer != "auto":
-        return method.optimizer == "lbfgs"
-    return guide_name in DETERMINISTIC_GUIDES and method.batch_size is None
-
-
 def _parameters(model: Model, guide: Any) -> list[torch.Tensor]:
     """Everything to optimise: the model's and guide's module parameters, and what a
     hand-written guide registered with ``pyro.param`` (in the fit's private store)."""
     parameters = list(model.parameters())
     if isinstance(guide, torch.nn.Module):
         parameters += list(guide.parameters())
-    store = pyro.get_param_store()
-    parameters += [store._params[name] for name in store.keys()]
+    # The store's unconstrained tensors: what autograd reaches (a constrained value is a function of them).
+    parameters += [parameter for _, parameter in pyro.get_param_store().named_parameters()]
     seen, unique = set(), []
     for parameter in parameters:
         if id(parameter) not in seen and parameter.requires_grad:
@@ -271,6 +109,250 @@ def _parameters(model: Model, guide: Any) -> list[torch.Tensor]:
     return unique
 
 
+# ---------------------------------------------------------------------- set-up
+@dataclass
+class _Training:
+    """Everything one SVI fit trains with, built once by :func:`_set_up`.
+
+    ``trained`` is what the ELBO sees (the model's collapsed training model, or the model),
+    ``kwargs`` its keyword arguments on the fit's device, ``guide`` the guide as ``trained``
+    calls it, ``parameters`` what the optimiser moves, ``compiled`` the jit-compiled ELBO (or
+    None) and ``batches`` which rows each step sees.
+    """
+
+    model: Model
+    data: Dataset
+    guide_name: str | Callable[..., Any]
+    trained: Callable[..., Any]
+    kwargs: dict[str, Any]
+    guide: Any
+    elbo: Any
+    parameters: list[torch.Tensor]
+    compiled: "_CompiledLoss | None"
+    batches: "_Batches"
+    auxiliary: bool
+    world: int
+
+
+def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, device: torch.device) -> _Training:
+    """Build what the fit trains with: training model, guide, ELBO, parameters, compiled steps.
+
+    Runs inside the fit's private parameter store and random state: the ELBO's first call draws
+    random numbers and creates the guide's parameters.
+    """
+    guide_name = method.guide_name(model)
+    # A model's auxiliary loss (an objective besides its density) sees each step's rows too.
+    auxiliary = type(model).auxiliary_loss is not Model.auxiliary_loss
+    batches = _Batches(method, len(data), rank, world, explicit=auxiliary)
+    # Where the runner picks each step's rows (explicit indices), the data plate does not.
+    batch_size = None if method.num_epochs is not None or batches.explicit else method.batch_size
+    device_data = _to_device(data, device)
+    trained, kwargs = training_model(model, device_data, batch_size)
+    kwargs = _to_device(kwargs, device)
+    guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed), trained)
+    parameters_of = guide  # the user's own guide callable keeps its parameters, whatever it is handed
+    if isinstance(trained, CollapsedModel) and not isinstance(guide_name, str):
+        guide = on_training_arguments(guide, model)
+    # TraceEnum_ELBO where something is enumerated in what is fitted; the collapsed training
+    # model sums its discrete sites out (one factor) and needs only Trace_ELBO, whose steps
+    # cost less.
+    enumerated = bool(model.guide_enumerated_sites) or _enumerates(model, trained, kwargs)
+    elbo = _make_elbo(model, method, enumerated)
+    elbo.differentiable_loss(trained, guide, **kwargs)  # creates the guide's parameters
+    compiled = None
+    if _use_jit(method, model, guide_name):
+        compiled_elbo = _make_elbo(model, method, enumerated, jit=True)
+        compiled = _CompiledLoss(compiled_elbo, trained, model.data_plate, guide, kwargs, device)
+    return _Training(
+        model=model,
+        data=device_data,
+        guide_name=guide_name,
+        trained=trained,
+        kwargs=kwargs,
+        guide=guide,
+        elbo=elbo,
+        parameters=_parameters(model, parameters_of),
+        compiled=compiled,
+        batches=batches,
+        auxiliary=auxiliary,
+        world=world,
+    )
+
+
+class _HeldOut:
+    """The negative ELBO per observation of data not fitted (``zoo.fit(..., held_out=...)``)."""
+
+    def __init__(self, training: _Training, data: Dataset, device: torch.device) -> None:
+        self.training, self.data = training, data
+        self.trained, kwargs = training_model(training.model, _to_device(data, device))
+        self.kwargs = _to_device(kwargs, device)
+        try:
+            self()
+        except (RuntimeError, ValueError, IndexError) as error:
+            raise ValueError(
+                f"held_out: the ELBO of held-out data cannot be computed with guide {training.guide_name!r} "
+                f"(a guide with parameters per training datum cannot take new data): {error}"
+            ) from None
+
+    def __call__(self) -> float:
+        """The loss now (no gradients).
+
+        ``loss``, not ``differentiable_loss``: the same number, but TraceEnum_ELBO refuses to
+        give a differentiable loss that does not require grad (any enumerated model under
+        no_grad)."""
+        with torch.no_grad(), pyro.validation_enabled(False):
+            loss = self.training.elbo.loss(self.trained, self.training.guide, **self.kwargs)
+        return float(loss) / self.data.num_observations
+
+
+# ---------------------------------------------------------------------- one step's loss
+def _step_loss(training: _Training, index: torch.Tensor | None) -> torch.Tensor:
+    """The loss per observation on the rows ``index`` (None: the data plate's own subsample,
+    or all rows), gradients computed (and averaged over processes): what an optimiser's
+    closure returns.
+
+    The ELBO, compiled or not, plus the model's auxiliary loss on the same rows. A non-finite
+    loss is returned without a backward pass: the optimiser refuses the step.
+    """
+    for parameter in training.parameters:  # the optimiser's zero_grad (set_to_none)
+        parameter.grad = None
+    scale = 1.0 / training.data.num_observations
+    # Arguments were validated on the ELBO's first call; checking every distribution's
+    # parameters again on each step costs more than the step itself on small models.
+    with pyro.validation_enabled(False):
+        if training.compiled is not None:
+            loss = training.compiled(index) * scale
+        else:
+            with _subsample(training.model.data_plate, index):
+                loss = training.elbo.differentiable_loss(training.trained, training.guide, **training.kwargs) * scale
+        if training.auxiliary:
+            loss = loss + _auxiliary_loss(training.model, training.data, index) * scale
+    if torch.isfinite(loss):
+        loss.backward()
+    if training.world > 1:
+        loss = average_gradients(training.parameters, loss.detach(), training.world)
+    return loss
+
+
+# ---------------------------------------------------------------------- the optimisers
+class Optimizer(Protocol):
+    """What the SVI loop asks of an optimiser: Adam and L-BFGS behind one step interface.
+
+    Attributes
+    ----------
+    name : str
+        "adam" or "lbfgs", as ``fit.diagnostics["optimizer"]`` reports it.
+    torch_optimizer : torch.optim.Optimizer
+        The torch optimiser, for the learning-rate schedule and the recorded rate.
+    window, patience : int
+        Convergence: the loss is averaged over windows of ``window`` steps, and the fit stops
+        after ``patience`` windows in a row whose mean moved less than the tolerance.
+    """
+
+    name: str
+    torch_optimizer: torch.optim.Optimizer
+    window: int
+    patience: int
+
+    def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
+        """Take one step; return the loss, or None if the loss, a gradient or the parameters
+        became NaN or infinite, in which case the parameters are left at their last finite
+        values and the fit must stop."""
+        ...
+
+    def restore(self) -> None:
+        """Put back the last parameters whose loss was finite (after an interrupt)."""
+        ...
+
+
+class _Adam:
+    """Adam, stepped only when the loss and every gradient are finite.
+
+    Its parameters move after the loss is known: the gradients it is about to apply are
+    checked, so a finite loss with a NaN or infinite gradient stops the fit before the update
+    that would make the parameters NaN. The current parameters are then the last good ones, with
+    no per-step snapshot. Adam's loss is noisy: two window means can agree by chance while the
+    loss still trends, so three quiet windows of 50 steps in a row are asked for.
+    """
+
+    name = "adam"
+    window = 50
+    patience = 3
+
+    def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None) -> None:
+        self.parameters = parameters
+        self.torch_optimizer = torch.optim.Adam(parameters, lr=learning_rate or 0.01)
+
+    def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
+        value = float(closure().detach())
+        gradients = [parameter.grad for parameter in self.parameters if parameter.grad is not None]
+        if not (math.isfinite(value) and _all_finite(gradients)):
+            return None
+        self.torch_optimizer.step()
+        return value
+
+    def restore(self) -> None:
+        """Nothing to do: an update is taken only after its checks."""
+
+
+class _LBFGS:
+    """L-BFGS with a strong-Wolfe line search, one iteration per step, with a snapshot.
+
+    It moves the parameters inside its step (the line search calls the closure several times),
+    so they are checked after it and, if not finite, put back from the snapshot taken after the
+    last good step. Its loss is deterministic: single steps are compared, and two quiet steps in
+    a row are asked for, since it can also creep slowly before the last few steps to the mode.
+    """
+
+    name = "lbfgs"
+    window = 1
+    patience = 2
+
+    def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None) -> None:
+        self.parameters = parameters
+        self.torch_optimizer = torch.optim.LBFGS(
+            parameters,
+            lr=learning_rate or 1.0,
+            max_iter=1,
+            # one iteration per step, but room for its line search: with max_iter=1 torch's
+            # default max_eval (max_iter * 5 // 4 = 1) allows no trial step but the first,
+            # and an overshooting first step then leaves every later step stuck at t = 0
+            max_eval=25,
+            history_size=20,
+            line_search_fn="strong_wolfe",
+            tolerance_grad=1e-9,
+            tolerance_change=1e-12,
+        )
+        self.snapshot = self._copy()
+
+    def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
+        value = float(self.torch_optimizer.step(closure).detach())
+        if not (math.isfinite(value) and _all_finite(self.parameters)):
+            self.restore()
+            return None
+        self.snapshot = self._copy()
+        return value
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for parameter, saved in zip(self.parameters, self.snapshot):
+                parameter.copy_(saved)
+
+    def _copy(self) -> list[torch.Tensor]:
+        return [parameter.detach().clone() for parameter in self.parameters]
+
+
+def _make_optimizer(method: SVI, guide_name: Any, parameters: list[torch.Tensor]) -> Optimizer:
+    """L-BFGS if asked, or (``optimizer="auto"``) for a point-mass guide on full batches, whose
+    loss is deterministic; Adam otherwise."""
+    if method.optimizer != "auto":
+        lbfgs = method.optimizer == "lbfgs"
+    else:
+        lbfgs = guide_name in DETERMINISTIC_GUIDES and method.batch_size is None
+    return (_LBFGS if lbfgs else _Adam)(parameters, method.learning_rate)
+
+
+# ---------------------------------------------------------------------- the loop
 def _converged(losses: list[float], window: int, tolerance: float) -> bool:
     """Relative change between the means of the last two windows of the loss."""
     if tolerance <= 0 or len(losses) < 2 * window or len(losses) % window:
@@ -280,197 +362,132 @@ def _converged(losses: list[float], window: int, tolerance: float) -> bool:
     return abs(recent - before) <= tolerance * max(abs(recent), 1e-12)
 
 
+@dataclass
+class _Run:
+    """What the optimisation loop leaves: the loss per step, the per-epoch records, and how it
+    ended (``failure``: the step whose loss or gradient was not finite)."""
+
+    losses: list[float] = field(default_factory=list)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    interrupted: bool = False
+    failure: int | None = None
+    epoch_losses: list[float] = field(default_factory=list)
+    epoch_start: float = field(default_factory=time.perf_counter)
+    quiet: int = 0
+
+    def end_epoch(self, learning_rate: float, held_out: _HeldOut | None) -> None:
+        """Record the epoch's mean loss, learning rate, held-out loss and time."""
+        self.history["epoch_loss"].append(sum(self.epoch_losses) / len(self.epoch_losses))
+        self.history["learning_rate"].append(learning_rate)
+        if held_out is not None:
+            self.history["held_out_loss"].append(held_out())
+        self.history["epoch_time"].append(time.perf_counter() - self.epoch_start)
+        self.epoch_start, self.epoch_losses = time.perf_counter(), []
+
+    def converged(self, optimizer: Optimizer, tolerance: float) -> bool:
+        """Whether the last ``patience`` windows of the loss were quiet (see :func:`_converged`)."""
+        if _converged(self.losses, optimizer.window, tolerance):
+            self.quiet += 1
+            return self.quiet >= optimizer.patience
+        if len(self.losses) % optimizer.window == 0:
+            self.quiet = 0
+        return False
+
+
+def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: _HeldOut | None, bar: Any) -> _Run:
+    """Step ``optimizer`` over the batches until the budget, convergence, a non-finite loss or
+    Ctrl-C; returns the record, the parameters left at their last good values."""
+    run = _Run(history={"epoch_loss": [], "learning_rate": [], "epoch_time": []})
+    if held_out is not None:
+        run.history["held_out_loss"] = []
+    batches = training.batches
+    scheduler = _scheduler(optimizer.torch_optimizer, method, batches.total)
+    device = torch.device(method.device)
+    try:
+        for step in range(batches.total):
+            index = batches.index(step, device)
+            value = optimizer.step(functools.partial(_step_loss, training, index))
+            if value is None:
+                run.failure = step
+                break
+            if scheduler is not None:
+                scheduler.step()
+            run.losses.append(value)
+            run.epoch_losses.append(value)
+            if batches.end_of_epoch(step):
+                run.end_epoch(optimizer.torch_optimizer.param_groups[0]["lr"], held_out)
+            bar.update(1)
+            if step % 25 == 0:
+                bar.set_postfix(loss=f"{value:.4f}")
+            if run.converged(optimizer, method.tolerance):
+                break
+    except KeyboardInterrupt:
+        run.interrupted = True
+        optimizer.restore()
+    finally:
+        bar.close()
+    return run
+
+
+# ---------------------------------------------------------------------- the runner
 def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None = None) -> Fit:
-    """Fit ``model`` (already prepared for ``data``) by SVI. See :class:`SVI`.
+    """Fit ``model`` (already prepared for ``data``) by SVI. See :class:`~zoo.infer.methods.SVI`.
 
     ``held_out``: data whose negative ELBO per observation is recorded after every epoch.
+
+    Raises
+    ------
+    zoo.FitError
+        If the loss or a gradient became NaN or infinite; ``error.fit`` holds the partial fit.
     """
-    guide_name = method.guide_name(model)
     start = time.perf_counter()
     rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
-        # A model's auxiliary loss (an objective besides its density) sees each step's rows too.
-        auxiliary = type(model).auxiliary_loss is not Model.auxiliary_loss
-        batches = _Batches(method, len(data), rank, world, explicit=auxiliary)
-        # Where the runner picks each step's rows (explicit indices), the data plate does not.
-        batch_size = None if method.num_epochs is not None or batches.explicit else method.batch_size
-        trained, kwargs = training_model(model, _to_device(data, device), batch_size)
-        kwargs = _to_device(kwargs, device)
-        guide = make_guide(model, guide_name, model.initial_values(data, seed=method.seed), trained)
-        parameters_of = guide  # the user's own guide callable keeps its parameters, whatever it is handed
-        if isinstance(trained, CollapsedModel) and not isinstance(guide_name, str):
-            guide = on_training_arguments(guide, model)
-        # TraceEnum_ELBO where something is enumerated in what is fitted; the collapsed training
-        # model sums its discrete sites out (one factor) and needs only Trace_ELBO, whose steps
-        # cost less.
-        enumerated = bool(model.guide_enumerated_sites) or _enumerates(model, trained, kwargs)
-        elbo = _make_elbo(model, method, enumerated)
-        elbo.differentiable_loss(trained, guide, **kwargs)  # creates the guide's parameters
-        parameters = _parameters(model, parameters_of)
-        compiled = None
-        if _use_jit(method, model, guide_name):
-            compiled_elbo = _make_elbo(model, method, isinstance(elbo, TraceEnum_ELBO), jit=True)
-            compiled = _CompiledLoss(compiled_elbo, trained, model.data_plate, guide, kwargs, device)
+        training = _set_up(model, data, method, rank, world, device)
         if world > 1:  # every process starts alike; from here each draws its own noise
             torch.manual_seed(method.seed + 7919 * rank)
-        held_kwargs = None
-        if held_out is not None:
-            held_trained, held_kwargs = training_model(model, _to_device(held_out, device))
-            held_kwargs = _to_device(held_kwargs, device)
-            try:
-                _held_out_loss(elbo, held_trained, guide, held_kwargs, held_out)
-            except (RuntimeError, ValueError, IndexError) as error:
-                raise ValueError(
-                    f"held_out: the ELBO of held-out data cannot be computed with guide {guide_name!r} "
-                    f"(a guide with parameters per training datum cannot take new data): {error}"
-                ) from None
-        lbfgs = _use_lbfgs(method, guide_name)
-        device_data = _to_device(data, device)
-        if lbfgs:
-            optimizer: torch.optim.Optimizer = torch.optim.LBFGS(
-                parameters,
-                lr=method.learning_rate or 1.0,
-                max_iter=1,
-                # one iteration per step, but room for its line search: with max_iter=1 torch's
-                # default max_eval (max_iter * 5 // 4 = 1) allows no trial step but the first,
-                # and an overshooting first step then leaves every later step stuck at t = 0
-                max_eval=25,
-                history_size=20,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=1e-9,
-                tolerance_change=1e-12,
-            )
-        else:
-            optimizer = torch.optim.Adam(parameters, lr=method.learning_rate or 0.01)
-        scheduler = _scheduler(optimizer, method, batches.total)
-        scale = 1.0 / data.num_observations
-        history: dict[str, list[float]] = {"epoch_loss": [], "learning_rate": [], "epoch_time": []}
-        if held_out is not None:
-            history["held_out_loss"] = []
-        epoch_start, epoch_losses = time.perf_counter(), []
-        index: torch.Tensor | None = None
-        # L-BFGS's loss is deterministic: compare single steps, and ask for two quiet steps in a
-        # row, since it can also creep slowly before the last few steps to the mode.
-        # Adam's loss is noisy: two window means can agree by chance while the loss still
-        # trends, so three quiet windows in a row are asked for.
-        window, patience, quiet = (1, 2, 0) if lbfgs else (50, 3, 0)
-        losses: list[float] = []
-        interrupted, failure = False, None
-        snapshot = [parameter.detach().clone() for parameter in parameters]
-        bar = progress_bar(batches.total, f"SVI {method.label(model)}", method.progress)
-
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            # Arguments were validated on the first call above; checking every distribution's
-            # parameters again on each step costs more than the step itself on small models.
-            with pyro.validation_enabled(False):
-                if compiled is not None:
-                    loss = compiled(index) * scale
-                else:
-                    with _subsample(model.data_plate, index):
-                        loss = elbo.differentiable_loss(trained, guide, **kwargs) * scale
-                if auxiliary:
-                    loss = loss + _auxiliary_loss(model, device_data, index) * scale
-            if torch.isfinite(loss):
-                loss.backward()
-            if world > 1:
-                loss = average_gradients(parameters, loss.detach(), world)
-            return loss
-
-        try:
-            for step in range(batches.total):
-                index = batches.index(step, device)
-                loss = optimizer.step(closure) if lbfgs else closure()
-                value = float(loss.detach())
-                # L-BFGS has moved the parameters inside its step: check them, and go back to the
-                # last snapshot if they are not finite. Adam has not moved them yet: check the
-                # gradients it is about to apply, so that a finite loss with a NaN or infinite
-                # gradient stops the fit before the update that would make the parameters NaN;
-                # the current parameters are then the last good ones, with no per-step snapshot.
-                checked = parameters if lbfgs else [p.grad for p in parameters if p.grad is not None]
-                finite = math.isfinite(value) and _all_finite(checked)
-                if not finite:
-                    if lbfgs:
-                        with torch.no_grad():
-                            for parameter, saved in zip(parameters, snapshot):
-                                parameter.copy_(saved)
-                    failure = step
-                    break
-                if lbfgs:
-                    snapshot = [parameter.detach().clone() for parameter in parameters]
-                else:
-                    optimizer.step()
-                if scheduler is not None:
-                    scheduler.step()
-                losses.append(value)
-                epoch_losses.append(value)
-                if batches.end_of_epoch(step):
-                    history["epoch_loss"].append(sum(epoch_losses) / len(epoch_losses))
-                    history["learning_rate"].append(optimizer.param_groups[0]["lr"])
-                    if held_kwargs is not None:
-                        history["held_out_loss"].append(_held_out_loss(elbo, held_trained, guide, held_kwargs, held_out))
-                    history["epoch_time"].append(time.perf_counter() - epoch_start)
-                    epoch_start, epoch_losses = time.perf_counter(), []
-                bar.update(1)
-                if step % 25 == 0:
-                    bar.set_postfix(loss=f"{value:.4f}")
-                if _converged(losses, window, method.tolerance):
-                    quiet += 1
-                    if quiet >= patience:
-                        break
-                elif len(losses) % window == 0:
-                    quiet = 0
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            bar.close()
-
-        if (failure is not None or interrupted) and lbfgs:  # Adam's current ones are the last good
-            with torch.no_grad():
-                for parameter, saved in zip(parameters, snapshot):
-                    parameter.copy_(saved)
-        if guide_name == "laplace":
-            guide = laplace_approximation(trained, guide, elbo, kwargs)
-        draws, point = _posterior_draws(model, trained, guide, kwargs, _to_device(data, device), method.num_posterior_samples)
-        draws = {name: value.cpu() for name, value in draws.items()}
-        point = {name: value.cpu() for name, value in point.items()}
+        scorer = None if held_out is None else _HeldOut(training, held_out, device)
+        optimizer = _make_optimizer(method, training.guide_name, training.parameters)
+        bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
+        run = _optimise(training, optimizer, method, scorer, bar)
+        guide = training.guide
+        if training.guide_name == "laplace":
+            guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
+        draws, point = _posterior_draws(
+            model, training.trained, guide, training.kwargs, training.data, method.num_posterior_samples
+        )
     fit = Fit(
         model=model,
         method=method,
-        draws=model.relabel(draws),
-        point=_relabel_point(model, point),
+        draws=model.relabel({name: value.cpu() for name, value in draws.items()}),
+        point=relabel_point(model, {name: value.cpu() for name, value in point.items()}),
         train=data,
-        losses=torch.tensor(losses),
+        losses=torch.tensor(run.losses),
         diagnostics={
-            "num_steps": len(losses),
-            "converged": bool(failure is None and not interrupted and len(losses) < batches.total),
-            "final_loss": losses[-1] if losses else float("nan"),
-            "optimizer": "lbfgs" if lbfgs else "adam",
+            "num_steps": len(run.losses),
+            "converged": bool(run.failure is None and not run.interrupted and len(run.losses) < training.batches.total),
+            "final_loss": run.losses[-1] if run.losses else float("nan"),
+            "optimizer": optimizer.name,
             "num_processes": world,
         },
         wall_time=time.perf_counter() - start,
         guide=guide,
         param_state=param_state,
-        interrupted=interrupted or failure is not None,
-        history={name: torch.tensor(values) for name, values in history.items()},
+        interrupted=run.interrupted or run.failure is not None,
+        history={name: torch.tensor(values) for name, values in run.history.items()},
         draws_shape=None if draws else (1, method.num_posterior_samples),
     )
-    if failure is not None:
+    if run.failure is not None:
         raise FitError(
-            f"the loss became NaN or infinite at step {failure} of SVI ({method.label(model)}); the fit "
+            f"the loss became NaN or infinite at step {run.failure} of SVI ({method.label(model)}); the fit "
             "stopped and kept its last parameters with a finite loss (the partial Fit is "
             "error.fit). Try a smaller learning_rate, or check the data's scale.",
             fit=fit,
-            step=failure,
+            step=run.failure,
         )
     return fit
-
-
-def _relabel_point(model: Model, point: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    batched = model.relabel({name: value[None, None] for name, value in point.items()})
-    return {name: value[0, 0] for name, value in batched.items()}
 
 
 def _posterior_draws(
@@ -717,13 +734,3 @@ def _to_device(value: Any, device: torch.device) -> Any:
         name: item.to(device) if isinstance(item, torch.Tensor) else _to_device(item, device) if isinstance(item, Dataset) else item
         for name, item in value.items()
     }
-
-
-def _held_out_loss(elbo: Any, model: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset) -> float:
-    """Negative ELBO per observation of held-out data (no gradients).
-
-    ``loss``, not ``differentiable_loss``: the same number, but TraceEnum_ELBO refuses to give
-    a differentiable loss that does not require grad (any enumerated model under no_grad)."""
-    with torch.no_grad(), pyro.validation_enabled(False):
-        return float(elbo.loss(model, guide, **kwargs)) / data.num_observations
-

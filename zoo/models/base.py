@@ -47,6 +47,7 @@ It holds no optimizer, no loop and no loss: those live in ``zoo.infer``.
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -61,7 +62,8 @@ __all__ = ["Model", "class_labels"]
 class Model(PyroModule):
     """Base class of zoo models. Subclasses write ``forward`` and override what applies."""
 
-    #: The name in the registry and on the command line (``zoo fit gmm``).
+    #: The name in the registry and on the command line (``zoo fit gmm``), set by
+    #: ``@zoo.models.register("gmm")``.
     registry_name: ClassVar[str] = ""
     enumerated_sites: ClassVar[tuple[str, ...]] = ()
     max_plate_nesting: ClassVar[int] = 1
@@ -101,8 +103,35 @@ class Model(PyroModule):
         return [cls.example()]
 
     def config(self) -> dict[str, Any]:
-        """The constructor arguments (JSON-serialisable) that rebuild this model."""
-        raise NotImplementedError
+        """The constructor arguments (JSON-serialisable) that rebuild this model:
+        ``type(model)(**model.config())`` is an equal model.
+
+        Derived from the constructor's signature: each parameter's value is read from the
+        attribute of the same name (a tuple as a list, as JSON keeps it). A model that stores
+        an argument under another name, or transformed so that the constructor would not take
+        it back, overrides this.
+
+        Raises
+        ------
+        TypeError
+            If the constructor takes ``*args`` or ``**kwargs`` (no name to read), or a parameter
+            has no attribute of its name (the model must override ``config``).
+        """
+        config = {}
+        for name, parameter in inspect.signature(type(self).__init__).parameters.items():
+            if name == "self":
+                continue
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                raise TypeError(f"{type(self).__name__}.__init__ takes *{name}: override config() to name its arguments")
+            try:
+                value = getattr(self, name)
+            except AttributeError:
+                raise TypeError(
+                    f"{type(self).__name__} keeps no attribute {name!r} for its constructor argument: "
+                    "store it under that name, or override config()"
+                ) from None
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config
 
     def __repr__(self) -> str:
         arguments = ", ".join(f"{key}={value!r}" for key, value in self.config().items() if value is not None)

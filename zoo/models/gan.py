@@ -62,6 +62,7 @@ import torch
 from torch import nn
 
 from zoo.checks import check_positive_int
+from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.nets import (
     ARCHITECTURES, Decoder, Discriminator, NetworkModel, check_architecture, check_network_data, seeded,
@@ -118,7 +119,6 @@ class GAN(NetworkModel):
     >>> zoo.metrics.mmd(fit.sample(1000), ring)           # instead of fit.log_prob, which raises
     """
 
-    registry_name = "gan"
     enumerated_sites = ()
     local_sites = ("z",)
     max_plate_nesting = 1
@@ -172,20 +172,7 @@ class GAN(NetworkModel):
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["GAN", Dataset]:
-        from zoo.datasets import simulate
-
         return cls(latent_dim=2, hidden_sizes=[16]), simulate.ring(num_data=40)
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "latent_dim": self.latent_dim,
-            "hidden_sizes": list(self.hidden_sizes),
-            "architecture": self.architecture,
-            "loss": self.loss,
-            "output": self.output,
-            "image_shape": None if self.image_shape is None else list(self.image_shape),
-            "init_seed": self.init_seed,
-        }
 
     def validate(self, data: Dataset) -> None:
         x = data.x

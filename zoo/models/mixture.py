@@ -54,6 +54,7 @@ import torch
 from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_positive_float, check_positive_int
+from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
@@ -93,7 +94,6 @@ class GaussianMixture(Model):
     >>> fit = zoo.fit(model, zoo.datasets.load("old_faithful"), zoo.SVI(guide="delta"))
     """
 
-    registry_name = "gmm"
     enumerated_sites = ("assignment",)
     max_plate_nesting = 1
     data_plate = "data"
@@ -141,8 +141,6 @@ class GaussianMixture(Model):
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["GaussianMixture", Dataset]:
-        from zoo.datasets import simulate
-
         return cls(num_components=2), simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
 
     @classmethod
@@ -150,18 +148,6 @@ class GaussianMixture(Model):
         """Full and diagonal covariance."""
         model, data = cls.example()
         return [(model, data), (cls(num_components=2, covariance="diag"), data)]
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "num_components": self.num_components,
-            "covariance": self.covariance,
-            "weight_concentration": self.weight_concentration,
-            "location_scale": self.location_scale,
-            "scale_log_sd": self.scale_log_sd,
-            "correlation_concentration": self.correlation_concentration,
-            "prior_center": self.prior_center,
-            "prior_spread": self.prior_spread,
-        }
 
     @property
     def num_features(self) -> int | None:

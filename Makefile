@@ -1,9 +1,9 @@
-# The two commands of the README's Quick start. Both create the virtual environment when missing.
+# The two commands of the README's Quick start (and `make docs`). Each creates the virtual environment when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: tour test setup clean
+.PHONY: tour test docs setup clean
 
 $(BIN)/zoo: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,5 +20,11 @@ tour: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# The documentation site, into docs/_build/html (open docs/_build/html/index.html). Warnings
+# are errors, as in tests/test_docs.py; the notebooks are rendered from their committed outputs.
+docs: setup
+	$(BIN)/python -m sphinx -b html -W --keep-going docs docs/_build/html
+	@echo "Built docs/_build/html/index.html"
+
 clean:
-	rm -rf $(VENV) zoo-tour
+	rm -rf $(VENV) zoo-tour docs/_build docs/_generated

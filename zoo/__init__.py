@@ -20,4 +20,15 @@ from zoo.selection import select
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """``zoo.sklearn`` (scikit-learn style estimators) is imported on first use: it needs
+    scikit-learn, an optional dependency (``pip install 'zoo[sklearn]'``)."""
+    if name == "sklearn":
+        import importlib
+
+        return importlib.import_module("zoo.sklearn")
+    raise AttributeError(f"module 'zoo' has no attribute {name!r}")
+
+
 __all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]

@@ -1,20 +1,26 @@
-"""The ``zoo`` command: ``zoo list``, ``zoo fit MODEL ...``, ``zoo tour``.
+"""The ``zoo`` command: ``zoo list``, ``zoo fit MODEL ...``, ``zoo compare MODEL ...``,
+``zoo select MODEL ...``, ``zoo tour``, ``zoo --version``.
 
-Each registered model gets its own ``zoo fit NAME`` sub-command whose options are its
-constructor's arguments (``--num-components`` for ``gmm``), read from its signature, so a new
-model needs no change here.
+Each registered model gets its own ``zoo fit NAME`` (``compare``, ``select``) sub-command whose
+options are its constructor's arguments (``--num-components`` for ``gmm``), read from its
+signature, so a new model needs no change here. Data come from a bundled data set
+(``--dataset old_faithful``) or the user's own file (``--data my.csv`` with ``--columns``,
+``--label``, ``--sequence-id``, ``--time``; see :mod:`zoo.datasets.frames`). Every error is one
+line on standard error, and the exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import inspect
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from zoo.datasets import describe, real
+from zoo.comparison import compare
+from zoo.datasets import Dataset, describe, real
 from zoo.datasets import load as load_dataset
 from zoo.datasets import names as dataset_names
 from zoo.diagnostics import to_netcdf
@@ -22,10 +28,12 @@ from zoo.infer import METHODS
 from zoo.infer import fit as run_fit
 from zoo.infer.guides import GUIDES
 from zoo.infer.methods import NUTS, SVI
+from zoo.models import HiddenMarkovModel
 from zoo.models import get as model_class_named
 from zoo.models import names as model_names
 from zoo.plots import plot_losses, plot_mixture
 from zoo.report import comparison_table
+from zoo.selection import select
 from zoo.tour import run as run_tour
 
 __all__ = ["main"]
@@ -35,11 +43,25 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _add_model_options(parser: argparse.ArgumentParser, model_class: type) -> list[str]:
-    """One option per constructor argument of ``model_class`` with a simple type."""
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (and exit status 2, as argparse's)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("zoo")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "(not installed)"
+
+
+def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclude: tuple[str, ...] = ()) -> list[str]:
+    """One option per constructor argument of ``model_class`` with a simple type (but ``exclude``)."""
     names = []
     for name, parameter in inspect.signature(model_class.__init__).parameters.items():
-        if name == "self" or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+        if name == "self" or name in exclude or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
             continue
         default = parameter.default
         annotation = str(parameter.annotation)
@@ -143,16 +165,49 @@ def _figure(fit: Any, train: Any) -> Any:
     return figure
 
 
-def command_fit(arguments: argparse.Namespace) -> int:
-    model_class = model_class_named(arguments.model)
+def _names(text: str | None) -> list[str] | None:
+    """"a,b" -> ["a", "b"]."""
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _data(arguments: argparse.Namespace, model_class: type) -> tuple[Any, Any, Any]:
+    """(data, train, test): a bundled data set, or the user's file, split for held-out scores."""
+    if arguments.dataset is not None:
+        file_options = [option for option in ("columns", "label", "sequence_id", "time") if getattr(arguments, option)]
+        if file_options:
+            raise ValueError(f"--{file_options[0].replace('_', '-')} chooses columns of a --data file, not of a bundled --dataset")
+        data = load_dataset(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
+        if "split" in inspect.signature(real.__dict__.get(arguments.dataset, len)).parameters:
+            # a data set published with its own split (JSB chorales): train on train, test on test
+            return data, data, load_dataset(arguments.dataset, split="test")
+    else:
+        data = Dataset.from_file(arguments.data, label=arguments.label, columns=_names(arguments.columns),
+                                 sequence_id=arguments.sequence_id, time=arguments.time)
+        if issubclass(model_class, HiddenMarkovModel) and data.lengths is None:
+            # rows without --sequence-id / --time: the file is one sequence, in file order
+            data = Dataset(data.x.unsqueeze(0), lengths=[len(data)], name=data.name,
+                           description=data.description, feature_names=data.feature_names)
+    # rows at random; a single sequence is split in time (its end held out)
+    return (data,) + data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
+
+
+def _model(arguments: argparse.Namespace, **fixed: Any) -> Any:
     options = {name: getattr(arguments, f"model_{name}") for name in arguments.model_options}
-    model = model_class(**options)
-    data = load_dataset(arguments.dataset, **({"binarize": True} if arguments.binarize else {}))
-    if "split" in inspect.signature(real.__dict__.get(arguments.dataset, len)).parameters:
-        # a data set published with its own split (JSB chorales): train on train, test on test
-        train, test = data, load_dataset(arguments.dataset, split="test")
-    else:  # rows at random; a single sequence is split in time (its end held out)
-        train, test = data.split(test_fraction=arguments.test_fraction, seed=arguments.seed)
+    return model_class_named(arguments.model)(**options, **fixed)
+
+
+def _print_table(table: Any, out: Any, name: str) -> None:
+    print(table.to_string(float_format=lambda value: f"{value:.4f}"))
+    if out:
+        folder = Path(out)
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / name)
+        print(f"\nWrote {folder / name}")
+
+
+def command_fit(arguments: argparse.Namespace) -> int:
+    model = _model(arguments)
+    data, train, test = _data(arguments, type(model))
     method = _method(arguments)
     fit = run_fit(model, train, method)
     if arguments.distributed:
@@ -181,6 +236,63 @@ def command_fit(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_compare(arguments: argparse.Namespace) -> int:
+    model = _model(arguments)
+    _, train, test = _data(arguments, type(model))
+    table = compare(model, train, test, methods=_names(arguments.methods), reference=arguments.reference)
+    print(f"{type(model).__name__}: {len(train)} training rows, {len(test)} held out; "
+          f"reference posterior: {table.attrs['reference']}\n")
+    _print_table(table, arguments.out, "comparison.csv")
+    return 0
+
+
+def command_select(arguments: argparse.Namespace) -> int:
+    model_class = model_class_named(arguments.model)
+    parameter = arguments.parameter
+    words = _names(arguments.values) or []
+    kind = int if all(word.lstrip("-").isdigit() for word in words) else float
+    values = [kind(word) for word in words]
+    _, train, test = _data(arguments, model_class)
+    table = select(lambda value: _model(arguments, **{parameter: value}), train, test, values=values,
+                   method=arguments.method, name=parameter)
+    print(f"{model_class.__name__}: {parameter} in {values}, fitted by {arguments.method}; "
+          f"{len(train)} training rows, {len(test)} held out\n")
+    _print_table(table, arguments.out, "selection.csv")
+    return 0
+
+
+def _add_data_options(sub: argparse.ArgumentParser) -> None:
+    source = sub.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", help="a bundled data set, from `zoo list`")
+    source.add_argument("--data", help="your own data: a .csv file (with a header row) or a .npy array")
+    sub.add_argument("--columns", default=None, help="--data: the feature columns, comma-separated (default: all others)")
+    sub.add_argument("--label", default=None, help="--data: the column of class labels")
+    sub.add_argument("--sequence-id", default=None, help="--data: rows sharing this column's value form one sequence")
+    sub.add_argument("--time", default=None, help="--data: the order of the rows within a sequence")
+    sub.add_argument("--binarize", action="store_true", help="binarise image data (digits, mnist)")
+    sub.add_argument("--seed", type=int, default=0)
+    sub.add_argument("--test-fraction", type=float, default=0.2)
+
+
+def _per_model(
+    commands: Any, command: str, help: str, handler: Any, vary_first: bool = False
+) -> list[argparse.ArgumentParser]:
+    """``zoo COMMAND MODEL``: one sub-command per registered model, with its constructor's
+    options (but the one varied by ``select``: its first) and the data options."""
+    parser = commands.add_parser(command, help=help)
+    models = parser.add_subparsers(dest="model", required=True, metavar="MODEL")
+    subs = []
+    for name in model_names():
+        model_class = model_class_named(name)
+        varied = list(inspect.signature(model_class.__init__).parameters)[1] if vary_first else None
+        sub = models.add_parser(name, help=f"{command} {model_class.__name__}")
+        exclude = (varied,) if varied else ()
+        sub.set_defaults(handler=handler, parameter=varied, model_options=_add_model_options(sub, model_class, exclude))
+        _add_data_options(sub)
+        subs.append(sub)
+    return subs
+
+
 def command_tour(arguments: argparse.Namespace) -> int:
     start = time.perf_counter()
     run_tour(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
@@ -189,19 +301,14 @@ def command_tour(arguments: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="zoo", description="Classic generative models in Pyro.")
+    parser = _Parser(prog="zoo", description="Classic generative models in Pyro.")
+    parser.add_argument("--version", action="version", version=f"zoo {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="models, methods, guides and data sets")
     listing.set_defaults(handler=command_list)
 
-    fitting = commands.add_parser("fit", help="fit a model to a bundled data set")
-    models = fitting.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name in model_names():
-        model_class = model_class_named(name)
-        sub = models.add_parser(name, help=f"fit {model_class.__name__}")
-        sub.set_defaults(handler=command_fit, model_options=_add_model_options(sub, model_class))
-        sub.add_argument("--dataset", required=True, help="a name from `zoo list`")
+    for sub in _per_model(commands, "fit", "fit a model to a bundled data set or your own file", command_fit):
         sub.add_argument("--method", default="svi", choices=list(METHODS))
         sub.add_argument("--guide", default=None, help="guide name for svi (default: the model's)")
         sub.add_argument("--num-steps", type=int, default=2000)
@@ -213,14 +320,25 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="cpu", help="torch device for svi (cpu, cuda)")
         sub.add_argument("--distributed", action="store_true",
                          help="data-parallel svi or adversarial training across the processes of a torchrun job")
-        sub.add_argument("--binarize", action="store_true", help="binarise image data (digits, mnist)")
         sub.add_argument("--num-warmup", type=int, default=500)
         sub.add_argument("--num-samples", type=int, default=500)
         sub.add_argument("--num-chains", type=int, default=2)
-        sub.add_argument("--seed", type=int, default=0)
-        sub.add_argument("--test-fraction", type=float, default=0.2)
         sub.add_argument("--out", default=None, help="folder for the InferenceData, table and figure")
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    for sub in _per_model(commands, "compare", "fit one model by several methods; tabulate them (zoo.compare)", command_compare):
+        sub.add_argument("--methods", default="svi:delta,svi:normal,svi:mvn,nuts",
+                         help="comma-separated methods, e.g. svi:delta,svi:mvn,nuts (default: %(default)s)")
+        sub.add_argument("--reference", default=None,
+                         help="the reference posterior's method (default: exact where the model takes it, else a long nuts run)")
+        sub.add_argument("--out", default=None, help="folder for the table (comparison.csv)")
+
+    select_help = "compare numbers of components or states by LOO and held-out data (zoo.select)"
+    for sub in _per_model(commands, "select", select_help, command_select, vary_first=True):
+        varied = sub.get_default("parameter")
+        sub.add_argument("--values", default="1,2,3,4", help=f"the values of {varied} to try, comma-separated (default: %(default)s)")
+        sub.add_argument("--method", default="svi:mvn", help="how each model is fitted (default: %(default)s)")
+        sub.add_argument("--out", default=None, help="folder for the table (selection.csv)")
 
     touring = commands.add_parser("tour", help="fit every model on its bundled data; write a report")
     touring.add_argument("--out", default="zoo-tour", help="folder for the report (default zoo-tour)")

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
+import pandas
 import torch
+
+from zoo.datasets.frames import file_fields, frame_fields
 
 __all__ = ["Dataset", "as_dataset", "UNLABELED"]
 
@@ -134,6 +137,30 @@ class Dataset:
         if self.feature_names is not None:
             object.__setattr__(self, "feature_names", tuple(self.feature_names))
 
+    @classmethod
+    def from_frame(
+        cls, frame: Any, label: Any = None, *, name: str | None = None, description: str = "", source: str = "", **columns: Any
+    ) -> "Dataset":
+        """A `Dataset` from a pandas DataFrame: numeric columns as features (their names kept as
+        ``feature_names``), ``label`` the column of class labels; ``columns``, ``sequence_id``
+        and ``time`` choose the features and make sequences (see :mod:`zoo.datasets.frames`).
+
+        >>> import pandas as pd, zoo
+        >>> frame = pd.DataFrame({"a": [0.5, 1.5, 2.0], "b": [1.0, 0.0, 2.0], "kind": ["x", "y", "x"]})
+        >>> zoo.Dataset.from_frame(frame, label="kind")
+        Dataset(x=(3, 2), y=(3,))
+        """
+        fields = frame_fields(frame, label, unlabeled=UNLABELED, **columns)
+        found = fields.pop("description")
+        return cls(**fields, name=name, description=" ".join(part for part in (description, found) if part), source=source)
+
+    @classmethod
+    def from_file(cls, path: Any, label: Any = None, **columns: Any) -> "Dataset":
+        """A `Dataset` from a CSV file (with a header row) or a ``.npy`` array, named after the
+        file; ``label``, ``columns``, ``sequence_id``, ``time`` as in :meth:`from_frame` (see
+        :func:`zoo.datasets.frames.file_fields`)."""
+        return cls(**file_fields(path, label, unlabeled=UNLABELED, **columns))
+
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -249,11 +276,15 @@ class Dataset:
 
 
 def as_dataset(data: Any, argument: str = "data") -> Dataset:
-    """Accept a `Dataset`, a tensor or a numpy array and return a `Dataset`."""
+    """Accept a `Dataset`, a tensor, a numpy array or a pandas DataFrame (its columns the
+    features, see `Dataset.from_frame`) and return a `Dataset`."""
     if isinstance(data, Dataset):
         return data
+    if isinstance(data, pandas.DataFrame):
+        return Dataset.from_frame(data)
     if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
         return Dataset(data)
     raise TypeError(
-        f"{argument} must be a zoo.Dataset, a torch.Tensor or a numpy array, got {type(data).__name__}"
+        f"{argument} must be a zoo.Dataset, a torch.Tensor, a numpy array or a pandas DataFrame, "
+        f"got {type(data).__name__}"
     )

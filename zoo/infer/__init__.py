@@ -29,7 +29,7 @@ from zoo.infer.adversarial import run_adversarial
 from zoo.infer.exact import run_exact
 from zoo.infer.guides import GUIDES, guide_names
 from zoo.infer.mcmc import run_nuts
-from zoo.infer.methods import CONFIGS, SVI, Adversarial, Exact, NUTS, register_config
+from zoo.infer.methods import CONFIGS, SVI, Adversarial, Exact, NUTS, parse_method, register_config
 from zoo.infer.runtime import threads
 from zoo.infer.svi import run_svi
 from zoo.models.base import Model
@@ -71,8 +71,10 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     model : zoo.models.Model
         Not modified: the runner fits a copy prepared for the data, which the Fit keeps.
     data : zoo.Dataset, Tensor or numpy array
-    method : zoo.SVI, zoo.NUTS, ..., optional
-        Default: ``zoo.SVI()`` with the model's default guide.
+    method : zoo.SVI, zoo.NUTS, ..., or str, optional
+        Default: ``zoo.SVI()`` with the model's default guide. A string is parsed as
+        ``zoo.compare`` and ``zoo.select`` parse theirs (:func:`zoo.infer.methods.parse_method`):
+        "svi:delta", "svi:mvn:num_steps=500", "nuts:num_chains=1", "exact".
     held_out : zoo.Dataset, Tensor or numpy array, optional
         Data not fitted, whose negative ELBO per observation SVI records after every epoch
         (``fit.history["held_out_loss"]``). SVI only.
@@ -93,6 +95,8 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
             f"model must be a zoo model (e.g. zoo.models.GaussianMixture(2)), got {type(model).__name__}"
         )
     data = as_dataset(data)
+    if isinstance(method, str):
+        method = parse_method(method)
     method = SVI() if method is None else method
     kind = getattr(method, "kind", None)
     if kind not in METHODS or not isinstance(method, CONFIGS[kind]):

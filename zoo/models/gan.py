@@ -25,8 +25,9 @@ objective is the model's ``loss``:
 * ``"non_saturating"``: D is a classifier with logits ``D(x)``; D minimises the cross-entropy
   ``softplus(-D(x_real)) + softplus(D(x_fake))``, G minimises ``softplus(-D(G(z)))`` (the
   non-saturating generator loss of Goodfellow et al.);
-* ``"wgan_gp"``: D is a critic; it minimises ``D(x_fake) - D(x_real) + lambda (||grad D(x_hat)||
-  - 1)^2`` at random interpolates x_hat (Gulrajani et al., 2017), G minimises ``-D(G(z))``.
+* ``"wgan_gp"``: D is a critic; it minimises
+  ``D(x_fake) - D(x_real) + lambda (||grad D(x_hat)|| - 1)^2`` at random interpolates x_hat
+  (Gulrajani et al., 2017), G minimises ``-D(G(z))``.
 
 The loop (alternating steps, where the detach goes, optimisers, seeds) is
 :func:`zoo.infer.adversarial.run_adversarial`; the model only declares its networks.

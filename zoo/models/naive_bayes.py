@@ -27,14 +27,14 @@ Beta for each Bernoulli one, Dirichlet for categorical and multinomial probabili
 row labeled the posterior is therefore known in closed form (:meth:`NaiveBayes.exact_posterior`,
 used by ``zoo.Exact()``):
 
-=====================  ====================================================================
+====================== ====================================================================
 weights                Dirichlet(class_concentration + n_c)
 precision[c, j]        Gamma(a0 + n_c / 2, b0 + SS_cj / 2 + k0 n_c (xbar_cj - m_j)^2 / (2 (k0 + n_c)))
 loc[c, j] | precision  Normal((k0 m_j + n_c xbar_cj) / (k0 + n_c), 1 / sqrt((k0 + n_c) precision))
 bernoulli_probs[c, j]  Beta(concentration + s_cj, concentration + n_c - s_cj)
 categorical_probs_j[c] Dirichlet(concentration + counts of each category in class c)
 multinomial_probs[c]   Dirichlet(concentration + column totals of class c)
-=====================  ====================================================================
+====================== ====================================================================
 
 with m_j = ``prior_loc``, k0 = ``loc_count``, a0 = ``precision_shape``, b0 = a0 * ``prior_scale``\ ^2.
 ``prior_loc`` and ``prior_scale`` default to the training data's mean and standard deviation of

@@ -31,8 +31,9 @@ left out of every run's time.
   twice, the second call timed (no compilation left; what the "2x compiled" target is judged
   against). The seconds JAX reports compiling (``jax.monitoring``) are printed for each run.
 
-Per run: wall and CPU seconds (CPU: of the worker process, all threads; on a loaded machine
-wall time includes waiting for a core), the smallest bulk ESS over all scalars that vary
+Per run: wall and CPU seconds (CPU: of the worker process, all threads: on a loaded machine
+wall time includes waiting for a core, and XLA compiles on more than one thread whatever the
+flags below say, so NumPyro's CPU time can exceed its wall time), the smallest bulk ESS over all scalars that vary
 (``arviz.ess(method="bulk")``, the same function on both libraries' draws, after the same
 relabelling: components sorted by ``locs[:, 0]``, states by rate), ESS per wall second and
 the number of divergent transitions. Targets are judged on zoo's *first* call in a fresh
@@ -463,7 +464,7 @@ def verdict(met: bool) -> str:
 
 def row(label: str, wall: float, cpu: float, ess: float, divergences: int, note: str = "") -> str:
     rate = ess / wall if wall > 0 else math.nan
-    return f"  {label:<40}{wall:>9.2f}{cpu:>9.2f}{ess:>10.0f}{rate:>9.1f}{divergences:>6d}  {note}"
+    return f"  {label:<44}{wall:>9.2f}{cpu:>9.2f}{ess:>10.0f}{rate:>9.1f}{divergences:>6d}  {note}"
 
 
 def run_task(task: str, num_warmup: int, num_samples: int, out: Path, forward_hmm: bool) -> list[tuple[str, str, bool]]:
@@ -492,7 +493,7 @@ def run_task(task: str, num_warmup: int, num_samples: int, out: Path, forward_hm
     zoo_ess = {run: min_bulk_ess(draws) for run, draws in zoo_draws.items()}
 
     print(f"  zoo: import {ours['import_time']:.1f} s; torch threads {ours['torch_threads']}")
-    print(f"  {'':<40}{'wall (s)':>9}{'CPU (s)':>9}{'min ESS':>10}{'ESS/s':>9}{'div.':>6}")
+    print(f"  {'':<44}{'wall (s)':>9}{'CPU (s)':>9}{'min ESS':>10}{'ESS/s':>9}{'div.':>6}")
     for run, label in (("first", "zoo, first fit (fresh process)"), ("warm", "zoo, second fit (warm)")):
         info = ours["runs"][run]
         print(row(label, info["wall"], info["cpu"], zoo_ess[run], info["divergences"]))

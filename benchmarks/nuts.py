@@ -12,7 +12,9 @@ Targets (issue 12), one chain of 500 warm-up + 500 draws each:
 
 zoo is timed as ``zoo.fit(model, data, zoo.NUTS(num_warmup=500, num_samples=500, num_chains=1,
 seed=0, progress=False))``, whatever ``zoo.NUTS`` is in the checkout this script sits in (its
-root goes first on ``sys.path``, in this process and in the workers).
+root goes first on ``sys.path``, in this process and in the workers): for "before" numbers,
+copy ``benchmarks/nuts.py`` and ``benchmarks/_numpyro_models.py`` into a checkout of the
+older commit and run them there.
 
 What is measured
 ----------------
@@ -401,7 +403,6 @@ def min_bulk_ess(draws: dict[str, np.ndarray]) -> float:
     """The smallest ``arviz.ess(method="bulk")`` over every scalar that varies."""
     import arviz as az
 
-    names, _ = scalars(draws)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ess = az.ess(az.from_dict(posterior=dict(draws)), method="bulk")
@@ -598,8 +599,10 @@ def main() -> None:
     unknown = sorted(set(tasks) - set(TASKS))
     if unknown:
         parser.error(f"unknown tasks {unknown}; choose from {TASKS}")
-    print(f"zoo NUTS vs NumPyro NUTS; workers on one thread each ({' '.join(f'{k}={v!r}' for k, v in THREAD_ENV.items())}); "
-          f"{os.cpu_count()} CPUs here, load average {', '.join(f'{value:.1f}' for value in os.getloadavg())}")
+    settings = " ".join(f"{name}={value!r}" for name, value in THREAD_ENV.items())
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"zoo NUTS vs NumPyro NUTS; workers on one thread each ({settings}); "
+          f"{os.cpu_count()} CPUs here, load average {load}")
     results: dict[str, list[tuple[str, str, bool]]] = {}
     with tempfile.TemporaryDirectory(prefix="zoo-nuts-bench-") as directory:
         out = Path(directory)
@@ -608,8 +611,8 @@ def main() -> None:
         groups = [group for group in arguments.extras.split(",") if group]
         if groups:
             scale = 0.1 if arguments.quick else 1.0
-            print(f"\n== zoo's own NUTS fits (information; {'a tenth of the budgets' if scale != 1 else 'full settings'}; "
-                  "each group in one fresh process, one thread)")
+            budgets = "a tenth of the budgets" if scale != 1 else "full settings"
+            print(f"\n== zoo's own NUTS fits (information; {budgets}; each group in one fresh process, one thread)")
             print(f"  {'':<66}{'wall (s)':>9}{'CPU (s)':>9}{'R-hat':>7}{'min ESS':>9}{'div.':>6}")
             for group in groups:
                 run_worker(["--worker", "extras", "--task", group, "--scale", str(scale), "--out", str(out)],

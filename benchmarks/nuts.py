@@ -38,8 +38,8 @@ wall time includes waiting for a core, and XLA compiles on more than one thread 
 flags below say, so NumPyro's CPU time can exceed its wall time), the smallest bulk ESS over
 all scalars that vary (``arviz.ess(method="bulk")``, the same function on both libraries'
 draws, after the same relabelling: components sorted by ``locs[:, 0]``, states by rate), ESS
-per wall second and the number of divergent transitions. (The compiled run's draws differ from
-the first run's: under ``jax.jit`` NumPyro's start is drawn differently from the same key.) Targets are judged on zoo's *first* call in a fresh
+per wall second and the number of divergent transitions. (The compiled run's draws are not the
+first run's, though both use key 0: their ESS is computed from their own draws.) Targets are judged on zoo's *first* call in a fresh
 process (what a user meets; the warm call's ratios are printed beside it).
 
 Posterior agreement (printed yes / no per task): the largest |mean_zoo - mean_NumPyro| over

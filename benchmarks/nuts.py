@@ -296,12 +296,12 @@ def extra_fits(group: str, scale: float) -> list[tuple[str, Any, Any, Any]]:
         digits_train, _ = zoo.datasets.load("digits").split(test_fraction=0.2, seed=0)
         quakes_train, _ = zoo.datasets.load("earthquakes").split(test_fraction=0.2)
         return [
-            ("tour: Old Faithful mixture K=2, 300+300 x 2", zoo.models.GaussianMixture(num_components=2),
+            ("tour: Old Faithful mixture K=2", zoo.models.GaussianMixture(num_components=2),
              faithful_train, nuts(300, 300, num_chains=2)),
-            ("tour: digits Naive Bayes (multinomial), 100+100 x 1, depth 6",
+            ("tour: digits Naive Bayes (multinomial)",
              zoo.models.NaiveBayes(num_classes=10, features="multinomial"), digits_train,
              nuts(100, 100, num_chains=1, max_tree_depth=6)),
-            ("tour: earthquakes HMM K=3, 200+200 x 2, depth 6", zoo.models.HiddenMarkovModel(3, emission="poisson"),
+            ("tour: earthquakes HMM K=3", zoo.models.HiddenMarkovModel(3, emission="poisson"),
              quakes_train, nuts(200, 200, num_chains=2, max_tree_depth=6)),
         ]
     if group == "notebooks":
@@ -309,22 +309,22 @@ def extra_fits(group: str, scale: float) -> list[tuple[str, Any, Any, Any]]:
         windows = _windows(quakes_train, 11)
         iris_train, _ = zoo.datasets.load("iris").split(test_fraction=0.3, seed=0)
         fits = [
-            ("01: Old Faithful mixture K=2, 300+500 x 2, depth 10", zoo.models.GaussianMixture(num_components=2),
+            ("01: Old Faithful mixture K=2", zoo.models.GaussianMixture(num_components=2),
              faithful_train, nuts(300, 500, num_chains=2, max_tree_depth=10, seed=0)),
         ]
         fits += [
-            (f"02: earthquake decades HMM K={k}, 200+200 x 2, depth 5",
+            (f"02: earthquake decades HMM K={k}",
              zoo.models.HiddenMarkovModel(k, emission="poisson"), windows,
              nuts(200, 200, num_chains=2, max_tree_depth=5, seed=0))
             for k in range(1, 5)
         ]
         fits += [
-            ("06: reference, Old Faithful mixture K=2, 150+600 x 1, depth 8",
+            ("06: reference, Old Faithful mixture K=2",
              zoo.models.GaussianMixture(num_components=2), faithful_train,
              nuts(150, 600, num_chains=1, max_tree_depth=8, seed=1)),
-            ("06: Old Faithful mixture K=2, 100+200 x 1, depth 7", zoo.models.GaussianMixture(num_components=2),
+            ("06: Old Faithful mixture K=2", zoo.models.GaussianMixture(num_components=2),
              faithful_train, nuts(100, 200, num_chains=1, max_tree_depth=7, seed=0)),
-            ("06: iris Naive Bayes, 100+200 x 1, depth 7", zoo.models.NaiveBayes(num_classes=3, features="gaussian"),
+            ("06: iris Naive Bayes", zoo.models.NaiveBayes(num_classes=3, features="gaussian"),
              iris_train, nuts(100, 200, num_chains=1, max_tree_depth=7, seed=0)),
         ]
         return fits
@@ -337,8 +337,7 @@ def extra_fits(group: str, scale: float) -> list[tuple[str, Any, Any, Any]]:
                 "num_warmup": max(10, round(reference.num_warmup * scale)),
                 "num_samples": max(10, round(reference.num_samples * scale)),
             })
-        settings = f"{reference.num_warmup}+{reference.num_samples} x {reference.num_chains}"
-        return [(f"zoo.compare default reference, Old Faithful K=2: NUTS {settings}", model, faithful_train, reference)]
+        return [("zoo.compare default reference, Old Faithful K=2", model, faithful_train, reference)]
     raise ValueError(f"unknown group of extras {group!r}")
 
 
@@ -353,8 +352,9 @@ def extras_worker(group: str, scale: float, out: Path) -> None:
     for label, model, data, method in extra_fits(group, scale):
         fit, wall, cpu = _timed(lambda: zoo.fit(model, data, method))
         diagnostics = fit.diagnostics
+        settings = f"{method.num_warmup}+{method.num_samples} x {method.num_chains}, depth {method.max_tree_depth}"
         rows.append({
-            "label": label,
+            "label": f"{label}, {settings}",
             "wall": wall,
             "cpu": cpu,
             "max_rhat": diagnostics.get("max_rhat", math.nan),

@@ -39,8 +39,9 @@ flags below say, so NumPyro's CPU time can exceed its wall time), the smallest b
 all scalars that vary (``arviz.ess(method="bulk")``, the same function on both libraries'
 draws, after the same relabelling: components sorted by ``locs[:, 0]``, states by rate), ESS
 per wall second and the number of divergent transitions. (The compiled run's draws are not the
-first run's, though both use key 0: their ESS is computed from their own draws.) Targets are judged on zoo's *first* call in a fresh
-process (what a user meets; the warm call's ratios are printed beside it).
+first run's, though both use key 0: their ESS is computed from their own draws.) Targets are
+judged on zoo's *first* call in a fresh process (what a user meets; the warm call's ratios are
+printed beside it).
 
 Posterior agreement (printed yes / no per task): the largest |mean_zoo - mean_NumPyro| over
 every varying scalar, in units of the posterior sd (the root mean square of the two

@@ -624,6 +624,8 @@ def main() -> None:
                     print(f"  {fit['label']:<66}{fit['wall']:>9.1f}{fit['cpu']:>9.1f}{rhat:>7}"
                           f"{fit['min_ess_bulk']:>9.0f}{fit['divergences']:>6d}")
 
+    if not results:
+        return
     print("\n== Targets (zoo judged on its first fit in a fresh process)")
     for task, rows in results.items():
         for target, value, met in rows:

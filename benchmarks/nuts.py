@@ -620,7 +620,7 @@ def main() -> None:
                 run_worker(["--worker", "extras", "--task", group, "--scale", str(scale), "--out", str(out)],
                            f"extras: {group}")
                 for fit in json.loads((out / f"extras_{group}.json").read_text()):
-                    rhat = "-" if math.isnan(fit["max_rhat"]) else f"{fit['max_rhat']:.3f}"  # one chain: none
+                    rhat = "-" if math.isnan(fit["max_rhat"]) else f"{fit['max_rhat']:.3f}"  # none reported (e.g. one chain)
                     print(f"  {fit['label']:<66}{fit['wall']:>9.1f}{fit['cpu']:>9.1f}{rhat:>7}"
                           f"{fit['min_ess_bulk']:>9.0f}{fit['divergences']:>6d}")
 

@@ -464,7 +464,7 @@ def test_bad_inputs_are_refused_before_any_work(name: str) -> None:
     with pytest.raises(ValueError, match="learning_rate must be positive"):
         zoo.SVI(learning_rate=-0.1)
     with pytest.raises(TypeError, match="method must be one of"):
-        zoo.fit(model, data, "svi")
+        zoo.fit(model, data, object())  # method strings ("svi:delta") are fine, other objects are not
     with pytest.raises(TypeError, match="model must be a zoo model"):
         zoo.fit(object(), data, quick(model))  # type: ignore[arg-type]
     with pytest.raises(ValueError):

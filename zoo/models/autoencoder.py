@@ -84,15 +84,6 @@ class Autoencoder(NetworkModel):
             self.log_scale = nn.Parameter(torch.zeros(shape))
 
     # ------------------------------------------------------------------ declarations
-    def config(self) -> dict[str, Any]:
-        return {
-            "latent_dim": self.latent_dim,
-            "likelihood": self.likelihood,
-            "hidden_sizes": list(self.hidden_sizes),
-            "architecture": self.architecture,
-            "image_shape": None if self.image_shape is None else list(self.image_shape),
-            "init_seed": self.init_seed,
-        }
 
     def validate(self, data: Dataset) -> None:
         """Raise ValueError unless ``data`` are independent images of the built shape, with

@@ -162,7 +162,6 @@ class HiddenMarkovModel(Model):
     >>> fit.discrete(data)  # the Viterbi path, shape (1, 107)
     """
 
-    registry_name = "hmm"
     max_plate_nesting = 1
     data_plate = "sequences"
     observed_site = "x"
@@ -324,26 +323,6 @@ class HiddenMarkovModel(Model):
         data = simulate.hidden_markov(num_sequences=6, length=10, num_states=2, emission="gaussian", num_features=2, seed=0)
         variants.append((cls(num_states=2, emission="gaussian", covariance="full"), dataclasses.replace(data, lengths=lengths)))
         return variants
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "num_states": self.num_states,
-            "emission": self.emission,
-            "covariance": self.covariance,
-            "num_categories": self.num_categories,
-            "initial_concentration": self.initial_concentration,
-            "transition_concentration": self.transition_concentration,
-            "emission_concentration": self.emission_concentration,
-            "location_scale": self.location_scale,
-            "scale_log_sd": self.scale_log_sd,
-            "correlation_concentration": self.correlation_concentration,
-            "rate_log_sd": self.rate_log_sd,
-            "initial_em_steps": self.initial_em_steps,
-            "prior_center": self.prior_center,
-            "prior_spread": self.prior_spread,
-            "num_features": self.num_features,
-            "length": self.length,
-        }
 
     @property
     def enumerated_sites(self) -> tuple[str, ...]:  # type: ignore[override]

@@ -99,7 +99,6 @@ class SemiSupervisedVAE(Autoencoder):
     >>> fit.sample(16, y=3)                                      # new images of the class 3
     """
 
-    registry_name = "m2_vae"
     # Per-datum latents: the class (summed out by the guide) and the style code; no draws kept.
     local_sites = ("y", "z")
     guide_enumerated_sites = ("y",)
@@ -274,9 +273,6 @@ class SemiSupervisedVAE(Autoencoder):
         labels = data.y.clone()
         labels[::3] = UNLABELED
         return cls(num_classes=10, latent_dim=2, hidden_sizes=[16]), dataclasses.replace(data, y=labels)
-
-    def config(self) -> dict[str, Any]:
-        return {"num_classes": self.num_classes, **super().config(), "classifier_weight": self.classifier_weight}
 
     def validate(self, data: Dataset) -> None:
         super().validate(data)

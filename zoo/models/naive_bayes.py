@@ -157,7 +157,6 @@ class NaiveBayes(Model):
     >>> zoo.models.naive_bayes.predict(fit, data)[:5]
     """
 
-    registry_name = "naive_bayes"
     enumerated_sites = ("y",)
     max_plate_nesting = 2
     data_plate = "data"
@@ -440,21 +439,6 @@ class NaiveBayes(Model):
         data = Dataset(x, y=labels, name="naive_bayes_mixed", description="mixed-family naive Bayes rows")
         families = ["gaussian", "gaussian", "bernoulli", "categorical", "multinomial", "multinomial", "multinomial"]
         return cls(num_classes=3, features=families), data
-
-    def config(self) -> dict[str, Any]:
-        return {
-            "num_classes": self.num_classes,
-            "features": self.features,
-            "class_concentration": self.class_concentration,
-            "concentration": self.concentration,
-            "loc_count": self.loc_count,
-            "precision_shape": self.precision_shape,
-            "num_features": self.num_features,
-            "num_categories": self.num_categories,
-            "prior_loc": self.prior_loc,
-            "prior_scale": self.prior_scale,
-            "total_count": self.total_count,
-        }
 
     def column_families(self, data: Dataset | None = None) -> list[str]:
         """The family of each column, resolved against ``data``'s columns (and feature names)."""

@@ -93,8 +93,6 @@ class VAE(Autoencoder):
     >>> eager = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20, jit=False))
     """
 
-    registry_name = "vae"
-
     def __init__(
         self,
         latent_dim: int,

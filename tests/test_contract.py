@@ -21,7 +21,7 @@ from pyro.poutine.util import site_is_subsample
 import zoo
 from zoo.infer import METHODS, collapse, evaluate
 from zoo.infer.guides import guide_names, make_guide
-from zoo.infer.potential import Potential
+from zoo.infer.potential import Potential, compiled
 from zoo.infer.runtime import isolated
 from zoo.models import registry
 
@@ -379,6 +379,32 @@ def test_nuts_potential_equals_pyros_own(name: str, index: int) -> None:
             point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
         ):
             torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_a_recorded_potential_replays_the_eager_one(name: str, index: int) -> None:
+    """A model declaring ``static_likelihood`` has its potential recorded once by
+    ``torch.jit.trace``: the recording must give the eager potential's value and gradient at
+    points far from the one it was recorded at (a branch on a tensor's value would not)."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if not prepared.static_likelihood:
+        pytest.skip("the model does not declare static_likelihood: NUTS runs its potential eagerly")
+    eager = Potential(prepared, data)
+    start = eager.initial_point(prepared.initial_values(data))
+    replay = compiled(eager, start)
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(3):
+        point = {
+            site: (value + torch.randn(value.shape, generator=generator)).requires_grad_()
+            for site, value in start.items()
+        }
+        expected, actual = eager(point), replay(point)
+        torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-4)
+        for site, mine, theirs in zip(
+            point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
+        ):
+            torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

@@ -4,7 +4,9 @@ For a model stating the density contract the sampler runs on :class:`~zoo.infer.
 plain torch derived once from the model's global story and collapsed likelihood (discrete
 latents summed out exactly): Pyro's kernel, adaptation and diagnostics, but no Pyro trace per
 leapfrog step. A model without a collapsed likelihood (and ``jit_compile=True``) gets Pyro's own
-potential of what it trains.
+potential of what it trains. Where the model declares its density free of Python branches on
+tensor values (``static_likelihood``), the potential is recorded once by ``torch.jit.trace`` and
+replayed: the same numbers at a fraction of the Python.
 
 Where chains start (``initialization="map"``, the default): at the best of a few optimisations
 of the potential, each from the model's data-driven start with its own seed. A mixture or an HMM
@@ -39,7 +41,7 @@ from zoo.diagnostics import convergence
 from zoo.infer.collapse import collapsible, training_model
 from zoo.infer.evaluate import relabel_point
 from zoo.infer.methods import NUTS
-from zoo.infer.potential import Potential
+from zoo.infer.potential import Potential, compiled
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -101,7 +103,13 @@ def _options(method: NUTS) -> dict[str, Any]:
 
 
 def _uses_potential(model: Model, method: NUTS) -> bool:
-    return collapsible(model) and not method.jit_compile
+    """Whether the sampler runs on zoo's plain-torch potential (else on Pyro's of the model)."""
+    return collapsible(model)
+
+
+def _records_potential(model: Model, method: NUTS) -> bool:
+    """Whether zoo's potential is recorded by ``torch.jit.trace`` (see ``NUTS.jit_compile``)."""
+    return model.static_likelihood if method.jit_compile is None else method.jit_compile
 
 
 def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor] | None:
@@ -153,7 +161,8 @@ def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[s
         potential = Potential(model, data)
         if start is None:
             start = potential.initial_point(model.initial_values(data, seed=method.seed + chain))
-        kernel = _RecordingNUTS(potential_fn=potential, **_options(method))
+        energy = compiled(potential, start) if _records_potential(model, method) else potential
+        kernel = _RecordingNUTS(potential_fn=energy, **_options(method))
         kernel.initial_params = {name: value.clone() for name, value in start.items()}
         kernel.setup(method.num_warmup)
         return kernel, potential.constrain
@@ -162,7 +171,7 @@ def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[s
     kernel = _RecordingNUTS(
         trained,
         max_plate_nesting=model.max_plate_nesting,
-        jit_compile=method.jit_compile,
+        jit_compile=bool(method.jit_compile),
         ignore_jit_warnings=True,
         init_strategy=init_to_value(values=initial, fallback=init_to_median),
         **_options(method),

@@ -311,9 +311,11 @@ class NUTS(MethodConfig, kind="nuts"):
         "parallel" runs the chains in separate processes (spawned: each imports zoo, a few
         seconds, so it pays for long runs; parallel processes hang in some Jupyter set-ups,
         hence the default), with exactly the draws of the sequential run.
-    jit_compile : bool
-        Sample with Pyro's own potential of the training model, compiled with the PyTorch JIT
-        (the path of models without a collapsed likelihood; kept for comparison).
+    jit_compile : bool, optional
+        Record the potential once with ``torch.jit.trace`` and replay it at every leapfrog step
+        (the same numbers, without Python per operation). None (default): where the model
+        declares ``static_likelihood`` (no Python branch on a tensor's value in its density).
+        For a model without a collapsed likelihood, True compiles Pyro's own potential.
     num_threads : int, optional
         Torch threads while sampling; default: the model's ``num_threads`` (1 for the small
         models, whose many small operations several threads only slow down).
@@ -332,7 +334,7 @@ class NUTS(MethodConfig, kind="nuts"):
     initialization: str = "map"
     num_starts: int = 4
     chain_method: str = "sequential"
-    jit_compile: bool = False
+    jit_compile: bool | None = None
     num_threads: int | None = None
     seed: int = 0
     progress: bool = True
@@ -348,7 +350,7 @@ class NUTS(MethodConfig, kind="nuts"):
         check_choice(self.initialization, "initialization", INITIALIZATIONS)
         check_positive_int(self.num_starts, "num_starts")
         check_choice(self.chain_method, "chain_method", CHAIN_METHODS)
-        check_flag(self.jit_compile, "jit_compile")
+        check_flag(self.jit_compile, "jit_compile", allow_none=True)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ the contract tests check it for every registered model.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from typing import Any
 
 import pyro
@@ -33,7 +35,7 @@ from pyro.poutine.util import site_is_subsample
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 
-__all__ = ["Potential"]
+__all__ = ["Potential", "compiled"]
 
 
 class _PriorDensity(Messenger):
@@ -117,6 +119,29 @@ class Potential:
         for name, transform in self.transforms.items():
             log_joint = log_joint - transform.log_abs_det_jacobian(params[name], unconstrained[name]).sum()
         return -log_joint
+
+
+def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+    """``potential`` recorded once by ``torch.jit.trace`` at ``point`` and replayed: the same
+    numbers without Python per operation (distribution objects, transforms, the model's code).
+
+    Only for a model whose collapsed likelihood has no Python branch on a tensor's value
+    (``Model.static_likelihood``): a recording keeps the branch taken at ``point`` for every
+    later point. Recorded with Pyro's argument validation off (its checks branch on values).
+    """
+    names = tuple(sorted(point))
+    values = tuple(point[name].detach().clone().requires_grad_() for name in names)
+    with warnings.catch_warnings(), pyro.validation_enabled(False):
+        # the tracer warns wherever Python reads a number off a tensor (shape checks, sizes);
+        # the model declared that none of them depends on the point
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated", category=DeprecationWarning)
+        recording = torch.jit.trace(lambda *tensors: potential(dict(zip(names, tensors))), values, check_trace=False)
+
+    def replay(unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
+        return recording(*(unconstrained[name] for name in names))
+
+    return replay
 
 
 def _trace_globals(model: Model, seed: int) -> dict[str, Any]:

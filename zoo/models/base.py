@@ -35,6 +35,9 @@ Besides its story a model declares, as data:
 ``jit_safe``              its model and named guides are of static structure (no Python branch
                           on a tensor's value, every network registered with Pyro), so SVI
                           compiles their ELBO by default (``zoo.SVI(jit=None)``)
+``static_likelihood``     its global story and collapsed likelihood have no Python branch on a
+                          tensor's value, so NUTS records its potential once (``torch.jit.trace``)
+                          and replays it (``zoo.NUTS(jit_compile=None)``)
 ========================  =====================================================================
 
 A model whose own guides enumerate a discrete site (the semi-supervised VAE's class, summed
@@ -78,6 +81,11 @@ class Model(PyroModule):
     #: minibatch steps; for the other models' L-BFGS full-batch steps the recording costs more
     #: than it saves). A contract test checks that compiled and eager steps agree.
     jit_safe: ClassVar[bool] = False
+    #: NUTS with ``jit_compile=None`` records this model's potential with ``torch.jit.trace``:
+    #: declare it only where ``sample_globals`` and ``log_likelihood`` take no Python branch on
+    #: a tensor's value (a recording keeps the branch of the point it was made at). A contract
+    #: test checks the recording against the eager potential at other points.
+    static_likelihood: ClassVar[bool] = False
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
     #: Latent sites local to each datum (a VAE's codes; M2's class too): the guide infers them,

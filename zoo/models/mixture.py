@@ -100,6 +100,7 @@ class GaussianMixture(Model):
     observed_site = "x"
     methods = ("svi", "nuts")
     default_guide = "normal"
+    static_likelihood = True  # no Python branch on a tensor's value in its density
 
     def __init__(
         self,

@@ -163,6 +163,7 @@ class NaiveBayes(Model):
     observed_site = "x"
     methods = ("svi", "nuts", "exact")
     default_guide = "normal"
+    static_likelihood = True  # no Python branch on a tensor's value in its density
 
     def __init__(
         self,

@@ -175,11 +175,31 @@ def convergence(draws: dict[str, torch.Tensor]) -> dict[str, float]:
     }
 
 
+#: How many copies of a one-draw log-likelihood PSIS-LOO is given (see :func:`_as_inference_data`).
+POINT_MASS_COPIES = 4
+
+
 def _as_inference_data(result: "ToArviz | Any", data: Any = None) -> Any:
-    """``result`` if it is an InferenceData, else its ``to_arviz(data)`` without replicates."""
-    if isinstance(result, _arviz().InferenceData):
+    """``result`` if it is an InferenceData, else its ``to_arviz(data)`` without replicates;
+    ready for PSIS-LOO.
+
+    A point-mass fit (``guide="delta"``) holds one draw. PSIS-LOO over identical draws is the
+    plug-in log-likelihood log p(x_i | theta) (equal weights: ``p_loo`` 0, every Pareto k
+    infinite, the fit flagged), but ArviZ computes it only from several draws (one raises an
+    IndexError), so the one draw's log-likelihood is repeated (:data:`POINT_MASS_COPIES`
+    times, in a new InferenceData): the numbers are those of any number of identical draws.
+    """
+    if not isinstance(result, _arviz().InferenceData):
+        result = result.to_arviz(data, posterior_predictive=False)
+    group = getattr(result, "log_likelihood", None)
+    if group is None or group.sizes.get("chain", 1) * group.sizes.get("draw", 1) != 1:
         return result
-    return result.to_arviz(data, posterior_predictive=False)
+
+    def repeated(dataset: Any) -> Any:
+        copies = dataset.isel(chain=[0], draw=[0] * POINT_MASS_COPIES)
+        return copies.assign_coords(draw=np.arange(POINT_MASS_COPIES))
+
+    return result.map(repeated, groups="log_likelihood", inplace=False)
 
 
 def loo(result: "ToArviz | Any", data: Any = None) -> Any:

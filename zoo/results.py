@@ -123,7 +123,8 @@ class Fit:
     method : zoo.SVI or zoo.NUTS or ...
         The method configuration.
     draws : dict of str to Tensor
-        Posterior draws of each continuous latent site, shaped (chain, draw, *site_shape). May be
+        Posterior draws of each continuous latent site, shaped (chain, draw, *site_shape); a
+        point-mass fit (``SVI(guide="delta")``) holds one, shaped (1, 1, *site_shape). May be
         given as a :data:`DrawsSource` (a zero-argument callable returning that dict), which is
         called on the first read of ``fit.draws`` and its result kept (see the module docs);
         :attr:`draws_ready` tells whether that has happened.
@@ -153,7 +154,8 @@ class Fit:
     draws_shape : (int, int), optional
         (chains, draws) of a fit whose model has no global latent site (a VAE: the decoder is a
         point estimate, its codes are local), so ``draws`` is empty: every draw is the same
-        point, and per-draw quantities repeat.
+        point, and per-draw quantities repeat. (1, 1) for SVI, which keeps no copies of a point;
+        the adversarial runner's ``num_posterior_samples`` sets it (replicates for ArviZ).
     """
 
     model: Model
@@ -399,7 +401,10 @@ class Fit:
 
     def summary(self, **options: Any) -> Any:
         """ArviZ's summary table (pandas DataFrame) of the posterior draws; ``options`` go to
-        ``arviz.summary`` (e.g. ``kind="stats"``, ``var_names=[...]``)."""
+        ``arviz.summary`` (e.g. ``kind="stats"``, ``var_names=[...]``).
+
+        A point-mass fit holds one draw: its mean is the point (as are both HDI bounds), and
+        what one draw cannot measure (sd, ESS, R-hat) is NaN."""
         return arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
 
     def save(self, path: str | Path) -> Path:

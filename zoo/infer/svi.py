@@ -456,7 +456,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         if training.guide_name == "laplace":
             guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
         draws, point = _posterior_draws(
-            model, training.trained, guide, training.kwargs, training.data, method.num_posterior_samples
+            model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
         )
     fit = Fit(
         model=model,
@@ -477,7 +477,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         param_state=param_state,
         interrupted=run.interrupted or run.failure is not None,
         history={name: torch.tensor(values) for name, values in run.history.items()},
-        draws_shape=None if draws else (1, method.num_posterior_samples),
+        # no global latent site (a VAE): the posterior over what the Fit keeps is one point
+        draws_shape=None if draws else (1, 1),
     )
     if run.failure is not None:
         raise FitError(
@@ -494,6 +495,8 @@ def _posterior_draws(
     model: Model, trained: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset, num_samples: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median.
+
+    ``num_samples`` is 1 for a point-mass guide (``SVI.num_draws``): its one draw is its point.
 
     The guide runs on what it was trained on (``trained`` with ``kwargs``; the full data,
     not a minibatch): the same continuous sites as the model's definition, with no discrete

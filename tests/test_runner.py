@@ -11,6 +11,7 @@ from pyro.infer.autoguide import AutoDelta
 import zoo
 from zoo.cli import main
 from zoo.datasets import simulate
+from zoo.infer import optimizers
 from zoo.infer.guides import hide_enumerated
 from zoo.infer.runtime import isolated
 
@@ -122,15 +123,15 @@ def test_a_nan_gradient_behind_a_finite_loss_stops_before_the_update() -> None:
 def test_ctrl_c_during_training_gives_an_interrupted_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     data = small_data()
     steps = {"count": 0}
-    original = torch.optim.Adam.step
+    original = optimizers.Adam.step
 
-    def interrupting_step(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+    def interrupting_step(self: optimizers.Adam, *args: object, **kwargs: object) -> object:
         steps["count"] += 1
         if steps["count"] == 7:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", interrupting_step)
+    monkeypatch.setattr(optimizers.Adam, "step", interrupting_step)
     fit = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="normal", num_steps=100, num_posterior_samples=5, progress=False))
     assert fit.interrupted
     assert len(fit.losses) == 6

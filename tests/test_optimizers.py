@@ -186,3 +186,18 @@ def test_a_fit_in_a_fresh_process_imports_neither_the_compiler_nor_sympy() -> No
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_sufficient_decrease_is_judged_at_the_losss_precision() -> None:
+    """Near a float32 optimum, c1 alpha phi'(0) is below the rounding of phi: the exact test
+    rejects a step whose loss did not change at all, and the search would shrink to nothing;
+    at the loss's precision (half an ulp of phi(0)) the step passes."""
+    phi0, slope0 = 2.9019365, -3.5e-7
+
+    def phi(alpha: float) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+        slope = slope0 * (1 - alpha) * 0.5  # curvature holds at alpha = 1; phi rounds to phi0
+        return phi0, slope, torch.tensor(phi0), torch.tensor([slope])
+
+    resolution = 0.5 * torch.finfo(torch.float32).eps * phi0
+    assert strong_wolfe(phi, phi0, slope0, 1.0, resolution=resolution)[0] == 1.0
+    assert strong_wolfe(phi, phi0, slope0, 1.0, max_evaluations=5)[0] == 0.0

@@ -141,8 +141,9 @@ class LBFGS:
     reuse_evaluation : bool
         The closure is one deterministic function of the parameters (a full-batch loss with no
         Monte Carlo noise): the loss and gradient the line search ended at are then the next
-        step's start, not evaluated again (one evaluation per step saved). Leave False for a
-        loss that changes between steps (minibatches, sampling).
+        step's start, not evaluated again (one evaluation per step saved), and after a line
+        search that found no step the next steps return at once (they would search the same
+        line again). Leave False for a loss that changes between steps (minibatches, sampling).
 
     Notes
     -----
@@ -174,6 +175,7 @@ class LBFGS:
         self.previous_gradient: torch.Tensor | None = None
         self.previous_step: torch.Tensor | None = None  # s_{k-1} = alpha p
         self.evaluation: tuple[torch.Tensor, torch.Tensor] | None = None  # (loss, flat gradient) at x
+        self.stalled = False  # the last line search found no step
         self.num_evaluations = 0
 
     # ------------------------------------------------------------------ flat vectors
@@ -208,12 +210,15 @@ class LBFGS:
     def forget_evaluation(self) -> None:
         """Evaluate again at the next step (the parameters were changed from outside)."""
         self.evaluation = None
+        self.stalled = False
 
     # ------------------------------------------------------------------ one iteration
     def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:
         """One L-BFGS iteration; returns the loss at the point it started from."""
         if self.evaluation is not None and self.reuse_evaluation:
             loss, gradient = self.evaluation
+            if self.stalled:  # the same point, the same search: it would find nothing again
+                return loss
         else:
             loss, gradient = self._evaluate(closure)
         self.evaluation = (loss, gradient)  # until the parameters move
@@ -250,10 +255,12 @@ class LBFGS:
             slope,
             trial,
             max_evaluations=self.max_evaluations,
+            resolution=0.5 * torch.finfo(loss.dtype).eps * abs(float(loss.detach())) if loss.is_floating_point() else 0.0,
             tolerance=self.line_search_tolerance / max(float(direction.abs().max()), 1e-300),
         )
         self._set(start + alpha * direction)
         self.previous_step = alpha * direction
+        self.stalled = alpha == 0.0
         if alpha != 0.0:
             self.evaluation = None if found is None else (found[0], found[1])
         return loss
@@ -285,6 +292,7 @@ def strong_wolfe(
     c2: float = 0.9,
     max_evaluations: int = 25,
     tolerance: float = 0.0,
+    resolution: float = 0.0,
 ) -> tuple[float, tuple[torch.Tensor, torch.Tensor] | None]:
     """A step length satisfying the strong Wolfe conditions (Nocedal and Wright, Algorithms 3.5
     and 3.6).
@@ -305,6 +313,12 @@ def strong_wolfe(
         The first trial step alpha_1 > 0.
     tolerance : float
         Stop zooming once the bracket is narrower than this.
+    resolution : float
+        Half the spacing of the loss's floating-point numbers at phi(0): sufficient decrease
+        asks phi(alpha) <= phi(0) + c1 alpha phi'(0) + resolution, i.e. it is judged at the
+        loss's own precision. A decrease smaller than the format can hold is not asked for
+        (phi(alpha) = phi(0) passes it then): near a float32 optimum, c1 alpha phi'(0) falls
+        below the rounding of phi, and the exact test would reject every step.
 
     Returns
     -------
@@ -319,13 +333,13 @@ def strong_wolfe(
         value, slope, *payload = phi(alpha)
         evaluations += 1
         current = (alpha, value, slope, payload)
-        too_long = not (math.isfinite(value) and math.isfinite(slope)) or value > phi0 + c1 * alpha * slope0
+        too_long = not (math.isfinite(value) and math.isfinite(slope)) or value > phi0 + c1 * alpha * slope0 + resolution
         if too_long or (evaluations > 1 and value >= previous[1]):
-            return _zoom(phi, previous, current, phi0, slope0, c1, c2, max_evaluations - evaluations, tolerance)
+            return _zoom(phi, previous, current, phi0, slope0, c1, c2, max_evaluations - evaluations, tolerance, resolution)
         if abs(slope) <= -c2 * slope0:
             return alpha, tuple(payload)  # type: ignore[return-value]
         if slope >= 0:
-            return _zoom(phi, current, previous, phi0, slope0, c1, c2, max_evaluations - evaluations, tolerance)
+            return _zoom(phi, current, previous, phi0, slope0, c1, c2, max_evaluations - evaluations, tolerance, resolution)
         if evaluations >= max_evaluations:
             return alpha, tuple(payload)  # still descending: the furthest point, sufficient decrease holds
         # alpha_{i+1} in (alpha_i, alpha_max): the cubic's minimiser, kept between 1.1 and 4
@@ -346,6 +360,7 @@ def _zoom(
     c2: float,
     budget: int,
     tolerance: float,
+    resolution: float = 0.0,
 ) -> tuple[float, tuple[torch.Tensor, torch.Tensor] | None]:
     """Algorithm 3.6: shrink [alpha_lo, alpha_hi] (either order) to a strong-Wolfe point.
 
@@ -361,7 +376,8 @@ def _zoom(
         value, slope, *payload = phi(step)
         budget -= 1
         trial = (step, value, slope, payload)
-        if not (math.isfinite(value) and math.isfinite(slope)) or value > phi0 + c1 * step * slope0 or value >= low[1]:
+        too_long = not (math.isfinite(value) and math.isfinite(slope)) or value > phi0 + c1 * step * slope0 + resolution
+        if too_long or value >= low[1]:
             high = trial
             continue
         if abs(slope) <= -c2 * slope0:

@@ -101,9 +101,16 @@ def inference_data(
         warnings.simplefilter("ignore")
         return arviz.from_dict(
             **{name: values for name, values in groups.items() if values},
-            coords=coords or {},
+            coords=_arrays(coords),
             dims=dims or {},
         )
+
+
+def _arrays(coords: dict[str, Any] | None) -> dict[str, np.ndarray]:
+    """Coordinates as numpy arrays: ArviZ deep-copies the coordinates once per variable, and a
+    list of 10,000 data indices costs it a Python object per element each time (0.2 s of a 0.3 s
+    ``to_arviz``); an array is one copy. The values (and xarray's dtypes) are the same."""
+    return {name: np.asarray(values) for name, values in (coords or {}).items()}
 
 
 def summary(
@@ -127,7 +134,7 @@ def summary(
         Passed to ``arviz.summary`` (e.g. ``kind="stats"``).
     """
     arviz = _arviz()
-    idata = arviz.from_dict(posterior=_numpy(draws), coords=coords or {}, dims=dims or {})
+    idata = arviz.from_dict(posterior=_numpy(draws), coords=_arrays(coords), dims=dims or {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return arviz.summary(idata, var_names=var_names, **options)

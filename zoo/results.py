@@ -244,10 +244,14 @@ class Fit:
             For sequence models, one number per sequence.
         """
         self._require("log_prob")
-        if not self.draws:  # every draw is the same point
-            return self.log_likelihood(data, **options)[0, 0].clone()
-        per_draw = self.log_likelihood(data, **options).reshape(self.num_chains * self.num_draws, -1)
-        return per_draw.logsumexp(0) - math.log(per_draw.shape[0])
+        # on the model's thread count, as the likelihood itself: a reduction on torch's default
+        # threads waits for a second thread on a busy machine (7 ms where 0.3 ms will do)
+        with threads(self.model.num_threads):
+            per_draw = self.log_likelihood(data, **options)
+            per_draw = per_draw.reshape(per_draw.shape[0] * per_draw.shape[1], -1)
+            if per_draw.shape[0] == 1:  # one point (a MAP, or a model with no global latent)
+                return per_draw[0].clone()
+            return per_draw.logsumexp(0) - math.log(per_draw.shape[0])
 
     # ------------------------------------------------------------------ generation
     def sample(self, num_samples: int, seed: int | None = None, **options: Any) -> torch.Tensor:

@@ -172,15 +172,17 @@ data = simulate.gaussian_mixture(num_data=60, num_components=2, seed=0)
 zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="delta", num_steps=20, progress=False))
 zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="normal", num_steps=20, progress=False,
         num_posterior_samples=5, learning_rate_schedule="cosine"))
+zoo.fit(zoo.models.GaussianMixture(2), data, zoo.NUTS(num_warmup=5, num_samples=5, num_chains=1, progress=False))
 print(sorted(name for name in ("torch._dynamo", "sympy") if name in sys.modules))
 """
 
 
 def test_a_fit_in_a_fresh_process_imports_neither_the_compiler_nor_sympy() -> None:
     """torch.optim's first optimiser imports torch._dynamo (and sympy), seconds on a first fit
-    (issue 12); zoo's optimisers do not, and no fitting path of SVI (L-BFGS for a point mass,
-    Adam with a schedule for a Normal) imports either. (NUTS is being rewritten; its first fit
-    is not covered here yet.)"""
+    (issue 12); zoo's optimisers do not, and no fitting path imports either: SVI (L-BFGS for a
+    point mass, Adam with a schedule for a Normal) and NUTS. (Guides built on torch's
+    MultivariateNormal, "mvn", "lowrank" and "laplace", still import sympy: its constructor's
+    torch.broadcast_shapes does, on first use.)"""
     result = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(FRESH_FIT)], capture_output=True, text=True, timeout=600
     )

@@ -27,8 +27,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # generative stories and their declarations
     ("zoo.models.*",),
     # what a Fit needs of inference: isolation, evaluation, the collapsed training model and the
-    # NUTS potential derived from a model's density, guides, distributed helpers, and the method
-    # configurations (which a Fit holds and zoo.load rebuilds)
+    # NUTS potential derived from a model's density, guides, distributed helpers, the method
+    # configurations (which a Fit holds and zoo.load rebuilds), and the optimisers (plain torch)
     (
         "zoo.infer.runtime",
         "zoo.infer.evaluate",
@@ -37,6 +37,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "zoo.infer.guides",
         "zoo.infer.distributed",
         "zoo.infer.methods",
+        "zoo.infer.optimizers",
     ),
     # the ArviZ adapter (plain values, no Fit) and the file format (a record, no Fit)
     ("zoo.diagnostics", "zoo.io"),

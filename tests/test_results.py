@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 import zoo
@@ -56,3 +57,53 @@ def test_the_arviz_adapter_takes_plain_values_and_fits() -> None:
     fit = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="normal", num_steps=5, num_posterior_samples=20, progress=False))
     by_fit, by_idata = diagnostics.loo(fit), diagnostics.loo(fit.to_arviz(posterior_predictive=False))
     assert float(by_fit["elpd_loo"]) == float(by_idata["elpd_loo"])
+
+
+def test_a_point_mass_fit_holds_one_draw_and_answers_from_it(tmp_path: object) -> None:
+    """guide="delta" is one point: the Fit holds it once (num_posterior_samples is ignored), and
+    every answer is the answer at that point, computed here from the model at fit.point."""
+    data = simulate.gaussian_mixture(num_data=30, num_components=2, seed=0)
+    method = zoo.SVI(guide="delta", num_steps=20, num_posterior_samples=500, progress=False)
+    fit = zoo.fit(zoo.models.GaussianMixture(2), data, method)
+    assert method.num_draws(fit.model) == 1
+    assert fit.num_chains == 1 and fit.num_draws == 1 and fit.draws_shape is None
+    for name, value in fit.draws.items():
+        assert value.shape == (1, 1) + fit.point[name].shape
+        assert torch.equal(value[0, 0], fit.point[name])
+    at_point = {name: value[None] for name, value in fit.point.items()}
+    expected = fit.model.log_likelihood(at_point, data)  # (1, N)
+    assert fit.log_likelihood(data).shape == (1, 1, len(data))
+    torch.testing.assert_close(fit.log_prob(data), expected[0])
+    torch.testing.assert_close(fit.marginals(data), fit.model.marginals(at_point, data)["assignment"][0])
+    assert fit.discrete(data, temperature=1, seed=3).shape == (len(data),)
+    samples = fit.sample(7, seed=1)  # n data, all from the one point
+    assert samples.shape == (7, 2) and torch.isfinite(samples).all()
+    assert fit.posterior_predictive(data).shape == (1, 1, len(data), 2)
+
+    idata = fit.to_arviz()
+    assert idata.posterior["locs"].shape == (1, 1, 2, 2)
+    assert idata.log_likelihood["x"].shape == (1, 1, len(data))
+    assert idata.posterior_predictive["x"].shape == (1, 1, len(data), 2)
+    table = fit.summary(kind="stats")
+    torch.testing.assert_close(
+        torch.tensor(table.loc["weights[0]", "mean"]), fit.point["weights"][0].double(), atol=1e-3, rtol=0
+    )
+
+    # PSIS-LOO of one point: the plug-in log-likelihood, with no effective parameters
+    scores = diagnostics.loo(fit)
+    assert float(scores["elpd_loo"]) == pytest.approx(float(expected.double().sum()), abs=1e-3)
+    assert abs(float(scores["p_loo"])) < 1e-3 and bool(scores["warning"])
+    ranking = diagnostics.compare({"a": fit, "b": fit.replace()})
+    assert list(ranking["elpd_loo"]) == pytest.approx([float(scores["elpd_loo"])] * 2)
+
+    path = fit.save(tmp_path / "map.zoo")  # type: ignore[operator]
+    loaded = zoo.load(path)
+    assert loaded.num_draws == 1 and torch.equal(loaded.log_prob(data), fit.log_prob(data))
+
+
+def test_a_fit_with_spread_keeps_its_draws_and_laplace_is_not_a_point_mass() -> None:
+    data = simulate.gaussian_mixture(num_data=30, num_components=2, seed=0)
+    normal = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="normal", num_steps=5, num_posterior_samples=6, progress=False))
+    assert normal.num_draws == 6
+    laplace = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="laplace", num_steps=20, num_posterior_samples=6, progress=False))
+    assert laplace.num_draws == 6 and float(laplace.draws["locs"].std(1).min()) > 0

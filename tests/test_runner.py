@@ -11,6 +11,7 @@ from pyro.infer.autoguide import AutoDelta
 import zoo
 from zoo.cli import main
 from zoo.datasets import simulate
+from zoo.infer import optimizers
 from zoo.infer.guides import hide_enumerated
 from zoo.infer.runtime import isolated
 
@@ -122,15 +123,15 @@ def test_a_nan_gradient_behind_a_finite_loss_stops_before_the_update() -> None:
 def test_ctrl_c_during_training_gives_an_interrupted_fit(monkeypatch: pytest.MonkeyPatch) -> None:
     data = small_data()
     steps = {"count": 0}
-    original = torch.optim.Adam.step
+    original = optimizers.Adam.step
 
-    def interrupting_step(self: torch.optim.Adam, *args: object, **kwargs: object) -> object:
+    def interrupting_step(self: optimizers.Adam, *args: object, **kwargs: object) -> object:
         steps["count"] += 1
         if steps["count"] == 7:
             raise KeyboardInterrupt
         return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(torch.optim.Adam, "step", interrupting_step)
+    monkeypatch.setattr(optimizers.Adam, "step", interrupting_step)
     fit = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="normal", num_steps=100, num_posterior_samples=5, progress=False))
     assert fit.interrupted
     assert len(fit.losses) == 6
@@ -203,3 +204,22 @@ def test_an_auxiliary_loss_is_added_on_the_steps_rows_and_scaled_like_the_elbo()
     zoo.fit(_MixtureWithAuxiliaryLoss(2), data, minibatch)
     assert [len(rows) for rows in _MixtureWithAuxiliaryLoss.seen] == [10] * 4
     assert all(any(torch.equal(row, datum) for datum in data.x) for rows in _MixtureWithAuxiliaryLoss.seen for row in rows)
+
+
+def test_num_posterior_samples_is_ignored_by_a_point_mass_and_the_workflows_take_its_one_draw() -> None:
+    """A delta guide's fit holds one draw whatever num_posterior_samples says (documented in
+    zoo.SVI); zoo.compare and zoo.select score it as before (sd error 1: no spread; LOO: the
+    plug-in log-likelihood)."""
+    data = small_data()
+    model = zoo.models.GaussianMixture(2)
+    assert zoo.SVI(guide="delta", num_posterior_samples=50).num_draws(model) == 1
+    assert zoo.SVI(guide="normal", num_posterior_samples=50).num_draws(model) == 50
+    assert zoo.SVI(num_posterior_samples=50).num_draws(model) == 50  # the default guide: "normal"
+    reference = zoo.fit(model, data, zoo.SVI(guide="normal", num_steps=20, num_posterior_samples=30, progress=False))
+    table, fits, _ = zoo.compare(model, data, data, methods=["svi:delta:num_steps=20"], reference=reference, return_fits=True)
+    assert fits["svi:delta"].num_draws == 1
+    assert table.loc["svi:delta", "sd_error"] == pytest.approx(1.0)
+    assert table.loc["svi:delta", "test_log_lik"] == pytest.approx(float(fits["svi:delta"].log_prob(data).mean()))
+    selected = zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], method="svi:delta:num_steps=20")
+    for _, row in selected.iterrows():
+        assert abs(row["p_loo"]) < 1e-3  # one point: no effective parameters by PSIS-LOO

@@ -143,7 +143,8 @@ def test_epochs_history_and_held_out_loss(trained: tuple) -> None:
     assert fit.history["epoch_loss"][-1] < fit.history["epoch_loss"][0]
     assert fit.history["held_out_loss"][-1] < fit.history["held_out_loss"][0]
     # the held-out negative ELBO is the per-datum ELBO of the test data, up to Monte Carlo noise
-    assert fit.draws == {} and fit.num_draws == 2
+    # no global latent site: the decoder is one point, held once whatever num_posterior_samples
+    assert fit.draws == {} and fit.num_draws == 1
 
 
 def test_helpers_shapes_and_ends(trained: tuple) -> None:
@@ -171,14 +172,15 @@ def test_save_and_load_restore_the_networks(trained: tuple, tmp_path: object) ->
     assert loaded.num_draws == fit.num_draws
 
 
-def test_to_arviz_repeats_the_point_estimate(trained: tuple) -> None:
+def test_to_arviz_holds_the_point_estimate_once(trained: tuple) -> None:
+    """The decoder is a point estimate: one draw, one log-likelihood row, one replicate (the
+    issue measured 18.5 s for a VAE's to_arviz when the point was repeated 1,000 times)."""
     fit, _, test = trained
     small = test.subset(list(range(10)))
     idata = fit.to_arviz(small)
     values = torch.as_tensor(idata.log_likelihood["x"].values)
-    assert values.shape == (1, 2, 10)
-    torch.testing.assert_close(values[0, 0], values[0, 1])
-    assert idata.posterior_predictive["x"].shape == (1, 2, 10, 64)
+    assert values.shape == (1, 1, 10) and torch.isfinite(values).all()
+    assert idata.posterior_predictive["x"].shape == (1, 1, 10, 64)
 
 
 # ---------------------------------------------------------------------- other settings

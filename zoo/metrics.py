@@ -36,6 +36,7 @@ from torch.nn import functional
 
 from zoo.datasets.dataset import Dataset
 from zoo.checks import check_positive_float, check_positive_int, check_probability
+from zoo.infer.optimizers import Adam
 
 __all__ = [
     "MMD",
@@ -287,7 +288,7 @@ def classifier_two_sample_test(
             if hidden_size
             else nn.Linear(width, 1)
         )
-    optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate, weight_decay=1e-4)
+    optimizer = Adam(network.parameters(), learning_rate=learning_rate, weight_decay=1e-4)
     for _ in range(num_steps):
         optimizer.zero_grad()
         logits = network(features[train]).squeeze(-1)
@@ -412,7 +413,7 @@ def train_classifier(
     with _seeded(seed):
         classifier = FeatureClassifier(x.shape[1], int(y.max()) + 1, hidden, mean, scale)
     generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(classifier.parameters(), lr=learning_rate, weight_decay=1e-4)
+    optimizer = Adam(classifier.parameters(), learning_rate=learning_rate, weight_decay=1e-4)
     inputs = (x - mean) / scale
     classifier.train()
     for _ in range(num_epochs):

@@ -68,6 +68,7 @@ import torch
 from zoo.checks import check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.infer import fit as run_fit
+from zoo.infer.guides import POINT_MASS_GUIDES
 from zoo.infer.methods import parse_method
 from zoo.infer.runtime import isolated
 from zoo.models.base import Model
@@ -268,8 +269,17 @@ def _effective_sample_size(method: Any, diagnostics: dict[str, Any]) -> float:
     return float(ess) if ess is not None else math.nan
 
 
-def _available_draws(method: Any) -> int | None:
-    """How many draws a fit by ``method`` holds, where its configuration says (else None)."""
+def _point_mass(method: Any, model: Model) -> bool:
+    """Whether fits by ``method`` are one point (a point-mass guide): they hold one draw, which
+    stands for any number of identical draws."""
+    return getattr(method, "kind", None) == "svi" and method.guide_name(model) in POINT_MASS_GUIDES
+
+
+def _available_draws(method: Any, model: Model) -> int | None:
+    """How many draws a fit by ``method`` holds, where its configuration says (else None; also
+    for a point mass, whose one draw is ranked as any number of copies)."""
+    if _point_mass(method, model):
+        return None
     if hasattr(method, "num_samples") and hasattr(method, "num_chains"):
         return int(method.num_samples) * int(method.num_chains)
     if hasattr(method, "num_posterior_samples"):
@@ -301,10 +311,11 @@ def _simulate(model: Model, method: Any, index: int, seed: int, num_data: int, n
             continue
         draws = result.draws[name].detach()
         flat = draws.reshape((-1,) + draws.shape[2:])
-        if flat.shape[0] < num_draws:
+        if flat.shape[0] < num_draws and not _point_mass(method, result.model):
             raise ValueError(
                 f"the fit holds {flat.shape[0]} draws, fewer than num_draws={num_draws}: ask the method for more"
             )
+        # (a point mass's one draw is taken num_draws times: the truth ranks 0 or num_draws)
         chosen = torch.linspace(0, flat.shape[0] - 1, num_draws).round().long()
         ranks[name] = _ranks(flat[chosen].double(), value.double(), generator)
     return ranks, truth, float(result.wall_time), _effective_sample_size(method, result.diagnostics)
@@ -383,7 +394,7 @@ def sbc(
         raise ValueError(f"method: {type(model).__name__} does not take {method.label(model)}; it takes {', '.join(model.methods)}")
     if method.kind == "adversarial":
         raise ValueError("method: an adversarial fit has no posterior draws to rank")
-    available = _available_draws(method)
+    available = _available_draws(method, model)
     if available is not None and available < num_draws:
         raise ValueError(
             f"num_draws={num_draws}: the method's fits hold {available} draws; ask it for more "

@@ -60,6 +60,7 @@ from torch.nn import functional
 from zoo.datasets.dataset import Dataset
 from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.methods import OBJECTIVES, Adversarial
+from zoo.infer.optimizers import Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -188,9 +189,10 @@ class _Adversaries:
                 f"batch_size={self.batch} cannot be shared by {world} processes: each needs at least one row"
             )
         self.batches = _RealBatches(len(data), self.batch, method.seed)
-        self.g_optimizer = torch.optim.Adam(self.generator_params, lr=method.generator_learning_rate, betas=method.betas)
-        self.d_optimizer = torch.optim.Adam(
-            self.discriminator_params, lr=method.discriminator_learning_rate, betas=method.betas
+        # zoo's Adam (torch.optim.Adam's update): torch.optim would import torch's compiler on a first fit
+        self.g_optimizer = Adam(self.generator_params, learning_rate=method.generator_learning_rate, betas=method.betas)
+        self.d_optimizer = Adam(
+            self.discriminator_params, learning_rate=method.discriminator_learning_rate, betas=method.betas
         )
 
     def discriminator_update(self, last: bool) -> "_DiscriminatorUpdate | None":
@@ -222,7 +224,7 @@ class _Adversaries:
         # this shard's losses weighted by its share of the global batch, so that the mean over
         # processes is the global batch's loss (and gradient)
         weight = len(index) * self.world / self.batch
-        self.d_optimizer.zero_grad(set_to_none=True)
+        self.d_optimizer.zero_grad()
         reported = self._backward(d_loss, self.discriminator_params, weight, (mean_scores, penalty))
         if reported is None:
             return None
@@ -234,7 +236,7 @@ class _Adversaries:
         """One generator update through the (just updated) discriminator's scores of ``fake``;
         returns its loss, or None if that is not finite (no update is then made)."""
         g_loss = generator_loss(self.loss, self.discriminate(fake))
-        self.g_optimizer.zero_grad(set_to_none=True)
+        self.g_optimizer.zero_grad()
         reported = self._backward(g_loss, self.generator_params, weight)
         if reported is None:
             return None
@@ -268,8 +270,8 @@ class _Adversaries:
 
     def clear_gradients(self) -> None:
         """Leave no gradients on the fitted networks (the Fit's model)."""
-        self.d_optimizer.zero_grad(set_to_none=True)
-        self.g_optimizer.zero_grad(set_to_none=True)
+        self.d_optimizer.zero_grad()
+        self.g_optimizer.zero_grad()
 
 
 @dataclass

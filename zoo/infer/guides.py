@@ -24,6 +24,7 @@ from zoo.models.base import Model
 __all__ = [
     "GUIDES",
     "DETERMINISTIC_GUIDES",
+    "POINT_MASS_GUIDES",
     "make_guide",
     "guide_names",
     "hide_enumerated",
@@ -136,6 +137,10 @@ GUIDES: dict[str, tuple[type, str]] = {
 
 #: Guides whose ELBO has no Monte Carlo noise (a point mass): L-BFGS can optimise them.
 DETERMINISTIC_GUIDES = ("delta", "laplace")
+
+#: Guides whose posterior is one point: a fit by one holds one draw, since more would be copies
+#: of it ("laplace" is fitted as a point mass too, but then becomes a Gaussian with draws).
+POINT_MASS_GUIDES = ("delta",)
 
 
 def guide_names(model: Model | None = None) -> list[str]:

@@ -30,7 +30,7 @@ from zoo.checks import (
     check_seed,
 )
 from zoo.datasets.dataset import Dataset
-from zoo.infer.guides import make_guide
+from zoo.infer.guides import POINT_MASS_GUIDES, make_guide
 from zoo.models.base import Model
 
 __all__ = [
@@ -156,7 +156,14 @@ class SVI(MethodConfig, kind="svi"):
         between consecutive windows, three times in a row (noisy losses can agree by chance);
         for L-BFGS (deterministic) it is the change between consecutive steps, twice in a row.
     num_posterior_samples : int
-        Draws taken from the trained guide (one chain).
+        Draws taken from the trained guide (one chain). Ignored where the posterior is a single
+        point: a point-mass guide ("delta", the MAP) or a model with no global latent site (a
+        VAE, whose decoder is a point estimate and whose codes are per datum). Such a fit holds
+        one draw, shaped (1, 1, ...), since any more would be copies of it that every answer
+        (``log_prob``, ``to_arviz``, ``marginals``, ``sample``) would pay for again; ``sample(n)``
+        still gives n data, all from that one point. (Ignored rather than refused: the value
+        means nothing for a point mass, and a setting shared by several guides, or the command
+        line's, should not fail for it.)
     optimizer : {"auto", "adam", "lbfgs"}
         "auto": L-BFGS for point-mass guides on full batches, Adam otherwise.
     num_threads : int, optional
@@ -258,6 +265,13 @@ class SVI(MethodConfig, kind="svi"):
     def guide_name(self, model: Model) -> str | Callable[..., Any]:
         """The guide to fit: the one named (or given), else the model's default."""
         return model.default_guide if self.guide is None else self.guide
+
+    def num_draws(self, model: Model | None = None) -> int:
+        """Draws a fit by this configuration holds: 1 for a point-mass guide (resolved against
+        ``model`` when it is the default), else ``num_posterior_samples``. (A model with no
+        global latent site holds one draw whatever the guide: only a fit knows that.)"""
+        guide = self.guide_name(model) if model is not None else self.guide
+        return 1 if isinstance(guide, str) and guide in POINT_MASS_GUIDES else self.num_posterior_samples
 
     def label(self, model: Model | None = None) -> str:
         """"svi:GUIDE", the guide resolved against ``model`` when it is the default."""

@@ -47,6 +47,7 @@ from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, relabel_point, select_draw
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
 from zoo.infer.methods import SVI
+from zoo.infer.optimizers import LBFGS, Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -238,19 +239,22 @@ def _step_loss(training: _Training, index: torch.Tensor | None) -> torch.Tensor:
 class Optimizer(Protocol):
     """What the SVI loop asks of an optimiser: Adam and L-BFGS behind one step interface.
 
+    Both are zoo's own (:mod:`zoo.infer.optimizers`): ``torch.optim`` imports torch's compiler
+    the first time a process builds an optimiser, seconds on a first fit.
+
     Attributes
     ----------
     name : str
         "adam" or "lbfgs", as ``fit.diagnostics["optimizer"]`` reports it.
-    torch_optimizer : torch.optim.Optimizer
-        The torch optimiser, for the learning-rate schedule and the recorded rate.
+    learning_rate : float
+        The step size of the next step; a learning-rate schedule sets it between steps.
     window, patience : int
         Convergence: the loss is averaged over windows of ``window`` steps, and the fit stops
         after ``patience`` windows in a row whose mean moved less than the tolerance.
     """
 
     name: str
-    torch_optimizer: torch.optim.Optimizer
+    learning_rate: float
     window: int
     patience: int
 
@@ -281,14 +285,22 @@ class _Adam:
 
     def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None) -> None:
         self.parameters = parameters
-        self.torch_optimizer = torch.optim.Adam(parameters, lr=learning_rate or 0.01)
+        self.adam = Adam(parameters, learning_rate=learning_rate or 0.01)
+
+    @property
+    def learning_rate(self) -> float:
+        return self.adam.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.adam.learning_rate = value
 
     def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
         value = float(closure().detach())
         gradients = [parameter.grad for parameter in self.parameters if parameter.grad is not None]
         if not (math.isfinite(value) and _all_finite(gradients)):
             return None
-        self.torch_optimizer.step()
+        self.adam.step()
         return value
 
     def restore(self) -> None:
@@ -302,31 +314,40 @@ class _LBFGS:
     so they are checked after it and, if not finite, put back from the snapshot taken after the
     last good step. Its loss is deterministic: single steps are compared, and two quiet steps in
     a row are asked for, since it can also creep slowly before the last few steps to the mode.
+
+    ``reuse_evaluation``: the loss is one deterministic function of the parameters (a point-mass
+    guide on the full data), so the loss and gradient where a step's line search ended are the
+    next step's start (:class:`~zoo.infer.optimizers.LBFGS`), not computed again.
     """
 
     name = "lbfgs"
     window = 1
     patience = 2
 
-    def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None) -> None:
+    def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None, reuse_evaluation: bool = False) -> None:
         self.parameters = parameters
-        self.torch_optimizer = torch.optim.LBFGS(
+        self.lbfgs = LBFGS(
             parameters,
-            lr=learning_rate or 1.0,
-            max_iter=1,
-            # one iteration per step, but room for its line search: with max_iter=1 torch's
-            # default max_eval (max_iter * 5 // 4 = 1) allows no trial step but the first,
-            # and an overshooting first step then leaves every later step stuck at t = 0
-            max_eval=25,
+            learning_rate=learning_rate or 1.0,
             history_size=20,
-            line_search_fn="strong_wolfe",
+            # one iteration per step, with room for its line search
+            max_evaluations=25,
             tolerance_grad=1e-9,
             tolerance_change=1e-12,
+            reuse_evaluation=reuse_evaluation,
         )
         self.snapshot = self._copy()
 
+    @property
+    def learning_rate(self) -> float:
+        return self.lbfgs.learning_rate
+
+    @learning_rate.setter
+    def learning_rate(self, value: float) -> None:
+        self.lbfgs.learning_rate = value
+
     def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
-        value = float(self.torch_optimizer.step(closure).detach())
+        value = float(self.lbfgs.step(closure).detach())
         if not (math.isfinite(value) and _all_finite(self.parameters)):
             self.restore()
             return None
@@ -337,6 +358,7 @@ class _LBFGS:
         with torch.no_grad():
             for parameter, saved in zip(self.parameters, self.snapshot):
                 parameter.copy_(saved)
+        self.lbfgs.forget_evaluation()
 
     def _copy(self) -> list[torch.Tensor]:
         return [parameter.detach().clone() for parameter in self.parameters]
@@ -345,11 +367,14 @@ class _LBFGS:
 def _make_optimizer(method: SVI, guide_name: Any, parameters: list[torch.Tensor]) -> Optimizer:
     """L-BFGS if asked, or (``optimizer="auto"``) for a point-mass guide on full batches, whose
     loss is deterministic; Adam otherwise."""
+    deterministic = guide_name in DETERMINISTIC_GUIDES and method.batch_size is None
     if method.optimizer != "auto":
         lbfgs = method.optimizer == "lbfgs"
     else:
-        lbfgs = guide_name in DETERMINISTIC_GUIDES and method.batch_size is None
-    return (_LBFGS if lbfgs else _Adam)(parameters, method.learning_rate)
+        lbfgs = deterministic
+    if lbfgs:
+        return _LBFGS(parameters, method.learning_rate, reuse_evaluation=deterministic)
+    return _Adam(parameters, method.learning_rate)
 
 
 # ---------------------------------------------------------------------- the loop
@@ -401,8 +426,11 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     if held_out is not None:
         run.history["held_out_loss"] = []
     batches = training.batches
-    scheduler = _scheduler(optimizer.torch_optimizer, method, batches.total)
+    factor = _schedule(method, batches.total)
+    base_rate = optimizer.learning_rate
     device = torch.device(method.device)
+    if factor is not None:
+        optimizer.learning_rate = base_rate * factor(0)
     try:
         for step in range(batches.total):
             index = batches.index(step, device)
@@ -410,12 +438,12 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
             if value is None:
                 run.failure = step
                 break
-            if scheduler is not None:
-                scheduler.step()
+            if factor is not None:  # the next step's rate
+                optimizer.learning_rate = base_rate * factor(step + 1)
             run.losses.append(value)
             run.epoch_losses.append(value)
             if batches.end_of_epoch(step):
-                run.end_epoch(optimizer.torch_optimizer.param_groups[0]["lr"], held_out)
+                run.end_epoch(optimizer.learning_rate, held_out)
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
@@ -456,7 +484,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         if training.guide_name == "laplace":
             guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
         draws, point = _posterior_draws(
-            model, training.trained, guide, training.kwargs, training.data, method.num_posterior_samples
+            model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
         )
     fit = Fit(
         model=model,
@@ -477,7 +505,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         param_state=param_state,
         interrupted=run.interrupted or run.failure is not None,
         history={name: torch.tensor(values) for name, values in run.history.items()},
-        draws_shape=None if draws else (1, method.num_posterior_samples),
+        # no global latent site (a VAE): the posterior over what the Fit keeps is one point
+        draws_shape=None if draws else (1, 1),
     )
     if run.failure is not None:
         raise FitError(
@@ -494,6 +523,8 @@ def _posterior_draws(
     model: Model, trained: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset, num_samples: int
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median.
+
+    ``num_samples`` is 1 for a point-mass guide (``SVI.num_draws``): its one draw is its point.
 
     The guide runs on what it was trained on (``trained`` with ``kwargs``; the full data,
     not a minibatch): the same continuous sites as the model's definition, with no discrete
@@ -705,8 +736,10 @@ def _forked_rng(device: torch.device) -> Any:
     return torch.random.fork_rng(devices=[])
 
 
-def _scheduler(optimizer: torch.optim.Optimizer, method: SVI, total: int) -> Any:
-    """A per-step learning-rate schedule (None for a constant rate)."""
+def _schedule(method: SVI, total: int) -> Callable[[int], float] | None:
+    """The learning-rate schedule as a factor of the base rate per step (None: constant). Step
+    ``k`` (from 0) runs at ``base * factor(k)``, as ``torch.optim.lr_scheduler.LambdaLR`` would
+    set it."""
     final = method.final_learning_rate_fraction
     if method.learning_rate_schedule == "constant":
         return None
@@ -716,7 +749,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, method: SVI, total: int) -> Any
     else:
         def factor(step: int) -> float:
             return final ** (min(step, total) / total)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return factor
 
 
 def _to_device(value: Any, device: torch.device) -> Any:

@@ -46,6 +46,7 @@ ambiguous; the relabelling then cannot help.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pyro
@@ -279,10 +280,30 @@ class GaussianMixture(Model):
         The weights are normalised as ``Categorical`` normalises them, so that values and
         gradients equal the enumerated definition's also off the simplex.
         """
-        components = self.component_distribution(draws)  # batch (S, K)
-        x = data.x.unsqueeze(-2).unsqueeze(-2)  # (N, 1, 1, D) against batch (S, K)
         log_weights = draws["weights"].log().log_softmax(-1)  # (S, K)
-        return (components.log_prob(x) + log_weights).transpose(0, 1)
+        return self.component_log_density(draws, data.x) + log_weights.unsqueeze(-2)
+
+    def component_log_density(self, draws: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """log N(x_i | mu_k, Sigma_k) for parameters (S, K, ...) and points x (N, D): (S, N, K).
+
+        ``component_distribution(draws).log_prob``, written out: with L = diag(scales) @
+        corr_cholesky (lower triangular), log N = -|L^-1 (x - mu)|^2 / 2 - sum_d log L_dd
+        - D log(2 pi) / 2. No distribution object is built: torch's ``MultivariateNormal``
+        checks its shapes with ``torch.broadcast_shapes``, whose first call imports sympy
+        (seconds, on a first fit in a fresh process).
+        """
+        locs, scales = draws["locs"], draws["scales"]  # (S, K, D)
+        centred = x.T - locs.unsqueeze(-1)  # (S, K, D, N)
+        if self.has_correlations:
+            tril = scales.unsqueeze(-1) * draws["corr_cholesky"]  # (S, K, D, D)
+            standardised = torch.linalg.solve_triangular(tril, centred, upper=False)
+            half_log_det = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)  # (S, K)
+        else:
+            standardised = centred / scales.unsqueeze(-1)
+            half_log_det = scales.log().sum(-1)
+        num_features = x.shape[-1]
+        log_density = -0.5 * standardised.pow(2).sum(-2) - (half_log_det + 0.5 * num_features * math.log(2 * math.pi)).unsqueeze(-1)
+        return log_density.transpose(-1, -2)  # (S, N, K)
 
     def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """log p(x_i | theta_s) = logsumexp_k [log w_k + log N(x_i | mu_k, Sigma_k)]: (S, N)."""

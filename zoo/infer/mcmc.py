@@ -41,6 +41,7 @@ from zoo.diagnostics import convergence
 from zoo.infer.collapse import collapsible, training_model
 from zoo.infer.evaluate import relabel_point
 from zoo.infer.methods import NUTS
+from zoo.infer.optimizers import LBFGS
 from zoo.infer.potential import Potential, compiled
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
@@ -128,16 +129,14 @@ def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor]
 
 
 def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: int = 200) -> tuple[dict[str, torch.Tensor], float]:
-    """A local minimum of the potential from ``point`` (L-BFGS, strong Wolfe), and its value;
-    ``point`` itself where the optimisation leaves the finite region."""
+    """A local minimum of the potential from ``point`` (zoo's L-BFGS, strong Wolfe), and its
+    value; ``point`` itself where the optimisation leaves the finite region."""
     leaves = {name: value.detach().clone().requires_grad_() for name, value in point.items()}
-    optimizer = torch.optim.LBFGS(
-        list(leaves.values()), lr=1.0, max_iter=max_steps, line_search_fn="strong_wolfe",
-        tolerance_grad=1e-6, tolerance_change=1e-9, history_size=20,
-    )
+    optimizer = LBFGS(list(leaves.values()), tolerance_grad=1e-6, reuse_evaluation=True)
 
     def closure() -> torch.Tensor:
-        optimizer.zero_grad()
+        for leaf in leaves.values():
+            leaf.grad = None
         energy = potential(leaves)
         if torch.isfinite(energy):
             energy.backward()
@@ -145,8 +144,13 @@ def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: in
 
     with torch.no_grad():
         start_energy = float(potential(leaves))
+    previous = math.inf
     with torch.enable_grad():
-        optimizer.step(closure)
+        for _ in range(max_steps):
+            energy = float(optimizer.step(closure))
+            if not math.isfinite(energy) or optimizer.stalled or abs(previous - energy) <= 1e-9 * (1 + abs(energy)):
+                break
+            previous = energy
     with torch.no_grad():
         energy = float(potential(leaves))
     if not math.isfinite(energy) or not all(torch.isfinite(value).all() for value in leaves.values()):

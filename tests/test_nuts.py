@@ -123,3 +123,13 @@ def test_chains_start_in_the_main_mode() -> None:
     order = data.truth["locs"][:, 0].argsort()
     locs = fit.posterior_mean()["locs"]
     assert torch.allclose(locs, data.truth["locs"][order], atol=0.5)
+
+
+def test_a_fit_whose_chains_did_not_mix_says_so_where_it_is_read() -> None:
+    """Ten draws per chain: the warning, the repr and the comparison table all say it."""
+    model, data = small_mixture()
+    with pytest.warns(UserWarning, match="the chains did not mix"):
+        fit = zoo.fit(model, data, zoo.NUTS(num_warmup=10, num_samples=10, num_chains=2, progress=False))
+    assert "NOT MIXED" in repr(fit) and "R-hat" in repr(fit)
+    table = zoo.report.comparison_table({"nuts": fit}, data)
+    assert "ESS" in table.loc["nuts", "flags"]

@@ -27,6 +27,7 @@ COLUMNS: tuple[str, ...] = (
     "test_log_lik",
     "max_rhat",
     "divergences",
+    "flags",
 )
 
 
@@ -75,6 +76,9 @@ def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
             Worst R-hat over all scalars (MCMC only; NaN otherwise).
         ``divergences``
             Divergent transitions (NUTS only; missing otherwise).
+        ``flags``
+            What the fit cannot vouch for, empty when nothing: for NUTS, chains that did not
+            mix (R-hat above 1.01, ESS below 100 per chain, divergences).
         ``test_log_lik_per_step``
             Only when ``test`` holds sequences (a Dataset with lengths): the held-out log
             predictive density summed over sequences and divided by the number of time steps,
@@ -100,6 +104,7 @@ def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
                 "test_log_lik": test_log_lik,
                 "max_rhat": float(fit.diagnostics.get("max_rhat", math.nan)),
                 "divergences": pd.NA if divergences is None else int(divergences),
+                "flags": "; ".join(fit.diagnostics.get("mixing_problems", [])),
                 "test_log_lik_per_step": per_step,
             }
         )

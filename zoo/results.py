@@ -491,8 +491,18 @@ class Fit:
         sites = ", ".join(f"{name}{tuple(value.shape[2:])}" for name, value in self.draws.items())
         return (
             f"Fit({type(self.model).__name__}, {self.method_name}, chains={self.num_chains}, "
-            f"draws={self.num_draws}, sites=[{sites}], {self.wall_time:.2f}s{flags})"
+            f"draws={self.num_draws}, sites=[{sites}], {self.wall_time:.2f}s{flags}{self._mixing()})"
         )
+
+    def _mixing(self) -> str:
+        """", R-hat 1.003, ESS 812" for a sampler's fit, with what is wrong when its chains did
+        not mix; empty for a fit that has no such diagnostics."""
+        if "max_rhat" not in self.diagnostics:
+            return ""
+        rhat, bulk = self.diagnostics["max_rhat"], self.diagnostics.get("min_ess_bulk", math.nan)
+        text = f", R-hat {rhat:.3f}, ESS {bulk:.0f}, divergences {self.diagnostics.get('num_divergences', 0)}"
+        problems = self.diagnostics.get("mixing_problems")
+        return text + (f", NOT MIXED: {'; '.join(problems)}" if problems else "")
 
 
 class FitError(RuntimeError):

@@ -17,7 +17,7 @@ from zoo.datasets import Dataset, load
 DATA = Path(datasets.__file__).parent / "data"
 
 REAL = ["old_faithful", "old_faithful_sequence", "iris", "wine", "breast_cancer", "digits",
-        "mnist", "earthquakes", "jsb_chorales"]
+        "mnist", "earthquakes", "galaxies", "jsb_chorales"]
 SIMULATED = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring"]
 
 
@@ -70,6 +70,16 @@ def test_old_faithful() -> None:
     sequence = load("old_faithful_sequence")
     assert sequence.x.shape == (1, 272, 2) and sequence.lengths.tolist() == [272]
     assert torch.equal(sequence.x[0], data.x)
+
+
+def test_galaxies_match_the_published_summary() -> None:
+    """Roeder (1990), Table 1 and text: 82 velocities, mean 20.83 and sd 4.56 thousand km/s,
+    from 9,172 to 34,279 km/s."""
+    data = load("galaxies")
+    assert data.x.shape == (82, 1)
+    assert round(float(data.x.mean()) / 1000, 2) == 20.83
+    assert round(float(data.x.std()) / 1000, 2) == 4.56
+    assert (float(data.x.min()), float(data.x.max())) == (9172.0, 34279.0)
 
 
 def test_earthquakes_sum_matches_the_csv() -> None:

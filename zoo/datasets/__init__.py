@@ -29,6 +29,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Dataset], str]] = {
     "digits": (real.digits, "real"),
     "mnist": (real.mnist, "real"),
     "earthquakes": (real.earthquakes, "real"),
+    "galaxies": (real.galaxies, "real"),
     "jsb_chorales": (real.jsb_chorales, "real"),
     "gaussian_mixture": (simulate.gaussian_mixture, "simulated"),
     "hidden_markov": (simulate.hidden_markov, "simulated"),

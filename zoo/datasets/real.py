@@ -27,6 +27,7 @@ __all__ = [
     "digits",
     "mnist",
     "earthquakes",
+    "galaxies",
     "jsb_chorales",
 ]
 
@@ -377,6 +378,33 @@ def earthquakes() -> Dataset:
 
 # --------------------------------------------------------------------------- JSB chorales
 @functools.lru_cache(maxsize=None)
+def galaxies() -> Dataset:
+    """Velocities of 82 galaxies of the Corona Borealis region (km/s).
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (82, 1), float32 velocities in km/s (mean 20,828, sd 4,564).
+    """
+    header, values = _read_csv("galaxies.csv")
+    return Dataset(
+        x=_tensor(values[:, header.index("velocity")], torch.float32).reshape(-1, 1),
+        name="galaxies",
+        description=(
+            "Recession velocities (km/s) of 82 galaxies in six well-separated conic sections of "
+            "an unfilled survey of the Corona Borealis region. Multimodality in the velocities "
+            "is evidence of voids and superclusters; the classic data set for choosing the "
+            "number of components of a mixture (Roeder 1990; Escobar and West 1995; Richardson "
+            "and Green 1997)."
+        ),
+        source=(
+            "Postman, M., Huchra, J. P. and Geller, M. J. (1986) Astronomical Journal 92, 1238-1247; "
+            "Roeder, K. (1990) JASA 85, 617-624; as distributed in R's MASS package (galaxies)."
+        ),
+        feature_names=("velocity",),
+    )
+
+
 def _jsb_json() -> dict[str, list[list[list[int]]]]:
     return json.loads(_read_bytes("jsb-chorales-quarter.json").decode("utf-8"))
 

@@ -73,7 +73,8 @@ def test_old_faithful() -> None:
 
 
 def test_galaxies_match_the_published_summary() -> None:
-    """Roeder (1990), Table 1 and text: 82 velocities, mean 20.83 and sd 4.56 thousand km/s,
+    """The summary the literature quotes (Roeder 1990; Richardson and Green 1997, data in
+    thousands of km/s): 82 velocities, mean 20.83 and sd 4.56 thousand km/s,
     from 9,172 to 34,279 km/s."""
     data = load("galaxies")
     assert data.x.shape == (82, 1)

@@ -147,7 +147,7 @@ def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: in
     previous = math.inf
     with torch.enable_grad():
         for _ in range(max_steps):
-            energy = float(optimizer.step(closure))
+            energy = float(optimizer.step(closure).detach())
             if not math.isfinite(energy) or optimizer.stalled or abs(previous - energy) <= 1e-9 * (1 + abs(energy)):
                 break
             previous = energy

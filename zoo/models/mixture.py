@@ -286,9 +286,9 @@ class GaussianMixture(Model):
     def component_log_density(self, draws: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
         """log N(x_i | mu_k, Sigma_k) for parameters (S, K, ...) and points x (N, D): (S, N, K).
 
-        ``component_distribution(draws).log_prob``, written out: with L = diag(scales) @
-        corr_cholesky (lower triangular), log N = -|L^-1 (x - mu)|^2 / 2 - sum_d log L_dd
-        - D log(2 pi) / 2. No distribution object is built: torch's ``MultivariateNormal``
+        ``component_distribution(draws).log_prob``, written out: with ``L = diag(scales) @
+        corr_cholesky`` (lower triangular), ``log N = -||L^-1 (x - mu)||^2 / 2 - sum_d log L_dd
+        - D log(2 pi) / 2``. No distribution object is built: torch's ``MultivariateNormal``
         checks its shapes with ``torch.broadcast_shapes``, whose first call imports sympy
         (seconds, on a first fit in a fresh process).
         """

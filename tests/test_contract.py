@@ -71,6 +71,8 @@ def test_registry_entry_is_complete(name: str) -> None:
     assert type(model).registry_name == name
     assert model.methods, "a model must support at least one method"
     assert all(kind in METHODS for kind in model.methods), model.methods
+    # a refusal explains a method the model does not take: never one it takes, never an unknown one
+    assert all(kind in METHODS and kind not in model.methods for kind in model.refused_methods)
     if "svi" in model.methods:  # guides are SVI's
         assert model.default_guide in guide_names(model)
     rebuilt = type(model)(**model.config())

@@ -374,7 +374,7 @@ def test_bad_models_and_data_are_refused_before_any_work() -> None:
         zoo.fit(GAN(latent_dim=2), torch.zeros(10, 2, 2, 2), quick(batch_size=4))
     with pytest.raises(ValueError, match="output='sigmoid' generates values in .0, 1."):
         zoo.fit(GAN(latent_dim=2, output="sigmoid"), ring(), quick())
-    with pytest.raises(ValueError, match="GAN does not support SVI; it supports: adversarial"):
+    with pytest.raises(ValueError, match="GAN does not support SVI: a GAN is an implicit model: it samples but has no density"):
         zoo.fit(GAN(latent_dim=2), ring(), zoo.SVI(num_steps=2))
     with pytest.raises(ValueError, match="VAE does not support Adversarial"):
         zoo.fit(zoo.models.VAE(latent_dim=2), zoo.datasets.load("digits", binarize=True), quick())
@@ -407,4 +407,4 @@ def test_cli_fits_a_gan(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert code == 0 and "adversarial:non_saturating" in out
     assert main(["fit", "gan", "--dataset", "ring", "--latent-dim", "2", "--quiet"]) == 2  # svi: refused
-    assert "GAN does not support SVI; it supports: adversarial" in capsys.readouterr().err
+    assert "GAN does not support SVI: a GAN is an implicit model" in capsys.readouterr().err

@@ -29,6 +29,9 @@ def small_data() -> zoo.Dataset:
 def test_a_method_the_model_does_not_support_is_refused_with_what_it_supports() -> None:
     with pytest.raises(ValueError, match="does not support NUTS; it supports: svi"):
         zoo.fit(SviOnlyMixture(2), small_data(), zoo.NUTS(progress=False))
+    # where the model declares why, the error says it
+    with pytest.raises(ValueError, match="VAE does not support NUTS: its posterior holds every datum's code .*; it supports: svi"):
+        zoo.fit(zoo.models.VAE(latent_dim=2), torch.rand(8, 4).round(), zoo.NUTS(progress=False))
 
 
 def test_default_method_is_svi_with_the_models_default_guide() -> None:

@@ -104,8 +104,11 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
         raise TypeError(f"method must be one of {valid}, got {type(method).__name__}")
     if kind not in model.methods:
         supported = ", ".join(model.methods)
+        reason = model.refused_methods.get(kind, "")
         raise ValueError(
-            f"{type(model).__name__} does not support {type(method).__name__}; it supports: {supported}"
+            f"{type(model).__name__} does not support {type(method).__name__}"
+            + (f": {reason}" if reason else "")
+            + f"; it supports: {supported}"
         )
     # Preparation (validation, data-driven starting values) on the thread count the fit itself
     # will use: its operations are small, and on a busy machine a two-thread region waits for

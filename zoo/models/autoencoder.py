@@ -58,6 +58,16 @@ class Autoencoder(NetworkModel):
 
     local_sites = ("z",)
     methods = ("svi",)
+    refused_methods = {
+        "nuts": (
+            "its posterior holds every datum's code z (N x latent_dim continuous local latents, "
+            "which no enumeration sums out) around a network's weights: NUTS would sample all of "
+            "them jointly, one gradient of the whole data set per leapfrog step, on a posterior "
+            "far too large and multimodal to mix in any useful time. Amortized SVI (zoo.SVI) "
+            "learns one encoder for every code instead"
+        ),
+        "exact": "no closed-form posterior exists for a neural decoder",
+    }
     default_guide = "amortized"
     num_threads = None
     jit_safe = True

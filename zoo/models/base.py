@@ -27,6 +27,7 @@ Besides its story a model declares, as data:
 ``data_plate``            the plate over independent data points (or sequences)
 ``observed_site``         the sample site that holds the data
 ``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
+``refused_methods``       for a method it does not take, why (the runner's error says it)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
 ``local_sites``           per-datum latents (a VAE's codes) the Fit keeps no draws of
 ``num_threads``           torch threads inference should use (1 for models made of many small
@@ -73,6 +74,7 @@ class Model(PyroModule):
     data_plate: ClassVar[str] = "data"
     observed_site: ClassVar[str] = "x"
     methods: ClassVar[tuple[str, ...]] = ("svi", "nuts")
+    refused_methods: ClassVar[dict[str, str]] = {}
     default_guide: ClassVar[str] = "normal"
     num_threads: ClassVar[int | None] = 1
     #: SVI with ``jit=None`` compiles this model's ELBO (Pyro's JitTrace_ELBO) when it fits a

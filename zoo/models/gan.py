@@ -122,6 +122,11 @@ class GAN(NetworkModel):
     data_plate = "data"
     observed_site = "x"
     methods = ("adversarial",)
+    refused_methods = {
+        kind: "a GAN is an implicit model: it samples but has no density p(x), hence no "
+        "likelihood for an ELBO or a posterior; it is fitted by adversarial training (zoo.Adversarial)"
+        for kind in ("svi", "nuts", "exact")
+    }
     # SVI is not a GAN's method (no density, hence no ELBO): no guide applies.
     default_guide = ""
     unsupported_guides = ("delta", "normal", "mvn", "lowrank", "laplace", "iaf")

@@ -111,7 +111,7 @@ def python_blocks(path: Path) -> list[str]:
     return blocks
 
 
-PAGES = ["getting_started.md", "inference.md", "diagnostics.md", "coming_from_sklearn.rst"]
+PAGES = ["getting_started.md", "inference.md", "diagnostics.md", "coming_from_sklearn.rst", "add_a_model.md"]
 
 
 @pytest.mark.parametrize("page", PAGES)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pyro
+import pyro.distributions as dist
 import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO, infer_discrete
@@ -202,7 +203,16 @@ def posterior_marginals(
     elbo = TraceEnum_ELBO(max_plate_nesting=model.max_plate_nesting)
     with torch.no_grad():
         marginals = elbo.compute_marginals(conditioned, _empty_guide, **kwargs)
-    return {name: marginals[name].probs for name in model.enumerated_sites if name in marginals}
+    return {name: _value_probabilities(marginals[name]) for name in model.enumerated_sites if name in marginals}
+
+
+def _value_probabilities(marginal: dist.Distribution) -> torch.Tensor:
+    """One probability per value, last: a Categorical's ``probs`` (N, K); a Bernoulli's (N, 2),
+    as (p(0), p(1)), since its ``probs`` is p(1) alone (and ``log_prob`` at logits of -inf, a
+    value ruled out, is NaN)."""
+    if isinstance(marginal, dist.Bernoulli):
+        return torch.stack([1 - marginal.probs, marginal.probs], dim=-1)
+    return marginal.probs
 
 
 def _empty_guide(*args: Any, **kwargs: Any) -> None:

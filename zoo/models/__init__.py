@@ -8,5 +8,6 @@ from zoo.models.mixture import GaussianMixture
 from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
 from zoo.models.vae import VAE
+from zoo.models.zero_inflated import ZeroInflatedPoisson
 
-__all__ = ["Model", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "ZeroInflatedPoisson", "MODELS", "get", "names", "register"]

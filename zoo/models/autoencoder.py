@@ -131,11 +131,7 @@ class Autoencoder(NetworkModel):
     def _plate_size(self, x: torch.Tensor | None, num_data: int | None) -> int:
         """The size of ``forward``'s data plate: the rows of ``x``, or ``num_data`` to generate."""
         self._check_ready()
-        if x is not None:
-            return x.shape[0]
-        if num_data is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
-        return num_data
+        return self.plate_size(x, num_data)
 
     def _not_ready(self, *args: Any, **kwargs: Any) -> None:
         """What a guide is before the networks exist: it asks for them to be built."""

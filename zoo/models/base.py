@@ -182,6 +182,22 @@ class Model(PyroModule):
         """Data-driven starting values of (some of) the continuous latent sites."""
         return {}
 
+    @staticmethod
+    def plate_size(x: torch.Tensor | None, num_data: int | None) -> int:
+        """The size of ``forward``'s data plate: the rows of ``x`` (to condition on), else
+        ``num_data`` (to generate).
+
+        Raises
+        ------
+        ValueError
+            If neither is given.
+        """
+        if x is not None:
+            return x.shape[0]
+        if num_data is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+        return num_data
+
     # ---------------------------------------------------------------- the density contract
     def sample_globals(self) -> dict[str, torch.Tensor]:
         """The global latent story: one ``pyro.sample`` per parameter site, under its plates.

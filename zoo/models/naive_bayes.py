@@ -248,10 +248,7 @@ class NaiveBayes(Model):
     ) -> torch.Tensor:
         """p(x, y, theta): conditions on ``x`` (N, D) and labels ``y`` (-1 where unknown), or
         generates ``num_data`` rows (of the classes ``y``, if given)."""
-        if x is not None:
-            num_data = x.shape[0]
-        elif num_data is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
+        num_data = self.plate_size(x, num_data)
         params = self.sample_globals()
         layout = self._check_ready()
         weights = params.pop("weights")

@@ -136,10 +136,7 @@ class ZeroInflatedPoisson(Model):
         batch_size: int | None = None,
     ) -> torch.Tensor:
         """p(x, structural_zero, theta): conditions on ``x`` (N, 1) or generates ``num_data`` counts."""
-        if x is not None:
-            num_data = x.shape[0]
-        elif num_data is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
+        num_data = self.plate_size(x, num_data)
         params = self.sample_globals()
         # Under a plate of posterior draws (dim -2) the globals are (S, 1): a trailing event dim
         # of one count makes the rate (S, 1, 1), batch (S, 1) against the data plate (N).

@@ -55,6 +55,7 @@ from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.diagnostics import inference_data
 from zoo.diagnostics import summary as arviz_summary
 from zoo.infer.evaluate import (
+    declared_shapes,
     discrete_values,
     flatten_draws,
     num_draws as count_draws,
@@ -539,12 +540,15 @@ def load(path: str | Path) -> Fit:
     metadata, tensors = read_record(path)
     try:
         name = metadata["model"]["name"]
+        model_class = registered_model(name)
         retired = RETIRED_ARGUMENTS.get(name, ())
         config = {key: value for key, value in metadata["model"]["config"].items() if key not in retired}
-        model = registered_model(name)(**config)
-        model.load_state_dict(tensors["model_state"])
         method = CONFIGS[metadata["method"]["kind"]](**metadata["method"]["config"])
         described = metadata["train"]
+        _check_records(path, model_class, config, metadata, tensors)
+        # Built for real only now: its state matches the file's, so it takes no more memory.
+        model = model_class(**config)
+        model.load_state_dict(tensors["model_state"])
         train = Dataset(
             tensors["train"]["x"],
             y=tensors["train"].get("y"),
@@ -568,5 +572,53 @@ def load(path: str | Path) -> Fit:
             history=dict(tensors.get("history", {})),
             draws_shape=None if metadata.get("draws_shape") is None else tuple(metadata["draws_shape"]),
         )
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, NotImplementedError) as error:
+        if str(error).startswith(f"{path} is not a zoo fit file"):
+            raise
         raise damaged(path, f"{type(error).__name__}: {error}") from None
+
+
+def _check_records(
+    path: str | Path, model_class: type[Model], config: dict[str, Any], metadata: dict[str, Any], tensors: dict[str, Any]
+) -> None:
+    """Raise ``damaged`` unless the file's records are those its model declares.
+
+    The model's sites and state are read off a copy built on the meta device
+    (:func:`~zoo.infer.evaluate.declared_shapes`), before anything is allocated: the draws
+    hold exactly the model's global sites, shaped (chain, draw, *site shape), real and finite,
+    the point one finite value of each, the model state the model's own entries, and the
+    training data is there.
+    """
+    for group in ("model_state", "draws", "point", "sample_stats", "train"):
+        if not isinstance(tensors.get(group), dict):
+            raise damaged(path, f"its record {group!r} is missing or not a group of named tensors")
+    if not isinstance(tensors.get("losses"), torch.Tensor):
+        raise damaged(path, "its record 'losses' is missing or not a tensor")
+    try:
+        sites, state = declared_shapes(model_class, config)
+    except Exception as error:  # the model's constructor refuses the configuration, in its words
+        raise damaged(path, f"its model configuration is refused: {type(error).__name__}: {error}") from None
+    found = {name: (tuple(value.shape), value.dtype) for name, value in tensors["model_state"].items()}
+    if found != state:
+        wrong = sorted(name for name in set(found) | set(state) if found.get(name) != state.get(name))
+        raise damaged(path, f"its model state does not match the model it declares ({model_class.__name__}"
+                      f"({config})): entries {wrong[:5]} differ in name, shape or dtype")
+    draws, point = tensors["draws"], tensors["point"]
+    if set(draws) != set(sites) or set(point) != set(sites):
+        raise damaged(path, f"its draws hold sites {sorted(draws)} and its point {sorted(point)}; "
+                      f"{model_class.__name__} declares {sorted(sites)}")
+    for name, shape in sites.items():
+        value = draws[name]
+        if value.dim() != len(shape) + 2 or tuple(value.shape[2:]) != shape or tuple(point[name].shape) != shape:
+            raise damaged(path, f"draws of {name!r} are shaped {tuple(value.shape)} (point {tuple(point[name].shape)}); "
+                          f"the model declares (chain, draw) + {shape}")
+        if len(draws) and value.shape[:2] != next(iter(draws.values())).shape[:2]:
+            raise damaged(path, f"draws of {name!r} have {tuple(value.shape[:2])} (chain, draw), unlike the other sites")
+    for group in ("draws", "point", "model_state"):
+        for name, value in tensors[group].items():
+            if not value.is_floating_point() and group != "model_state":
+                raise damaged(path, f"{group} {name!r} holds {value.dtype}, not real numbers")
+            if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+                raise damaged(path, f"{group} {name!r} holds NaN or infinite values")
+    if "x" not in tensors["train"]:
+        raise damaged(path, "its training data (record 'train/x') is missing")

@@ -23,6 +23,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 from pyro.ops.contract import contract_to_tensor
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
@@ -30,6 +31,7 @@ from zoo.models.base import Model
 
 __all__ = [
     "latent_shapes",
+    "declared_shapes",
     "marginal_log_likelihood",
     "pointwise_log_likelihood",
     "simulate",
@@ -80,6 +82,51 @@ def latent_shapes(
                 continue
             shapes[name] = (tuple(site["value"].shape), len(site["fn"].batch_shape))
     return shapes
+
+
+class _ShapesOnly(Messenger):
+    """Give every latent sample site a value of its distribution's shape on the meta device
+    (no numbers, no memory), so that a model's story reveals its sites' shapes for free."""
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["value"] is None and not msg["is_observed"] and not site_is_subsample(msg):
+            msg["value"] = torch.zeros(msg["fn"].shape(), device="meta")
+            msg["done"] = True
+
+
+def declared_shapes(model_class: type[Model], config: dict[str, Any]) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[tuple[int, ...], torch.dtype]]]:
+    """What a model built from ``config`` declares, found without allocating it.
+
+    The model is built on torch's meta device (shapes, no storage) and its global story
+    (``sample_globals``) run with every sample replaced by a meta tensor: so a configuration
+    asking for 30,000-wide layers costs nothing to examine.
+
+    Returns
+    -------
+    sites : dict of str to tuple
+        Shape of each global latent site (empty for a model with no global story: a VAE).
+    state : dict of str to (tuple, torch.dtype)
+        Shape and dtype of each entry of the model's ``state_dict``.
+
+    Raises
+    ------
+    Exception
+        Whatever the model's constructor raises for a configuration it refuses.
+    """
+    with torch.device("meta"), pyro.validation_enabled(False):
+        model = model_class(**config)
+        state = {name: (tuple(value.shape), value.dtype) for name, value in model.state_dict().items()}
+        try:
+            with _ShapesOnly():
+                trace = poutine.trace(model.sample_globals).get_trace()
+        except NotImplementedError:  # no global story
+            return {}, state
+    sites = {
+        name: tuple(site["value"].shape)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+    return sites, state
 
 
 def marginal_log_likelihood(model: Model, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:

@@ -180,3 +180,103 @@ def test_saving_to_a_place_that_cannot_hold_a_file_is_refused_before_writing(tmp
     target = {"dir": tmp_path, "under_file": tmp_path / "fit.zoo" / "x.zoo", "missing": tmp_path / "no" / "x.zoo"}[where]  # type: ignore[operator]
     with pytest.raises(ValueError, match=message):
         fit.save(target)
+
+
+# ---------------------------------------------------------------------- the command line
+def _readme_commands() -> list[list[str]]:
+    """Every ``zoo fit ...`` command the README shows (inline code, possibly across lines)."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    spans = re.findall(r"`(zoo fit [^`]*)`", readme)
+    return [span.split()[1:] for span in spans if "--dataset" in span]
+
+
+@pytest.mark.slow
+def test_every_zoo_fit_command_of_the_readme_runs(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    """At a fast setting, each with --out (the Exact fit's figure once crashed on a missing
+    loss history), writing every output."""
+    from zoo.cli import main
+
+    commands = _readme_commands()
+    assert len(commands) >= 3 and any("exact" in words for words in commands)
+    for index, words in enumerate(commands):
+        out = tmp_path / f"run{index}"  # type: ignore[operator]
+        words = [str(out) if word == "DIR" else word for word in words]
+        if "--out" not in words:
+            words += ["--out", str(out)]
+        code = main(words + ["--num-steps", "20", "--num-posterior-samples", "20", "--quiet"])
+        assert code == 0, (words, capsys.readouterr().err)
+        for name in ("fit.zoo", "inference_data.nc", "summary.csv", "fit.png"):
+            assert (out / name).stat().st_size > 0
+        zoo.load(out / "fit.zoo")
+
+
+@pytest.mark.parametrize("where", ["file", "under_file"])
+def test_cli_checks_out_before_any_fit(tmp_path: object, where: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo import cli
+
+    fits: list[object] = []
+    monkeypatch.setattr(cli, "run_fit", lambda *arguments: fits.append(arguments))
+    existing = tmp_path / "a_file"  # type: ignore[operator]
+    existing.write_text("")
+    out = existing if where == "file" else existing / "sub"
+    code = cli.main(["fit", "gmm", "--dataset", "old_faithful", "--num-components", "2", "--out", str(out), "--quiet"])
+    error = capsys.readouterr().err
+    assert code == 2 and not fits
+    assert error.count("\n") == 1 and error.startswith("zoo: error: --out") and "a file" in error
+
+
+def test_cli_a_failed_fit_is_one_line_with_exit_status_2(capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import main
+
+    code = main(["fit", "gmm", "--dataset", "old_faithful", "--num-components", "2", "--learning-rate", "1e10",
+                 "--num-steps", "20", "--quiet"])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert error[-1].startswith("zoo: error: FitError: the loss became NaN or infinite")
+    assert not any("Traceback" in line or "warn" in line for line in error)
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**64)])
+def test_cli_seed_out_of_range_is_refused(seed: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import main
+
+    assert main(["fit", "gmm", "--dataset", "old_faithful", "--num-components", "2", "--seed", seed, "--quiet"]) == 2
+    assert "seed must be in [0, 2**63 - 1]" in capsys.readouterr().err
+
+
+def test_cli_help_lists_only_what_each_model_takes() -> None:
+    from zoo.cli import build_parser
+    from zoo.models import registry
+
+    parser = build_parser()
+    for name in registry.names():
+        model_class = registry.get(name)
+        arguments = parser.parse_args(["fit", name, "--dataset", "iris"] + [
+            word for option in _required_options(parser, name) for word in (option, "1")
+        ])
+        assert arguments.method in model_class.methods  # the default is one it supports
+        sub = _fit_subparser(parser, name)
+        method_action = next(action for action in sub._actions if action.dest == "method")
+        assert set(method_action.choices) == set(model_class.methods)
+        guide_actions = [action for action in sub._actions if action.dest == "guide"]
+        if "svi" not in model_class.methods:
+            assert not guide_actions
+        else:
+            for guide in model_class.unsupported_guides:
+                assert f" {guide}," not in guide_actions[0].help and f" {guide} " not in guide_actions[0].help
+
+
+def _fit_subparser(parser: object, name: str) -> object:
+    import argparse
+
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))  # type: ignore[attr-defined]
+    models = next(action for action in commands.choices["fit"]._actions if isinstance(action, argparse._SubParsersAction))
+    return models.choices[name]
+
+
+def _required_options(parser: object, name: str) -> list[str]:
+    sub = _fit_subparser(parser, name)
+    return [action.option_strings[0] for action in sub._actions if action.required and action.option_strings and action.dest.startswith("model_")]  # type: ignore[attr-defined]

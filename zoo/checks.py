@@ -25,6 +25,7 @@ __all__ = [
     "check_positive_int",
     "check_positive_float",
     "check_seed",
+    "derived_seed",
     "check_probability",
     "check_flag",
     "check_choice",
@@ -88,6 +89,12 @@ def check_seed(value: Any, argument: str = "seed") -> int:
     if not 0 <= value <= MAX_SEED:
         raise ValueError(f"{argument} must be in [0, 2**63 - 1], got {value}")
     return value
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of a part of a run (a chain, a start, a process): ``seed + offset``, wrapped into
+    [0, 2**63 - 1] so that every seed a user may give has parts with valid seeds too."""
+    return (int(seed) + int(offset)) % (MAX_SEED + 1)
 
 
 def check_probability(value: Any, argument: str) -> float:

@@ -9,6 +9,7 @@ import numpy as np
 import pandas
 import torch
 
+from zoo.checks import check_seed
 from zoo.datasets.frames import file_fields, frame_fields
 
 __all__ = ["Dataset", "as_dataset", "UNLABELED"]
@@ -223,6 +224,7 @@ class Dataset:
         """
         if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+        seed = check_seed(seed)
         if self.lengths is not None and len(self) == 1:
             # one sequence cannot be split by rows: hold out its end instead
             return self.split_time(test_fraction)
@@ -231,7 +233,7 @@ class Dataset:
             raise ValueError(
                 f"test_fraction={test_fraction} of {len(self)} rows leaves an empty training or test set"
             )
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self), generator=generator)
         test_index, train_index = order[:num_test].sort().values, order[num_test:].sort().values
         return self.subset(train_index), self.subset(test_index)

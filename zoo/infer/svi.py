@@ -41,6 +41,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
 
+from zoo.checks import derived_seed
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import CollapsedModel, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
@@ -516,11 +517,14 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
         training = _set_up(model, data, method, rank, world, device)
         if world > 1:  # every process starts alike; from here each draws its own noise
-            torch.manual_seed(method.seed + 7919 * rank)
+            torch.manual_seed(derived_seed(method.seed, 7919 * rank))
         scorer = None if held_out is None else _HeldOut(training, held_out, device)
         optimizer = _make_optimizer(method, training.guide_name, training.parameters)
         bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
-        run = _optimise(training, optimizer, method, scorer, bar)
+        with warnings.catch_warnings():
+            # Pyro warns of a NaN loss; the runner stops at it and says so itself (FitError).
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            run = _optimise(training, optimizer, method, scorer, bar)
         guide = training.guide
         if run.failure is not None:
             # The guide has just failed: its posterior is its last good point, one draw, with

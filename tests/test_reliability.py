@@ -280,3 +280,128 @@ def _fit_subparser(parser: object, name: str) -> object:
 def _required_options(parser: object, name: str) -> list[str]:
     sub = _fit_subparser(parser, name)
     return [action.option_strings[0] for action in sub._actions if action.required and action.option_strings and action.dest.startswith("model_")]  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------- arguments
+def test_a_misspelt_sample_option_is_refused_naming_the_valid_ones() -> None:
+    model, data = zoo.models.HiddenMarkovModel.example()
+    fit = zoo.fit(model, data, zoo.SVI(guide="delta", num_steps=3, progress=False))
+    with pytest.raises(TypeError, match="unknown keyword argument.*'lenght'; it takes: length"):
+        fit.sample(2, lenght=50)
+    assert fit.sample(2, length=7).shape[:2] == (2, 7)
+
+
+@pytest.mark.parametrize("make", [
+    lambda fit, model, data: fit.sample(10**9),
+    lambda fit, model, data: zoo.fit(model, data, zoo.SVI(num_steps=3, num_posterior_samples=10**9, progress=False)),
+    lambda fit, model, data: zoo.fit(model, data, zoo.NUTS(num_samples=10**8, num_chains=10, progress=False)),
+], ids=["fit.sample", "SVI num_posterior_samples", "NUTS num_samples"])
+def test_sizes_beyond_memory_are_refused_with_the_estimate_before_the_work(make: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GMM on 2 features: 18 numbers per draw, 4 bytes each: 10**9 draws are 67 GiB."""
+    model, data = zoo.models.GaussianMixture.example()
+    fit = zoo.fit(model, data, zoo.SVI(guide="delta", num_steps=3, progress=False))
+    steps: list[int] = []
+    monkeypatch.setattr(optimizers.Adam, "step", lambda self: steps.append(1))
+    with pytest.raises(ValueError, match=r"would take about \d+\.\d GiB, more than the 16 GiB"):
+        make(fit, model, data)  # type: ignore[operator]
+    assert not steps
+
+
+def test_numpy_numbers_are_taken_and_kept_as_python_numbers() -> None:
+    import json
+
+    import numpy as np
+
+    method = zoo.SVI(num_steps=np.int64(3), learning_rate=np.float32(0.5), seed=np.uint64(2), progress=False)
+    assert type(method.num_steps) is int and type(method.learning_rate) is float and type(method.seed) is int
+    json.dumps(method.to_dict())
+    model, data = zoo.models.GaussianMixture.example()
+    fit = zoo.fit(model, data, method)
+    assert fit.sample(np.int64(3), seed=np.int32(1)).shape == (3, 2)
+
+
+def test_nuts_chain_seeds_stay_in_range_at_the_largest_seed() -> None:
+    model, data = zoo.models.GaussianMixture.example()
+    method = zoo.NUTS(num_warmup=2, num_samples=3, num_chains=2, seed=2**63 - 1, initialization="model", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 3 draws do not mix
+        fit = zoo.fit(model, data, method)
+    assert fit.num_chains == 2
+
+
+# ---------------------------------------------------------------------- grad mode and interrupts
+def _global_state() -> tuple:
+    import pyro
+
+    return (
+        torch.is_grad_enabled(),
+        torch.get_num_threads(),
+        torch.random.get_rng_state().clone(),
+        dict(pyro.get_param_store().items()),
+    )
+
+
+def _same_state(before: tuple, after: tuple) -> bool:
+    return before[:2] == after[:2] and torch.equal(before[2], after[2]) and before[3].keys() == after[3].keys()
+
+
+def test_a_fit_inside_no_grad_trains_and_leaves_no_grad_on() -> None:
+    model, data = zoo.models.HiddenMarkovModel.example()
+    with torch.no_grad():
+        fit = zoo.fit(model, data, zoo.SVI(guide="delta", num_steps=30, progress=False))
+        assert not torch.is_grad_enabled()
+    assert len(fit.losses) > 1 and fit.losses[-1] < fit.losses[0]
+
+
+@pytest.mark.parametrize("where", ["set-up", "training", "drawing"])
+def test_an_interrupt_at_any_moment_leaves_the_session_as_it_was(where: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C before the first step (nothing to return: KeyboardInterrupt), during training or
+    while drawing from the trained guide (an interrupted fit): grad mode, threads, the global RNG
+    and the param store are as before, and the next fit works."""
+    import pyro
+
+    from zoo.infer import svi
+
+    model, data = zoo.models.GaussianMixture.example()
+    targets = {"set-up": (svi, "_make_optimizer"), "training": (optimizers.Adam, "step"), "drawing": (svi, "Predictive")}
+    owner, name = targets[where]
+
+    def interrupt(*arguments: object, **options: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(owner, name, interrupt)
+    pyro.param("users_own", torch.ones(2))
+    torch.set_num_threads(torch.get_num_threads())
+    method = zoo.SVI(guide="normal", num_steps=20, num_posterior_samples=5, progress=False, num_threads=1)
+    with torch.no_grad():
+        before = _global_state()
+        if where == "set-up":
+            with pytest.raises(KeyboardInterrupt):
+                zoo.fit(model, data, method)
+        else:
+            fit = zoo.fit(model, data, method)
+            assert fit.interrupted and all(torch.isfinite(value).all() for value in fit.draws.values())
+        after = _global_state()
+    assert _same_state(before, after)
+    monkeypatch.undo()
+    assert not zoo.fit(model, data, method).interrupted
+    pyro.get_param_store().clear()
+
+
+def test_an_interrupt_in_the_second_chains_warm_up_keeps_the_first_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo.infer import mcmc
+
+    model, data = zoo.models.GaussianMixture.example()
+    original = mcmc._sample_chain
+
+    def chain_two_interrupted(model: object, data: object, method: object, chain: int, *arguments: object, **options: object) -> object:
+        if chain == 1:
+            raise KeyboardInterrupt  # at the start of its warm-up: it has kept no draw
+        return original(model, data, method, chain, *arguments, **options)
+
+    monkeypatch.setattr(mcmc, "_sample_chain", chain_two_interrupted)
+    method = zoo.NUTS(num_warmup=3, num_samples=4, num_chains=2, initialization="model", progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = zoo.fit(model, data, method)
+    assert fit.interrupted and fit.num_chains == 1 and fit.num_draws == 4

@@ -526,18 +526,24 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             run = _optimise(training, optimizer, method, scorer, bar)
         guide = training.guide
-        if run.failure is not None:
-            # The guide has just failed: its posterior is its last good point, one draw, with
-            # no sampling (nor Laplace's Hessian) at parameters next to where it broke down.
-            draws, point = _posterior_draws(
+        drawn = None
+        if run.failure is None:
+            try:
+                if training.guide_name == "laplace":
+                    guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
+                drawn = _posterior_draws(
+                    model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
+                )
+            except KeyboardInterrupt:  # while drawing: the training is kept, as its point
+                run.interrupted, guide = True, training.guide
+        if drawn is None:
+            # The guide has just failed (or was interrupted while drawing): its posterior is
+            # its last good point, one draw, with no sampling (nor Laplace's Hessian) at
+            # parameters next to where it broke down.
+            drawn = _posterior_draws(
                 model, training.trained, guide, training.kwargs, training.data, 1, point_only=True
             )
-        else:
-            if training.guide_name == "laplace":
-                guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
-            draws, point = _posterior_draws(
-                model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
-            )
+        draws, point = drawn
     fit = Fit(
         model=model,
         method=method,

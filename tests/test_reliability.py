@@ -405,3 +405,53 @@ def test_an_interrupt_in_the_second_chains_warm_up_keeps_the_first_chain(monkeyp
         warnings.simplefilter("ignore")
         fit = zoo.fit(model, data, method)
     assert fit.interrupted and fit.num_chains == 1 and fit.num_draws == 4
+
+
+# ---------------------------------------------------------------------- data
+@pytest.mark.parametrize("data, error, message", [
+    (torch.zeros(10, 2, device="meta"), ValueError, "meta device"),
+    (3.0, TypeError, "the single number"),
+    (torch.ones(5, 2, dtype=torch.float64) * 1e300, ValueError, "beyond float32's range"),
+    (torch.ones(5, 2) * 1e18, ValueError, "Standardise the data"),
+], ids=["meta", "scalar", "float64 overflow", "1e18"])
+def test_data_zoo_cannot_compute_with_is_refused_saying_why(data: object, error: type, message: str) -> None:
+    model, _ = zoo.models.GaussianMixture.example()
+    with pytest.raises(error, match=message):
+        zoo.fit(model, data, zoo.SVI(num_steps=2, progress=False))
+
+
+def test_naive_bayes_exact_on_huge_values_is_refused_not_minus_infinity() -> None:
+    iris = zoo.datasets.load("iris")
+    model = zoo.models.NaiveBayes(num_classes=3)
+    with pytest.raises(ValueError, match="Standardise"):
+        zoo.fit(model, zoo.Dataset(iris.x * 1e30, y=iris.y), zoo.Exact())
+    fit = zoo.fit(model, iris, zoo.Exact())
+    with pytest.raises(ValueError, match="Standardise"):
+        fit.log_prob(iris.x * 1e30)
+
+
+def test_unsigned_integers_are_read_as_the_numbers_they_are() -> None:
+    import numpy as np
+
+    values = np.array([[3, 4], [5, 6], [7, 8]])
+    for dtype in (np.uint16, np.uint32, np.uint64):
+        assert torch.equal(zoo.Dataset(values.astype(dtype)).x, torch.tensor(values, dtype=torch.float32))
+
+
+def test_an_hmm_on_sequences_of_one_step_fits() -> None:
+    """No transition is ever observed: Baum-Welch's expected transitions are zero, and the
+    likelihood is the emission mixture's, checked here by hand at the fitted point."""
+    model, _ = zoo.models.HiddenMarkovModel.example()
+    data = zoo.Dataset(torch.randn(6, 1, 1, generator=torch.Generator().manual_seed(0)), lengths=[1] * 6)
+    fit = zoo.fit(model, data, zoo.SVI(guide="delta", num_steps=5, progress=False))
+    point = fit.point
+    components = torch.distributions.Normal(point["locs"][:, 0], point["scales"][:, 0])
+    expected = torch.logsumexp(point["initial"].log() + components.log_prob(data.x[:, 0, :]), -1)
+    torch.testing.assert_close(fit.log_prob(), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_one_sequence_without_lengths_splits_in_time() -> None:
+    series = zoo.Dataset(torch.arange(50.0).reshape(1, 50, 1))
+    for train, test in (series.split(test_fraction=0.2), series.split_time(0.2)):
+        assert train.x.shape == (1, 40, 1) and test.x.shape == (1, 10, 1)
+        assert torch.equal(test.x[0, :, 0], torch.arange(40.0, 50.0))

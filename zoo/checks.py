@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Collection
+import os
+from collections.abc import Collection, Iterable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,11 +25,18 @@ __all__ = [
     "check_positive_int",
     "check_positive_float",
     "check_seed",
+    "derived_seed",
     "check_probability",
     "check_flag",
     "check_choice",
     "check_device",
+    "check_output_file",
+    "check_output_directory",
+    "check_count",
+    "check_options",
+    "check_memory",
     "MAX_SEED",
+    "MAX_BYTES",
 ]
 
 #: The largest seed: torch's generators take seeds in [0, 2**64 - 1], numpy's and Python's any
@@ -42,11 +51,19 @@ def _is_integer(value: Any) -> bool:
 
 
 def check_positive_int(value: Any, argument: str, minimum: int = 1) -> None:
-    """Raise TypeError / ValueError unless ``value`` is an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, int):
+    """Raise TypeError / ValueError unless ``value`` is an integer (Python or numpy) >= ``minimum``."""
+    check_count(value, argument, minimum)
+
+
+def check_count(value: Any, argument: str, minimum: int = 1) -> int:
+    """Return ``value`` as a Python int if it is an integer (Python or numpy, not a bool) >=
+    ``minimum``; raise TypeError / ValueError otherwise."""
+    if not _is_integer(value):
         raise TypeError(f"{argument} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
     if value < minimum:
         raise ValueError(f"{argument} must be at least {minimum}, got {value}")
+    return value
 
 
 def check_positive_float(value: Any, argument: str, allow_zero: bool = False) -> float:
@@ -72,6 +89,12 @@ def check_seed(value: Any, argument: str = "seed") -> int:
     if not 0 <= value <= MAX_SEED:
         raise ValueError(f"{argument} must be in [0, 2**63 - 1], got {value}")
     return value
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """The seed of a part of a run (a chain, a start, a process): ``seed + offset``, wrapped into
+    [0, 2**63 - 1] so that every seed a user may give has parts with valid seeds too."""
+    return (int(seed) + int(offset)) % (MAX_SEED + 1)
 
 
 def check_probability(value: Any, argument: str) -> float:
@@ -109,3 +132,64 @@ def check_device(value: Any, argument: str = "device") -> None:
         torch.device(value)
     except (RuntimeError, TypeError):
         raise ValueError(f"{argument} must name a torch device ('cpu', 'cuda'), got {value!r}") from None
+
+
+#: The most bytes one result may take before zoo refuses to allocate it (16 GiB, or the
+#: ``ZOO_MAX_BYTES`` environment variable): beyond it an allocation fails late, or pushes the
+#: machine into swap, after the work before it is lost.
+MAX_BYTES = int(os.environ.get("ZOO_MAX_BYTES", 16 * 2**30))
+
+
+def check_memory(num_bytes: int, what: str, argument: str) -> None:
+    """Raise ValueError, with the estimate, if ``num_bytes`` (the estimated size of ``what``,
+    set by ``argument``) exceeds :data:`MAX_BYTES`."""
+    if num_bytes > MAX_BYTES:
+        raise ValueError(
+            f"{argument}: {what} would take about {num_bytes / 2**30:,.1f} GiB, more than the "
+            f"{MAX_BYTES / 2**30:,.0f} GiB zoo allocates at once (ZOO_MAX_BYTES); ask for fewer"
+        )
+
+
+def check_options(options: dict[str, Any], valid: Iterable[str], where: str) -> None:
+    """Raise TypeError if ``options`` holds a keyword not in ``valid``, listing the valid ones."""
+    valid = tuple(valid)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        listed = ", ".join(valid) if valid else "none"
+        raise TypeError(f"{where} got unknown keyword argument(s) {', '.join(map(repr, unknown))}; it takes: {listed}")
+
+
+def check_output_file(path: Any, argument: str = "path") -> Path:
+    """Return ``path`` as a Path if a file can be written there: not a directory, its folder an
+    existing, writable directory (and the file, if present, writable); raise TypeError /
+    ValueError saying which of these fails."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a path (str or pathlib.Path), got {type(path).__name__} {path!r}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{argument} {str(path)!r} is a directory; give a file name")
+    folder = path.parent
+    if not folder.exists():
+        raise ValueError(f"{argument} {str(path)!r}: its folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise ValueError(f"{argument} {str(path)!r}: {str(folder)!r} is a file, not a folder")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{argument} {str(path)!r} cannot be written (permission denied)")
+    return path
+
+
+def check_output_directory(path: Any, argument: str = "out") -> Path:
+    """Return ``path`` as a Path if a directory can be written there (existing, or creatable
+    under its nearest existing folder); raise TypeError / ValueError saying why not."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{argument} must be a path (str or pathlib.Path), got {type(path).__name__} {path!r}")
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == path else f"lies under {str(existing)!r}, which is a file"
+        raise ValueError(f"{argument} {str(path)!r} {where}; give a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"{argument} {str(path)!r} cannot be written (permission denied on {str(existing)!r})")
+    return path

@@ -5,8 +5,9 @@ Each registered model gets its own ``zoo fit NAME`` (``compare``, ``select``) su
 options are its constructor's arguments (``--num-components`` for ``gmm``), read from its
 signature, so a new model needs no change here. Data come from a bundled data set
 (``--dataset old_faithful``) or the user's own file (``--data my.csv`` with ``--columns``,
-``--label``, ``--sequence-id``, ``--time``; see :mod:`zoo.datasets.frames`). Every error is one
-line on standard error, and the exit status 2.
+``--label``, ``--sequence-id``, ``--time``; see :mod:`zoo.datasets.frames`). ``--out`` is
+checked before any fit starts. Every error (a bad argument, a fit that failed, a file that could
+not be read or written) is one line on standard error, and the exit status 2.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import argparse
 import importlib.metadata
 import inspect
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from zoo.checks import check_output_directory
 from zoo.comparison import compare
 from zoo.datasets import Dataset, describe, real
 from zoo.datasets import load as load_dataset
@@ -158,9 +161,12 @@ def _figure(fit: Any, train: Any) -> Any:
         plot_mixture(fit, train, ax=ax)
     elif fit.losses.numel():
         plot_losses({fit.method_name: fit}, ax=ax)
-    else:
+    elif "lp" in fit.sample_stats:
         ax.plot(fit.sample_stats["lp"].T.numpy())
         ax.set(xlabel="draw", ylabel="log density", title="NUTS trace of the log density")
+    else:  # a closed-form posterior (zoo.Exact): no loss, no trace; how well it explains each datum
+        ax.hist(fit.log_prob(train).numpy(), bins=30)
+        ax.set(xlabel="log predictive density of a training datum", ylabel="count", title=fit.method_name)
     figure.tight_layout()
     return figure
 
@@ -205,7 +211,23 @@ def _print_table(table: Any, out: Any, name: str) -> None:
         print(f"\nWrote {folder / name}")
 
 
+def _check_out(arguments: argparse.Namespace) -> None:
+    """Refuse an ``--out`` that cannot be a folder, before any work: it is created, and a file
+    written in it and removed (the only test that holds for every user, root included, and
+    every file system)."""
+    if getattr(arguments, "out", None) is None:
+        return
+    out = check_output_directory(arguments.out, "--out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out {str(out)!r} cannot be written: {error.strerror or error}") from None
+
+
 def command_fit(arguments: argparse.Namespace) -> int:
+    _check_out(arguments)
     model = _model(arguments)
     data, train, test = _data(arguments, type(model))
     method = _method(arguments)
@@ -224,19 +246,21 @@ def command_fit(arguments: argparse.Namespace) -> int:
         print("\nPosterior summary:")
         print(fit.summary(kind="stats").to_string(float_format=lambda value: f"{value:.3f}"))
     if arguments.out:
+        # everything that can fail is computed before the first file is written
+        idata = fit.to_arviz(test)
+        figure = _figure(fit, train)
         out = Path(arguments.out)
         out.mkdir(parents=True, exist_ok=True)
         fit.save(out / "fit.zoo")
-        idata = fit.to_arviz(test)
         to_netcdf(idata, out / "inference_data.nc")
         table.to_csv(out / "summary.csv")
-        figure = _figure(fit, train)
         figure.savefig(out / "fit.png", dpi=100, bbox_inches="tight")
-        print(f"\nWrote {out / 'inference_data.nc'}, {out / 'summary.csv'} and {out / 'fit.png'}")
+        print(f"\nWrote {out / 'fit.zoo'}, {out / 'inference_data.nc'}, {out / 'summary.csv'} and {out / 'fit.png'}")
     return 0
 
 
 def command_compare(arguments: argparse.Namespace) -> int:
+    _check_out(arguments)
     model = _model(arguments)
     _, train, test = _data(arguments, type(model))
     table = compare(model, train, test, methods=_names(arguments.methods), reference=arguments.reference)
@@ -247,6 +271,7 @@ def command_compare(arguments: argparse.Namespace) -> int:
 
 
 def command_select(arguments: argparse.Namespace) -> int:
+    _check_out(arguments)
     model_class = model_class_named(arguments.model)
     parameter = arguments.parameter
     words = _names(arguments.values) or []
@@ -287,13 +312,23 @@ def _per_model(
         varied = list(inspect.signature(model_class.__init__).parameters)[1] if vary_first else None
         sub = models.add_parser(name, help=f"{command} {model_class.__name__}")
         exclude = (varied,) if varied else ()
-        sub.set_defaults(handler=handler, parameter=varied, model_options=_add_model_options(sub, model_class, exclude))
+        sub.set_defaults(handler=handler, parameter=varied, model_name=name, model_options=_add_model_options(sub, model_class, exclude))
         _add_data_options(sub)
         subs.append(sub)
     return subs
 
 
+def _guides(model_class: type) -> list[str]:
+    """The guides a model class takes, read from its declarations (no model is built): the
+    generic ones it does not refuse, and its default (its own, e.g. a VAE's "amortized")."""
+    names = [name for name in GUIDES if name not in model_class.unsupported_guides]
+    if model_class.default_guide and model_class.default_guide not in names:
+        names.append(model_class.default_guide)
+    return names
+
+
 def command_tour(arguments: argparse.Namespace) -> int:
+    _check_out(arguments)
     start = time.perf_counter()
     run_tour(Path(arguments.out), fast=arguments.fast, progress=not arguments.quiet)
     print(f"\nTour finished in {time.perf_counter() - start:.1f} s; open {Path(arguments.out) / 'index.md'}")
@@ -309,8 +344,15 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=command_list)
 
     for sub in _per_model(commands, "fit", "fit a model to a bundled data set or your own file", command_fit):
-        sub.add_argument("--method", default="svi", choices=list(METHODS))
-        sub.add_argument("--guide", default=None, help="guide name for svi (default: the model's)")
+        model_class = model_class_named(sub.get_default("model_name"))
+        methods = [kind for kind in model_class.methods if kind in METHODS]
+        sub.add_argument("--method", default="svi" if "svi" in methods else methods[0], choices=methods,
+                         help="how to fit (default: %(default)s)")
+        if "svi" in methods:
+            guides = ", ".join(_guides(model_class))
+            sub.add_argument("--guide", default=None, help=f"guide for svi: {guides} (default: {model_class.default_guide})")
+        else:
+            sub.set_defaults(guide=None)
         sub.add_argument("--num-steps", type=int, default=2000)
         sub.add_argument("--learning-rate", type=float, default=None)
         sub.add_argument("--batch-size", type=int, default=None, help="minibatch size for svi")
@@ -348,13 +390,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The error as one line: its message's lines joined; its type named where the message
+    alone would not say what went wrong (anything but a ValueError or TypeError)."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or repr(error)
+    if isinstance(error, (ValueError, TypeError)):
+        return message
+    return f"{type(error).__name__}: {message}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
         return int(arguments.handler(arguments))
-    except (ValueError, TypeError) as error:
-        print(f"zoo: error: {error}", file=sys.stderr)
+    except Exception as error:  # a command line shows no traceback: one line, exit status 2
+        print(f"zoo: error: {_one_line(error)}", file=sys.stderr)
         return 2
 
 

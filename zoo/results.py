@@ -50,13 +50,15 @@ from typing import Any
 
 import torch
 
-from zoo.checks import check_positive_int, check_seed
+from zoo.checks import check_count, check_memory, check_options, check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.diagnostics import inference_data
 from zoo.diagnostics import summary as arviz_summary
 from zoo.infer.evaluate import (
+    declared_state,
     discrete_values,
     flatten_draws,
+    global_site_shapes,
     num_draws as count_draws,
     pointwise_log_likelihood,
     posterior_marginals,
@@ -271,10 +273,18 @@ class Fit:
             One datum per row, shaped like a row of the training data.
         """
         self._require("sample")
-        check_positive_int(num_samples, "num_samples")
+        num_samples = check_count(num_samples, "num_samples")
         seed = 0 if seed is None else check_seed(seed)
+        check_options(options, self.model.generation_options(), f"fit.sample of {type(self.model).__name__}")
         flat = flatten_draws(self.draws)
         total = count_draws(flat) if flat else 1
+        # each sample: a row of data (an HMM's rows of ``length`` steps) and the draw it comes from
+        row = self.train.x[0].numel()
+        length = options.get("length")
+        if isinstance(length, int) and self.train.lengths is not None and self.train.x.dim() > 1:
+            row = row // max(1, self.train.x.shape[1]) * length
+        per_draw = sum(value[0, 0].numel() for value in self.draws.values())
+        check_memory(num_samples * (row + per_draw) * 4 * 2, f"{num_samples:,} samples", "num_samples")
         with self._context(seed=seed):
             chosen = torch.randint(total, (num_samples,))
             draws = {name: value[chosen] for name, value in flat.items()}
@@ -539,12 +549,16 @@ def load(path: str | Path) -> Fit:
     metadata, tensors = read_record(path)
     try:
         name = metadata["model"]["name"]
+        model_class = registered_model(name)
         retired = RETIRED_ARGUMENTS.get(name, ())
         config = {key: value for key, value in metadata["model"]["config"].items() if key not in retired}
-        model = registered_model(name)(**config)
-        model.load_state_dict(tensors["model_state"])
         method = CONFIGS[metadata["method"]["kind"]](**metadata["method"]["config"])
         described = metadata["train"]
+        _check_state(path, model_class, config, tensors)
+        # Built for real only now: its state matches the file's, so it takes no more memory.
+        model = model_class(**config)
+        model.load_state_dict(tensors["model_state"])
+        _check_draws(path, model, tensors)
         train = Dataset(
             tensors["train"]["x"],
             y=tensors["train"].get("y"),
@@ -568,5 +582,62 @@ def load(path: str | Path) -> Fit:
             history=dict(tensors.get("history", {})),
             draws_shape=None if metadata.get("draws_shape") is None else tuple(metadata["draws_shape"]),
         )
-    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, NotImplementedError) as error:
+        if str(error).startswith(f"{path} is not a zoo fit file"):
+            raise
         raise damaged(path, f"{type(error).__name__}: {error}") from None
+
+
+def _check_state(path: str | Path, model_class: type[Model], config: dict[str, Any], tensors: dict[str, Any]) -> None:
+    """Raise ``damaged`` unless the file has its record groups and a model state that is the
+    state of the model it declares, read off a copy built on the meta device
+    (:func:`~zoo.infer.evaluate.declared_state`), before anything is allocated."""
+    for group in ("model_state", "draws", "point", "sample_stats", "train"):
+        if not isinstance(tensors.get(group), dict):
+            raise damaged(path, f"its record {group!r} is missing or not a group of named tensors")
+    if not isinstance(tensors.get("losses"), torch.Tensor):
+        raise damaged(path, "its record 'losses' is missing or not a tensor")
+    if "x" not in tensors["train"]:
+        raise damaged(path, "its training data (record 'train/x') is missing")
+    try:
+        state = declared_state(model_class, config)
+    except Exception as error:  # the model's constructor refuses the configuration, in its words
+        raise damaged(path, f"its model configuration is refused: {type(error).__name__}: {error}") from None
+    found = {name: (tuple(value.shape), value.dtype) for name, value in tensors["model_state"].items()}
+    if found != state:
+        wrong = sorted(name for name in set(found) | set(state) if found.get(name) != state.get(name))
+        raise damaged(path, f"its model state does not match the model it declares ({model_class.__name__}"
+                      f"({config})): entries {wrong[:5]} differ in name, shape or dtype")
+    for name, value in tensors["model_state"].items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise damaged(path, f"model_state {name!r} holds NaN or infinite values")
+
+
+def _check_draws(path: str | Path, model: Model, tensors: dict[str, Any]) -> None:
+    """Raise ``damaged`` unless the draws hold exactly the model's global sites, shaped (chain,
+    draw, *site shape), real and finite, and the point one finite value of each. The sites'
+    shapes are read off the model's story without sampling, refusing any site larger than
+    the file's point record before allocating it."""
+    draws, point = tensors["draws"], tensors["point"]
+    limit = sum(value.numel() for value in point.values())
+    try:
+        sites = global_site_shapes(model, max_elements=limit)
+    except ValueError as error:
+        raise damaged(path, f"its model declares sites larger than its records: {error}") from None
+    if set(draws) != set(sites) or set(point) != set(sites):
+        raise damaged(path, f"its draws hold sites {sorted(draws)} and its point {sorted(point)}; "
+                      f"{type(model).__name__} declares {sorted(sites)}")
+    leading = {tuple(value.shape[:2]) for value in draws.values()}
+    if len(leading) > 1:
+        raise damaged(path, f"its draws' (chain, draw) dimensions differ between sites: {sorted(leading)}")
+    for name, shape in sites.items():
+        value = draws[name]
+        if value.dim() != len(shape) + 2 or tuple(value.shape[2:]) != shape or tuple(point[name].shape) != shape:
+            raise damaged(path, f"draws of {name!r} are shaped {tuple(value.shape)} (point {tuple(point[name].shape)}); "
+                          f"the model declares (chain, draw) + {shape}")
+    for group in ("draws", "point"):
+        for name, value in tensors[group].items():
+            if not value.is_floating_point():
+                raise damaged(path, f"{group} {name!r} holds {value.dtype}, not real numbers")
+            if not bool(torch.isfinite(value).all()):
+                raise damaged(path, f"{group} {name!r} holds NaN or infinite values")

@@ -9,6 +9,7 @@ import numpy as np
 import pandas
 import torch
 
+from zoo.checks import check_seed
 from zoo.datasets.frames import file_fields, frame_fields
 
 __all__ = ["Dataset", "as_dataset", "UNLABELED"]
@@ -20,6 +21,8 @@ UNLABELED = -1
 def _as_tensor(value: Any, argument: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         tensor = value.detach()
+        if tensor.device.type == "meta":
+            raise ValueError(f"{argument} is a tensor on the meta device, which holds shapes but no values: give real data")
     elif isinstance(value, (np.ndarray, list, tuple)) or np.isscalar(value):
         try:
             tensor = torch.as_tensor(np.asarray(value))
@@ -32,8 +35,12 @@ def _as_tensor(value: Any, argument: str, dtype: torch.dtype | None = None) -> t
         raise TypeError(
             f"{argument} must be a torch.Tensor or numpy array, got {type(value).__name__}"
         )
+    if tensor.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        # torch computes little on wide unsigned integers: as int64 where every value fits, else as float64
+        fits = tensor.dtype != torch.uint64 or not tensor.numel() or int(tensor.numpy().max()) <= torch.iinfo(torch.int64).max
+        tensor = tensor.to(torch.int64 if fits else torch.float64)
     if not (tensor.dtype.is_floating_point or tensor.dtype in (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8, torch.bool)):
-        raise TypeError(f"{argument} must hold numbers, got dtype {tensor.dtype}")
+        raise TypeError(f"{argument} must hold real numbers, integers or booleans, got dtype {tensor.dtype}")
     if dtype is not None:
         tensor = tensor.to(dtype)
     return tensor
@@ -86,6 +93,14 @@ class Dataset:
             raise ValueError("x must have at least one dimension (one row per datum), got a scalar")
         if x.shape[0] == 0 or x.numel() == 0:
             raise ValueError(f"x is empty (shape {tuple(x.shape)}): at least one datum is needed")
+        if x.dtype == torch.float64:
+            finite = x[torch.isfinite(x)]
+            if finite.numel() and finite.abs().max() > torch.finfo(torch.float32).max:
+                raise ValueError(
+                    f"x holds values up to {float(finite.abs().max()):.3g}, beyond float32's range "
+                    f"({torch.finfo(torch.float32).max:.3g}), in which zoo computes: they would become "
+                    "infinite. Rescale the data (e.g. standardise each feature)"
+                )
         x = x.to(torch.get_default_dtype()) if not x.dtype.is_floating_point else x.float()
         if not torch.isfinite(x).all():
             bad = (~torch.isfinite(x)).nonzero()[0].tolist()
@@ -223,7 +238,8 @@ class Dataset:
         """
         if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-        if self.lengths is not None and len(self) == 1:
+        seed = check_seed(seed)
+        if len(self) == 1 and (self.lengths is not None or self.x.dim() >= 3):
             # one sequence cannot be split by rows: hold out its end instead
             return self.split_time(test_fraction)
         num_test = int(round(len(self) * float(test_fraction)))
@@ -231,7 +247,7 @@ class Dataset:
             raise ValueError(
                 f"test_fraction={test_fraction} of {len(self)} rows leaves an empty training or test set"
             )
-        generator = torch.Generator().manual_seed(int(seed))
+        generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(self), generator=generator)
         test_index, train_index = order[:num_test].sort().values, order[num_test:].sort().values
         return self.subset(train_index), self.subset(test_index)
@@ -248,13 +264,17 @@ class Dataset:
         train, test : Dataset
             Each with one sequence per sequence of this data set, left-aligned and zero-padded.
         """
-        if self.lengths is None:
-            raise ValueError("split_time needs sequences (a Dataset with lengths)")
+        if self.lengths is None and self.x.dim() < 3:
+            raise ValueError(
+                "split_time needs sequences: a Dataset with lengths, or x shaped (num_sequences, "
+                f"length, num_features); got x of shape {tuple(self.x.shape)}"
+            )
         if not isinstance(test_fraction, (int, float)) or not 0.0 < float(test_fraction) < 1.0:
             raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
-        if (self.lengths < 2).any():
+        # no lengths on 3-D x: every sequence runs the full length (as zoo.fit reads it)
+        lengths = self.lengths if self.lengths is not None else torch.full((len(self),), self.x.shape[1])
+        if (lengths < 2).any():
             raise ValueError("split_time needs every sequence to have at least 2 steps")
-        lengths = self.lengths
         cut = (lengths.double() * (1.0 - float(test_fraction))).round().long().clamp(1)
         cut = torch.minimum(cut, lengths - 1)
         test_lengths = lengths - cut
@@ -275,15 +295,43 @@ class Dataset:
         return f"Dataset({name}{', '.join(parts)})"
 
 
+#: The largest magnitude of data zoo fits: its square times a million data stays well inside
+#: float32 (3.4e38), so k-means++ distances, Gaussian densities and sums of squares are finite.
+MAX_MAGNITUDE = 1e15
+
+
+def check_scale(data: Dataset, argument: str = "data") -> None:
+    """Raise ValueError if ``data.x`` reaches beyond :data:`MAX_MAGNITUDE`, suggesting
+    standardisation: at that scale squares overflow float32 and a fit or a density would come
+    out infinite or NaN with no error."""
+    finite = data.x[torch.isfinite(data.x)]
+    largest = float(finite.abs().max()) if finite.numel() else 0.0
+    if largest > MAX_MAGNITUDE:
+        raise ValueError(
+            f"{argument}.x reaches {largest:.3g}: beyond {MAX_MAGNITUDE:.0e}, squares overflow float32 (in which zoo "
+            "computes), so distances and densities would be infinite. Standardise the data (subtract each "
+            "feature's mean, divide by its standard deviation), or change its units"
+        )
+
+
 def as_dataset(data: Any, argument: str = "data") -> Dataset:
     """Accept a `Dataset`, a tensor, a numpy array or a pandas DataFrame (its columns the
-    features, see `Dataset.from_frame`) and return a `Dataset`."""
+    features, see `Dataset.from_frame`) and return a `Dataset`, whose scale is checked
+    (:func:`check_scale`)."""
+    dataset = _as_dataset(data, argument)
+    check_scale(dataset, argument)
+    return dataset
+
+
+def _as_dataset(data: Any, argument: str) -> Dataset:
     if isinstance(data, Dataset):
         return data
     if isinstance(data, pandas.DataFrame):
         return Dataset.from_frame(data)
     if isinstance(data, (torch.Tensor, np.ndarray, list, tuple)):
         return Dataset(data)
+    if isinstance(data, (int, float, np.number)):
+        raise TypeError(f"{argument} must be an array of data (one row per datum), got the single number {data!r}")
     raise TypeError(
         f"{argument} must be a zoo.Dataset, a torch.Tensor, a numpy array or a pandas DataFrame, "
         f"got {type(data).__name__}"

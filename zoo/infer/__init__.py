@@ -24,6 +24,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from zoo.datasets.dataset import as_dataset
 from zoo.infer.adversarial import run_adversarial
 from zoo.infer.exact import run_exact
@@ -110,18 +112,29 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
             + (f": {reason}" if reason else "")
             + f"; it supports: {supported}"
         )
+    # Gradients are enabled for the fit whatever the caller's mode (a fit inside torch.no_grad()
+    # trains as well as outside it); leaving the block restores the caller's mode, on an
+    # interrupt too.
+    with torch.enable_grad():
+        return _prepare_and_run(model, data, method, kind, held_out)
+
+
+def _prepare_and_run(model: Model, data: Any, method: Any, kind: str, held_out: Any) -> Fit:
+    """The part of :func:`fit` after the method is resolved: prepare, validate, run."""
     # Preparation (validation, data-driven starting values) on the thread count the fit itself
     # will use: its operations are small, and on a busy machine a two-thread region waits for
     # its second thread to be scheduled (measured: ~70 ms per Naive Bayes fit at load 4 on 2
     # cores, against 0.5 ms on one thread).
+    if held_out is not None:
+        if kind != "svi":
+            raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
+        held_out = as_dataset(held_out, "held_out")
     with threads(getattr(method, "num_threads", None) or model.num_threads):
         prepared = model.prepare(data)
         method.validate(prepared, data)
+        if held_out is not None:
+            prepared.validate(held_out)
     run = METHODS[kind][1]
     if held_out is None:
         return run(prepared, data, method)
-    if kind != "svi":
-        raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
-    held_out = as_dataset(held_out, "held_out")
-    prepared.validate(held_out)
     return run(prepared, data, method, held_out=held_out)

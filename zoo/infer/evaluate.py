@@ -14,6 +14,7 @@ it agrees with :func:`marginal_log_likelihood`.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +25,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import TraceEnum_ELBO, infer_discrete
 from pyro.ops.contract import contract_to_tensor
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
@@ -31,6 +33,8 @@ from zoo.models.base import Model
 
 __all__ = [
     "latent_shapes",
+    "global_site_shapes",
+    "declared_state",
     "marginal_log_likelihood",
     "pointwise_log_likelihood",
     "simulate",
@@ -81,6 +85,61 @@ def latent_shapes(
                 continue
             shapes[name] = (tuple(site["value"].shape), len(site["fn"].batch_shape))
     return shapes
+
+
+class _ShapesOnly(Messenger):
+    """Give every latent sample site zeros of its distribution's shape instead of a draw: a
+    model's story then reveals its sites' shapes without sampling (nor touching the random
+    generator). A site of more than ``max_elements`` numbers raises ValueError before its
+    zeros are allocated."""
+
+    def __init__(self, max_elements: int | None = None) -> None:
+        super().__init__()
+        self.max_elements = max_elements
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["value"] is None and not msg["is_observed"] and not site_is_subsample(msg):
+            shape = msg["fn"].shape()
+            if self.max_elements is not None and math.prod(shape) > self.max_elements:
+                raise ValueError(f"site {msg['name']!r} of shape {tuple(shape)} holds more than {self.max_elements:,} numbers")
+            msg["value"] = torch.zeros(shape)
+            msg["done"] = True
+
+
+def global_site_shapes(model: Model, max_elements: int | None = None) -> dict[str, tuple[int, ...]]:
+    """The shape of each global latent site of ``model`` (its ``sample_globals``), found without
+    sampling; empty for a model with no global story (a VAE).
+
+    Raises
+    ------
+    ValueError
+        If a site holds more than ``max_elements`` numbers (checked before allocating it).
+    """
+    try:
+        with _ShapesOnly(max_elements), pyro.validation_enabled(False), torch.no_grad():
+            trace = poutine.trace(model.sample_globals).get_trace()
+    except NotImplementedError:  # no global story
+        return {}
+    return {
+        name: tuple(site["value"].shape)
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+
+
+def declared_state(model_class: type[Model], config: dict[str, Any]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    """Shape and dtype of each ``state_dict`` entry of a model built from ``config``, found by
+    building it on torch's meta device (shapes, no storage): a configuration asking for
+    30,000-wide layers costs nothing to examine.
+
+    Raises
+    ------
+    Exception
+        Whatever the model's constructor raises for a configuration it refuses.
+    """
+    with torch.device("meta"):
+        model = model_class(**config)
+    return {name: (tuple(value.shape), value.dtype) for name, value in model.state_dict().items()}
 
 
 def marginal_log_likelihood(model: Model, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:

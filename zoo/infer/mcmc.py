@@ -45,6 +45,7 @@ from zoo.infer.optimizers import LBFGS
 from zoo.infer.potential import Potential, compiled
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
+from zoo.checks import derived_seed
 from zoo.results import Fit, FitError
 
 __all__ = ["NUTS", "run_nuts", "mixing_problems"]
@@ -121,7 +122,7 @@ def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor]
     potential = Potential(model, data)
     best, best_energy = None, math.inf
     for start in range(method.num_starts):
-        point = potential.initial_point(model.initial_values(data, seed=method.seed + start))
+        point = potential.initial_point(model.initial_values(data, seed=derived_seed(method.seed, start)))
         point, energy = _descend(potential, point)
         if energy < best_energy or best is None:
             best, best_energy = point, energy
@@ -164,14 +165,14 @@ def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[s
     if _uses_potential(model, method):
         potential = Potential(model, data)
         if start is None:
-            start = potential.initial_point(model.initial_values(data, seed=method.seed + chain))
+            start = potential.initial_point(model.initial_values(data, seed=derived_seed(method.seed, chain)))
         energy = compiled(potential, start) if _records_potential(model, method) else potential
         kernel = _RecordingNUTS(potential_fn=energy, **_options(method))
         kernel.initial_params = {name: value.clone() for name, value in start.items()}
         kernel.setup(method.num_warmup)
         return kernel, potential.constrain
     trained, kwargs = training_model(model, data)
-    initial = model.initial_values(data, seed=method.seed + chain)
+    initial = model.initial_values(data, seed=derived_seed(method.seed, chain))
     kernel = _RecordingNUTS(
         trained,
         max_plate_nesting=model.max_plate_nesting,
@@ -190,7 +191,7 @@ def _sample_chain(
 ) -> _Chain:
     """Run chain ``chain`` (warm-up, then ``num_samples`` kept draws), filling ``record`` one
     draw at a time, so that an interrupt leaves the draws so far in it."""
-    torch.manual_seed(method.seed + chain)
+    torch.manual_seed(derived_seed(method.seed, chain))
     kernel, constrain = _kernel(model, data, method, chain, start)
     kernel.potential_fn = counted = _Counted(kernel.potential_fn)
     z = kernel.initial_params

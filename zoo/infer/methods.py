@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -22,6 +23,7 @@ import torch
 
 from zoo.checks import (
     check_choice,
+    check_memory,
     check_device,
     check_flag,
     check_positive_float,
@@ -30,6 +32,7 @@ from zoo.checks import (
     check_seed,
 )
 from zoo.datasets.dataset import Dataset
+from zoo.infer.evaluate import global_site_shapes
 from zoo.infer.guides import POINT_MASS_GUIDES, make_guide
 from zoo.models.base import Model
 
@@ -99,6 +102,14 @@ class MethodConfig:
     def __post_init__(self) -> None:
         """Check (and normalise) the fields shared by several methods."""
         fields = self._field_names()
+        for name in fields:
+            # numpy numbers (np.int64(500) from a grid, np.float32 from a computation) kept as
+            # Python's: the configuration then compares, prints and saves (JSON) the same.
+            value = getattr(self, name)
+            if isinstance(value, numbers.Integral) and not isinstance(value, (bool, int)):
+                object.__setattr__(self, name, int(value))
+            elif isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                object.__setattr__(self, name, float(value))
         if "seed" in fields:
             # A numpy integer is kept as a Python int: the configuration compares, prints and
             # saves (JSON) the same whatever form the seed was given in.
@@ -123,6 +134,16 @@ class MethodConfig:
         device = getattr(self, "device", None)
         if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={device!r}, but torch finds no CUDA GPU here")
+        # The draws a fit keeps, estimated from the model's sites before the fit (a fit that
+        # cannot store them would fail only at its end, its work lost).
+        per_draw = sum(math.prod(shape) for shape in global_site_shapes(model).values())
+        kept, argument = self.kept_draws(model)
+        check_memory(kept * per_draw * 4, f"{kept:,} posterior draws of {type(model).__name__}", argument)
+
+    def kept_draws(self, model: Model) -> tuple[int, str]:
+        """How many posterior draws a fit by this configuration keeps, and the argument(s)
+        setting it."""
+        return int(getattr(self, "num_posterior_samples", 1)), "num_posterior_samples"
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON values (tuples as lists): what a saved fit stores of its method."""
@@ -273,6 +294,9 @@ class SVI(MethodConfig, kind="svi"):
         guide = self.guide_name(model) if model is not None else self.guide
         return 1 if isinstance(guide, str) and guide in POINT_MASS_GUIDES else self.num_posterior_samples
 
+    def kept_draws(self, model: Model) -> tuple[int, str]:
+        return self.num_draws(model), "num_posterior_samples"
+
     def label(self, model: Model | None = None) -> str:
         """"svi:GUIDE", the guide resolved against ``model`` when it is the default."""
         guide = self.guide_name(model) if model is not None else self.guide
@@ -365,6 +389,9 @@ class NUTS(MethodConfig, kind="nuts"):
         check_positive_int(self.num_starts, "num_starts")
         check_choice(self.chain_method, "chain_method", CHAIN_METHODS)
         check_flag(self.jit_compile, "jit_compile", allow_none=True)
+
+    def kept_draws(self, model: Model) -> tuple[int, str]:
+        return self.num_samples * self.num_chains, "num_samples * num_chains"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import pyro.poutine as poutine
 import torch
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
 
+from zoo.checks import derived_seed
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import CollapsedModel, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
@@ -251,12 +252,15 @@ class Optimizer(Protocol):
     window, patience : int
         Convergence: the loss is averaged over windows of ``window`` steps, and the fit stops
         after ``patience`` windows in a row whose mean moved less than the tolerance.
+    error : BaseException or None
+        The numerical error that ended the last step, if it raised one (see :func:`_evaluate`).
     """
 
     name: str
     learning_rate: float
     window: int
     patience: int
+    error: BaseException | None
 
     def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
         """Take one step; return the loss, or None if the loss, a gradient or the parameters
@@ -270,13 +274,18 @@ class Optimizer(Protocol):
 
 
 class _Adam:
-    """Adam, stepped only when the loss and every gradient are finite.
+    """Adam, stepped only when the loss and every gradient are finite, with a snapshot.
 
     Its parameters move after the loss is known: the gradients it is about to apply are
     checked, so a finite loss with a NaN or infinite gradient stops the fit before the update
-    that would make the parameters NaN. The current parameters are then the last good ones, with
-    no per-step snapshot. Adam's loss is noisy: two window means can agree by chance while the
-    loss still trends, so three quiet windows of 50 steps in a row are asked for.
+    that would make the parameters NaN. An update can still carry the parameters somewhere
+    finite but useless (a scale of 1e10 whose exponential is infinite: found at the next step,
+    as a loss that is not finite or a distribution that refuses its parameters). So the
+    parameters before each update are copied (into buffers kept for the fit, no allocation per
+    step), and a failed step puts them back: the last good parameters are those whose own
+    loss and gradients were finite, the ones the failing update started from. Adam's loss is
+    noisy: two window means can agree by chance while the loss still trends, so three quiet
+    windows of 50 steps in a row are asked for.
     """
 
     name = "adam"
@@ -286,6 +295,9 @@ class _Adam:
     def __init__(self, parameters: list[torch.Tensor], learning_rate: float | None) -> None:
         self.parameters = parameters
         self.adam = Adam(parameters, learning_rate=learning_rate or 0.01)
+        self.snapshot = [parameter.detach().clone() for parameter in parameters]
+        self.updated = False  # whether an update was made since the snapshot
+        self.error: BaseException | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -296,15 +308,44 @@ class _Adam:
         self.adam.learning_rate = value
 
     def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
-        value = float(closure().detach())
+        value, self.error = _evaluate(closure)
         gradients = [parameter.grad for parameter in self.parameters if parameter.grad is not None]
-        if not (math.isfinite(value) and _all_finite(gradients)):
+        if value is None or not _all_finite(gradients):
+            self.restore()
             return None
+        with torch.no_grad():
+            for parameter, saved in zip(self.parameters, self.snapshot):
+                saved.copy_(parameter)
         self.adam.step()
+        self.updated = True
         return value
 
     def restore(self) -> None:
-        """Nothing to do: an update is taken only after its checks."""
+        """Put back the parameters from before the last update (after a failed step or an
+        interrupt, which may land inside the update)."""
+        if not self.updated:
+            return
+        with torch.no_grad():
+            for parameter, saved in zip(self.parameters, self.snapshot):
+                parameter.copy_(saved)
+        self.updated = False
+
+
+def _evaluate(closure: Callable[[], Any]) -> tuple[float | None, BaseException | None]:
+    """Run a step's ``closure``; its loss as a float, or (None, the error) when the loss is not
+    finite or the step raised a numerical error on the way.
+
+    Parameters that have drifted to extreme values make a distribution refuse them (Pyro's
+    ``ValueError`` "Expected parameter scale ...") or a line search run out of points
+    (``IndexError``, ``RuntimeError``): the same divergence as a NaN loss, and treated as one.
+    The model and guide ran once before the first step (the set-up), so an error of the
+    program itself is raised there, not taken for a divergence here.
+    """
+    try:
+        value = float(closure().detach())
+    except (ValueError, RuntimeError, IndexError, ArithmeticError) as error:
+        return None, error
+    return (value, None) if math.isfinite(value) else (None, None)
 
 
 class _LBFGS:
@@ -337,6 +378,7 @@ class _LBFGS:
             reuse_evaluation=reuse_evaluation,
         )
         self.snapshot = self._copy()
+        self.error: BaseException | None = None
 
     @property
     def learning_rate(self) -> float:
@@ -347,8 +389,8 @@ class _LBFGS:
         self.lbfgs.learning_rate = value
 
     def step(self, closure: Callable[[], torch.Tensor]) -> float | None:
-        value = float(self.lbfgs.step(closure).detach())
-        if not (math.isfinite(value) and _all_finite(self.parameters)):
+        value, self.error = _evaluate(lambda: self.lbfgs.step(closure))
+        if value is None or not _all_finite(self.parameters):
             self.restore()
             return None
         self.snapshot = self._copy()
@@ -475,17 +517,33 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     with isolated(seed=method.seed) as param_state, threads(method.num_threads or model.num_threads):
         training = _set_up(model, data, method, rank, world, device)
         if world > 1:  # every process starts alike; from here each draws its own noise
-            torch.manual_seed(method.seed + 7919 * rank)
+            torch.manual_seed(derived_seed(method.seed, 7919 * rank))
         scorer = None if held_out is None else _HeldOut(training, held_out, device)
         optimizer = _make_optimizer(method, training.guide_name, training.parameters)
         bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
-        run = _optimise(training, optimizer, method, scorer, bar)
+        with warnings.catch_warnings():
+            # Pyro warns of a NaN loss; the runner stops at it and says so itself (FitError).
+            warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
+            run = _optimise(training, optimizer, method, scorer, bar)
         guide = training.guide
-        if training.guide_name == "laplace":
-            guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
-        draws, point = _posterior_draws(
-            model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
-        )
+        drawn = None
+        if run.failure is None:
+            try:
+                if training.guide_name == "laplace":
+                    guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
+                drawn = _posterior_draws(
+                    model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
+                )
+            except KeyboardInterrupt:  # while drawing: the training is kept, as its point
+                run.interrupted, guide = True, training.guide
+        if drawn is None:
+            # The guide has just failed (or was interrupted while drawing): its posterior is
+            # its last good point, one draw, with no sampling (nor Laplace's Hessian) at
+            # parameters next to where it broke down.
+            drawn = _posterior_draws(
+                model, training.trained, guide, training.kwargs, training.data, 1, point_only=True
+            )
+        draws, point = drawn
     fit = Fit(
         model=model,
         method=method,
@@ -509,22 +567,31 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         draws_shape=None if draws else (1, 1),
     )
     if run.failure is not None:
+        cause = "" if optimizer.error is None else f" ({type(optimizer.error).__name__}: {str(optimizer.error).splitlines()[0] if str(optimizer.error) else ''})"
         raise FitError(
-            f"the loss became NaN or infinite at step {run.failure} of SVI ({method.label(model)}); the fit "
+            f"the loss became NaN or infinite at step {run.failure} of SVI ({method.label(model)}){cause}; the fit "
             "stopped and kept its last parameters with a finite loss (the partial Fit is "
-            "error.fit). Try a smaller learning_rate, or check the data's scale.",
+            "error.fit, whose posterior is that one point). Try a smaller learning_rate, or check the data's scale.",
             fit=fit,
             step=run.failure,
-        )
+        ) from optimizer.error
     return fit
 
 
 def _posterior_draws(
-    model: Model, trained: Callable[..., Any], guide: Any, kwargs: dict[str, Any], data: Dataset, num_samples: int
+    model: Model,
+    trained: Callable[..., Any],
+    guide: Any,
+    kwargs: dict[str, Any],
+    data: Dataset,
+    num_samples: int,
+    point_only: bool = False,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median.
 
     ``num_samples`` is 1 for a point-mass guide (``SVI.num_draws``): its one draw is its point.
+    ``point_only`` (a failed fit): the median is the one draw, where the guide has one; the
+    guide is sampled (once) only where it has none.
 
     The guide runs on what it was trained on (``trained`` with ``kwargs``; the full data,
     not a minibatch): the same continuous sites as the model's definition, with no discrete
@@ -536,6 +603,10 @@ def _posterior_draws(
     if not shapes:
         return {}, {}
     with torch.no_grad():
+        if point_only:
+            median = _median(guide, kwargs, shapes)
+            if median is not None:
+                return {name: value.detach()[None, None] for name, value in median.items()}, median
         samples = Predictive(guide, num_samples=num_samples, parallel=True)(**kwargs)
         draws = {
             # detach: under no_grad a view of a parameter (AutoDelta's real-valued sites) still
@@ -547,19 +618,28 @@ def _posterior_draws(
         missing = set(shapes) - set(draws)
         if missing:
             raise ValueError(f"the guide does not sample the latent sites {sorted(missing)}")
-        median = getattr(guide, "median", None)
-        point = None
-        if callable(median):
-            try:
-                point = {name: value.reshape(shapes[name][0]) for name, value in median(**kwargs).items() if name in shapes}
-            except (NotImplementedError, AttributeError, TypeError):
-                point = None
-        if point is None or set(point) != set(shapes):
+        point = _median(guide, kwargs, shapes)
+        if point is None:
             # No median (a flow or a hand-written guide): the draw that best explains the data.
             flat = flatten_draws(draws)
             fit_to_data = pointwise_log_likelihood(model, flat, data).sum(-1)
             point = select_draw(flat, int(fit_to_data.argmax()))
     return draws, point
+
+
+def _median(
+    guide: Any, kwargs: dict[str, Any], shapes: dict[str, tuple[tuple[int, ...], int]]
+) -> dict[str, torch.Tensor] | None:
+    """The guide's median of every latent site in ``shapes`` (site shapes), or None where the
+    guide has no median (a flow, a hand-written guide)."""
+    median = getattr(guide, "median", None)
+    if not callable(median):
+        return None
+    try:
+        point = {name: value.detach().reshape(shapes[name][0]) for name, value in median(**kwargs).items() if name in shapes}
+    except (NotImplementedError, AttributeError, TypeError):
+        return None
+    return point if set(point) == set(shapes) else None
 
 
 # ---------------------------------------------------------------------- minibatches and epochs

@@ -30,6 +30,8 @@ Besides its story a model declares, as data:
 ``refused_methods``       for a method it does not take, why (the runner's error says it)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
 ``local_sites``           per-datum latents (a VAE's codes) the Fit keeps no draws of
+``sample_options``        the options ``fit.sample`` takes (``length`` of an HMM's sequences);
+                          by default the keyword arguments ``model_kwargs`` names (``y``)
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
@@ -99,6 +101,10 @@ class Model(PyroModule):
     #: guide sees: the ELBO is then an exact sum over their values under the guide's
     #: probabilities (TraceEnum_ELBO), e.g. q(y | x) of the semi-supervised VAE.
     guide_enumerated_sites: ClassVar[tuple[str, ...]] = ()
+    #: The options ``fit.sample(n, **options)`` takes (any other is refused, naming these);
+    #: None: the keyword-only arguments ``model_kwargs`` names, but ``num_samples`` and
+    #: ``batch_size`` (a classifier's ``y``).
+    sample_options: ClassVar[tuple[str, ...] | None] = None
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -177,6 +183,18 @@ class Model(PyroModule):
         if data is not None:
             return {"x": data.x, "batch_size": batch_size}
         return {"x": None, "num_data": num_samples}
+
+    def generation_options(self) -> tuple[str, ...]:
+        """The options ``fit.sample`` takes: :attr:`sample_options`, or the keyword-only
+        arguments of :meth:`model_kwargs` (but ``num_samples`` and ``batch_size``)."""
+        if self.sample_options is not None:
+            return self.sample_options
+        parameters = inspect.signature(self.model_kwargs).parameters.values()
+        return tuple(
+            parameter.name
+            for parameter in parameters
+            if parameter.kind is parameter.KEYWORD_ONLY and parameter.name not in ("num_samples", "batch_size")
+        )
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """Data-driven starting values of (some of) the continuous latent sites."""

@@ -167,6 +167,7 @@ class HiddenMarkovModel(Model):
     observed_site = "x"
     methods = ("svi", "nuts")
     default_guide = "normal"
+    sample_options = ("length",)
 
     def __init__(
         self,

@@ -106,7 +106,12 @@ def expected_counts(
     inputs = [tensor.detach().requires_grad_() for tensor in (log_initial, log_transition, log_emission)]
     with torch.enable_grad():
         log_likelihood = forward_log_likelihood(*inputs, mask)
-        starts, transitions, posterior = torch.autograd.grad(log_likelihood.sum(), inputs)
+        # allow_unused: with every sequence one step long no transition is ever taken, so the
+        # likelihood does not depend on the transition matrix: its expected counts are zeros.
+        gradients = torch.autograd.grad(log_likelihood.sum(), inputs, allow_unused=True)
+    starts, transitions, posterior = (
+        torch.zeros_like(tensor) if gradient is None else gradient for gradient, tensor in zip(gradients, inputs)
+    )
     return ExpectedCounts(log_likelihood.detach(), starts, transitions, posterior)
 
 

@@ -59,7 +59,12 @@ from pyro.nn import PyroModule
 
 from zoo.datasets.dataset import UNLABELED, Dataset
 
-__all__ = ["Model", "class_labels", "check_labels"]
+__all__ = ["Model", "class_labels", "check_labels", "check_data_options", "no_relabelling"]
+
+
+def no_relabelling(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The draws as they are: the relabelling of a model some of whose sites are fixed."""
+    return draws
 
 
 class Model(PyroModule):
@@ -97,6 +102,13 @@ class Model(PyroModule):
     #: guide sees: the ELBO is then an exact sum over their values under the guide's
     #: probabilities (TraceEnum_ELBO), e.g. q(y | x) of the semi-supervised VAE.
     guide_enumerated_sites: ClassVar[tuple[str, ...]] = ()
+    #: Its collapsed likelihood integrates out the entries that ``Dataset(missing="mask")``
+    #: marks missing (``data.observed``), exactly: the marginal density of the observed entries.
+    handles_missing: ClassVar[bool] = False
+    #: Its collapsed likelihood clamps the hidden states that ``Dataset(states=...)`` gives.
+    takes_states: ClassVar[bool] = False
+    #: Global sites held at given values (``zoo.fit(..., fixed=...)``), set by :meth:`fix`.
+    fixed: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -180,6 +192,19 @@ class Model(PyroModule):
         """Data-driven starting values of (some of) the continuous latent sites."""
         return {}
 
+    def fix(self, values: dict[str, torch.Tensor]) -> None:
+        """Hold the global sites ``values`` names at those values (``zoo.fit(..., fixed=...)``).
+
+        The training model and NUTS's potential then condition ``sample_globals`` on them
+        (:mod:`zoo.infer.collapse`): they are observed, not sampled, and no guide or sampler sees
+        them. A fixed site tied to the component labels (a location, a weight) breaks the
+        symmetry that :meth:`relabel` undoes, so draws of a model with fixed sites are not
+        relabelled. Called by the runner on its own copy of the model, never on the user's.
+        """
+        self.fixed = dict(values)
+        if values:
+            self.relabel = no_relabelling  # type: ignore[method-assign]
+
     # ---------------------------------------------------------------- the density contract
     def sample_globals(self) -> dict[str, torch.Tensor]:
         """The global latent story: one ``pyro.sample`` per parameter site, under its plates.
@@ -256,6 +281,18 @@ class Model(PyroModule):
         one runs ``infer_discrete`` on ``forward``."""
         raise NotImplementedError
 
+    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """One draw of ``data.x`` with its missing entries (``data.observed`` False) drawn from
+        p(x_missing | x_observed, theta) at one parameter value (site shapes), the discrete
+        latents drawn from their posterior given the observed entries: what ``Fit.impute``
+        averages. Models that declare ``handles_missing`` implement it.
+
+        Returns
+        -------
+        Tensor, shape of ``data.x``
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot impute missing entries")
+
     def collect_discrete(self, values: dict[str, torch.Tensor]) -> Any:
         """What ``Fit.discrete`` and ``Fit.marginals`` return, from per-site values.
 
@@ -274,6 +311,18 @@ class Model(PyroModule):
         if name == "discrete":
             return bool(self.enumerated_sites)
         return True
+
+
+def check_data_options(model: "Model", data: Dataset) -> None:
+    """Raise ValueError, before any work, if ``data`` carries what ``model`` cannot take: missing
+    entries (``Dataset(missing="mask")``) or known hidden states (``Dataset(states=...)``)."""
+    if data.observed is not None and not model.handles_missing:
+        raise ValueError(
+            f"data has missing entries (missing='mask'), but {type(model).__name__} cannot integrate "
+            "them out; models that can: GaussianMixture, NaiveBayes, HiddenMarkovModel"
+        )
+    if data.states is not None and not model.takes_states:
+        raise ValueError(f"data gives hidden states (states=...), but {type(model).__name__} has no hidden states to clamp")
 
 
 def class_labels(y: Any, num_classes: int, num_samples: int | None) -> torch.Tensor | None:

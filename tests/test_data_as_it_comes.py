@@ -10,6 +10,7 @@ forward-backward and Viterbi examples that hmmlearn's own tests quote.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -457,3 +458,29 @@ def test_fixed_with_a_method_that_cannot_condition_is_refused() -> None:
     data = zoo.Dataset(torch.randn(20, 2), y=torch.arange(20) % 2)
     with pytest.raises(ValueError, match="fixed"):
         zoo.fit(NaiveBayes(num_classes=2), data, zoo.Exact(), fixed={"weights": torch.tensor([0.5, 0.5])})
+
+
+def test_a_saved_fit_keeps_its_weights_mask_and_states(tmp_path) -> None:
+    x = torch.randn(3, 4, 1)
+    x[0, 1, 0] = NAN
+    data = zoo.Dataset(x, lengths=[4, 3, 4], missing="mask", states=[[0, -1, -1, -1], [-1, 1, -1, -1], [-1] * 4], weights=[1.0, 2.0, 0.5])
+    fit = zoo.fit(HiddenMarkovModel(num_states=2), data, "svi:delta")
+    loaded = zoo.load(fit.save(tmp_path / "fit.zoo"))
+    for name in ("weights", "observed", "states"):
+        assert torch.equal(getattr(loaded.train, name), getattr(data, name)), name
+    assert torch.allclose(loaded.log_prob(), fit.log_prob())
+
+
+@pytest.mark.parametrize("name", registry.names())
+def test_every_model_integrates_out_missing_entries_or_refuses_them(name: str) -> None:
+    """A model declaring ``handles_missing`` gives the same likelihood with an all-observed mask
+    as without one; any other model refuses masked data before any work."""
+    model, data = registry.get(name).example()
+    masked = dataclasses.replace(data, observed=torch.ones_like(data.x, dtype=torch.bool))
+    if not model.handles_missing:
+        with pytest.raises(ValueError, match="missing"):
+            zoo.fit(model, masked, zoo.SVI(num_steps=1, progress=False))
+        return
+    prepared = model.prepare(data)
+    draw = _prior_draw(prepared)
+    assert torch.allclose(prepared.log_likelihood(draw, masked), prepared.log_likelihood(draw, data), atol=1e-4)

@@ -385,9 +385,10 @@ class Fit:
         Returns
         -------
         dict
-            "draws": Tensor (num_draws, *data.x.shape), observed entries as given; "mean": their
-            average (num_data, ...), a Monte Carlo estimate of E[x_missing | x_observed] (its error
-            falls as 1 / sqrt(num_draws)); "observed": ``data.observed``.
+            "draws": Tensor ``(num_draws, *data.x.shape)``, observed entries as given; "mean":
+            their average, shaped like ``data.x``, a Monte Carlo estimate of
+            ``E[x_missing | x_observed]`` (its error falls as ``1 / sqrt(num_draws)``);
+            "observed": ``data.observed``.
 
         Raises
         ------
@@ -485,7 +486,14 @@ class Fit:
                 "feature_names": list(train.feature_names) if train.feature_names else None,
             },
         }
-        columns = (("x", train.x), ("y", train.y), ("lengths", train.lengths))
+        columns = (
+            ("x", train.x),
+            ("y", train.y),
+            ("lengths", train.lengths),
+            ("weights", train.weights),
+            ("observed", train.observed),
+            ("states", train.states),
+        )
         return write_record(
             path,
             metadata,
@@ -598,6 +606,9 @@ def load(path: str | Path) -> Fit:
             tensors["train"]["x"],
             y=tensors["train"].get("y"),
             lengths=tensors["train"].get("lengths"),
+            weights=tensors["train"].get("weights"),
+            observed=tensors["train"].get("observed"),
+            states=tensors["train"].get("states"),
             name=described["name"],
             description=described["description"],
             source=described["source"],

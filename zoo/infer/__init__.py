@@ -106,6 +106,7 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fi
             f"model must be a zoo model (e.g. zoo.models.GaussianMixture(2)), got {type(model).__name__}"
         )
     data = as_dataset(data)
+    check_data_options(model, data)
     if isinstance(method, str):
         method = parse_method(method)
     method = SVI() if method is None else method
@@ -122,7 +123,6 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fi
     # will use: its operations are small, and on a busy machine a two-thread region waits for
     # its second thread to be scheduled (measured: ~70 ms per Naive Bayes fit at load 4 on 2
     # cores, against 0.5 ms on one thread).
-    check_data_options(model, data)
     if data.observed is not None and kind == "exact":
         raise ValueError("data has missing entries (missing='mask'): zoo.Exact takes complete rows; use zoo.SVI or zoo.NUTS")
     if data.weights is not None and (not collapsible(model) or kind == "exact"):

@@ -163,7 +163,7 @@ class Family:
         value = self.observation(x, params[self.sites[0]].dtype)
         value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
         distribution = self.distribution(broadcast, validate_args=False)
-        if observed is None:
+        if observed is None or bool(observed.all()):  # (a branch on the data, fixed for a fit)
             return distribution.log_prob(value)
         mask = observed.to(value.dtype if value.dtype.is_floating_point else params[self.sites[0]].dtype)
         if self.value_event_dims == 0:  # one column: the datum's one entry, observed or not

@@ -33,6 +33,20 @@ name               shape            support
 ``x``              (N, D)           real; observed
 =================  ===============  ===========================================================
 
+Data as it comes
+----------------
+* **Missing values**: ``zoo.Dataset(x, missing="mask")`` takes NaN as a missing entry; each
+  point's density is that of its observed coordinates (the observed sub-block ``Sigma_oo`` of a
+  full covariance, the observed features' terms of a diagonal one), so the missing ones are
+  integrated out exactly. ``fit.impute(data)`` draws them from p(x_missing | x_observed): a
+  component from the responsibilities of the observed coordinates, then its conditional
+  Gaussian.
+* **Sample weights**: ``zoo.Dataset(x, weights=w)`` multiplies each point's log-likelihood by its
+  weight (an integer weight counts the point that many times), for MAP, SVI and NUTS.
+* **Known parameters**: ``zoo.fit(model, data, method, fixed={"locs": ...})`` holds sites at given
+  values (constants in the results, not relabelled). The priors are the table above; their
+  hyperparameters are the constructor's arguments.
+
 Label switching
 ---------------
 The likelihood is the same under any permutation of the components, so the posterior has K!

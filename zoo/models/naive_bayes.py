@@ -67,6 +67,18 @@ name                     shape           support
 ``x``                    (N, D)          observed; each column in its family's support
 =======================  ==============  ====================================================
 
+Data as it comes
+----------------
+* **Missing values**: ``zoo.Dataset(x, y=y, missing="mask")``: features are independent given
+  the class, so a missing entry's term is dropped from its row's density (exact marginalisation;
+  a multinomial block's counts are not independent and are refused with a missing entry).
+  ``fit.impute(data)`` draws the missing entries given a class drawn from p(y | observed x).
+  ``zoo.Exact`` takes complete rows only.
+* **Sample weights**: ``zoo.Dataset(x, y=y, weights=w)`` for SVI and NUTS (with MAP, weighted
+  estimates as scikit-learn's ``GaussianNB(sample_weight=...)`` under weak priors).
+* **Known parameters**: ``zoo.fit(model, data, method, fixed={"weights": ...})`` holds sites at
+  given values (SVI and NUTS).
+
 What a fit answers
 ------------------
 * ``fit.log_prob(data)``: per row, **log p(x_i, y_i)** where ``data`` carries the row's label and

@@ -100,6 +100,8 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
+import itertools
+
 import dataclasses
 import functools
 import math
@@ -651,8 +653,11 @@ class HiddenMarkovModel(Model):
         features = self.family.features(real)
         centres = kmeans_plus_plus(features, K, seed=seed)
         label = torch.cdist(features, centres).argmin(-1)  # (M,)
-        if data.states is not None:  # known states start as what they are
+        if data.states is not None:
+            # k-means names its clusters at random: name them after the known states they hold
+            # most of, and start the known steps as what they are
             known = data.states[mask]
+            label = _name_clusters(label, known, features, centres)
             label = torch.where(known >= 0, known, label)
         values = self.family.estimates(real, torch.nn.functional.one_hot(label, K).to(real.dtype))
         if K > 1:
@@ -692,3 +697,46 @@ class HiddenMarkovModel(Model):
         initial, transition = chain_estimates(counts, *pseudo_counts)
         updated["initial"], updated["transition"] = initial[0], transition[0]
         return updated
+
+
+def _name_clusters(label: torch.Tensor, known: torch.Tensor, features: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Cluster labels renamed after the known states: cluster c becomes the state whose known
+    steps' mean feature lies nearest its centre, the renaming (a permutation) chosen to make the
+    total distance least (every permutation for K <= 7, else greedily, nearest pair first).
+    Clustering overlapping emissions splits a state's steps across clusters, so the clusters'
+    centres, not their shares of known steps, identify the states.
+
+    Parameters
+    ----------
+    label : LongTensor, shape (M,)
+        Cluster of each observed step.
+    known : LongTensor, shape (M,)
+        Known state of each step, -1 where unknown.
+    features : Tensor, shape (M, F)
+        What was clustered.
+    centres : Tensor, shape (K, F)
+        The clusters' centres.
+
+    Returns
+    -------
+    LongTensor, shape (M,)
+    """
+    num_states = centres.shape[0]
+    labelled = known >= 0
+    counts = torch.zeros(num_states, dtype=features.dtype).index_add_(0, known[labelled], torch.ones_like(known[labelled], dtype=features.dtype))
+    sums = torch.zeros_like(centres).index_add_(0, known[labelled], features[labelled])
+    state_means = sums / counts.clamp(min=1).unsqueeze(-1)
+    cost = torch.cdist(centres, state_means) * (counts > 0)  # [cluster, state]; a state with no label costs nothing
+    if num_states <= 7:
+        orders = torch.tensor(list(itertools.permutations(range(num_states))))  # (K!, K): cluster c -> orders[:, c]
+        totals = cost[torch.arange(num_states), orders].sum(-1)
+        name = orders[int(totals.argmin())]
+    else:
+        name = torch.full((num_states,), -1, dtype=torch.long)
+        taken: set[int] = set()
+        for flat in cost.flatten().argsort().tolist():
+            cluster, state = divmod(flat, num_states)
+            if name[cluster] < 0 and state not in taken:
+                name[cluster] = state
+                taken.add(state)
+    return name[label]

@@ -68,7 +68,7 @@ from zoo.infer.evaluate import (
 from zoo.infer.methods import CONFIGS
 from zoo.infer.runtime import isolated, threads
 from zoo.io import damaged, read_record, write_record
-from zoo.models.base import Model
+from zoo.models.base import Model, check_data_options
 from zoo.models.registry import get as registered_model
 
 __all__ = ["Fit", "FitError", "DrawsSource", "load"]
@@ -375,6 +375,54 @@ class Fit:
         averaged = {name: value.mean(0) for name, value in per_draw.items()}
         return self.model.collect_discrete(averaged)
 
+    def impute(self, data: Any = None, num_draws: int = 100, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Posterior-predictive imputations of the missing entries of ``data``
+        (``Dataset(missing="mask")``): draws from p(x_missing | x_observed, training data).
+
+        Each imputation takes a posterior draw theta (chosen at random), draws the discrete
+        latents from p(z | x_observed, theta) (a component, a class, a state path that respects
+        known states) and the missing entries from p(x_missing | x_observed, z, theta) (the
+        conditional Gaussian for a full covariance).
+
+        Parameters
+        ----------
+        data : Dataset, optional
+            Default: the training data.
+        num_draws : int
+            Imputations drawn.
+        seed : int
+
+        Returns
+        -------
+        dict
+            "draws": Tensor ``(num_draws, *data.x.shape)``, observed entries as given; "mean":
+            their average, shaped like ``data.x``, a Monte Carlo estimate of
+            ``E[x_missing | x_observed]`` (its error falls as ``1 / sqrt(num_draws)``);
+            "observed": ``data.observed``.
+
+        Raises
+        ------
+        ValueError
+            If the model does not integrate out missing entries, or ``data`` has none.
+        """
+        check_positive_int(num_draws, "num_draws")
+        seed = check_seed(seed)
+        dataset = self._data(data)
+        if dataset.observed is None:
+            raise ValueError("data has no missing entries to impute: make it with zoo.Dataset(x, missing='mask'), NaN where missing")
+        flat = flatten_draws(self.draws)
+        total = count_draws(flat) if flat else 1
+        rows = torch.arange(len(dataset))
+        with self._context(seed=seed), torch.no_grad():
+            chosen, counts = torch.randint(total, (num_draws,)).unique(return_counts=True)
+            # a draw chosen c times imputes c copies of the data at once (one call for a MAP fit)
+            parts = [
+                self.model.impute(select_draw(flat, int(s)) if flat else {}, dataset.rows(rows.repeat(int(c)))).reshape((int(c),) + dataset.x.shape)
+                for s, c in zip(chosen, counts)
+            ]
+            draws = torch.cat(parts)[torch.randperm(num_draws)]
+        return {"draws": draws, "mean": draws.mean(0), "observed": dataset.observed}
+
     # ------------------------------------------------------------------ ArviZ and files
     def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:
         """The fit as an ``arviz.InferenceData``.
@@ -405,7 +453,8 @@ class Fit:
             predictive = {observed: self.posterior_predictive(dataset)}
         return inference_data(
             self.draws,
-            observed={observed: dataset.x},
+            # missing entries (Dataset(missing="mask")) as NaN, as the user gave them
+            observed={observed: dataset.x if dataset.observed is None else dataset.x.masked_fill(~dataset.observed, math.nan)},
             sample_stats=self.sample_stats,
             log_likelihood=log_likelihood,
             posterior_predictive=predictive,
@@ -447,7 +496,14 @@ class Fit:
                 "feature_names": list(train.feature_names) if train.feature_names else None,
             },
         }
-        columns = (("x", train.x), ("y", train.y), ("lengths", train.lengths))
+        columns = (
+            ("x", train.x),
+            ("y", train.y),
+            ("lengths", train.lengths),
+            ("weights", train.weights),
+            ("observed", train.observed),
+            ("states", train.states),
+        )
         return write_record(
             path,
             metadata,
@@ -474,6 +530,7 @@ class Fit:
             return self.train
         dataset = as_dataset(data)
         self.model.validate(dataset)
+        check_data_options(self.model, dataset)
         return dataset
 
     def _require(self, capability: str) -> None:
@@ -563,6 +620,9 @@ def load(path: str | Path) -> Fit:
             tensors["train"]["x"],
             y=tensors["train"].get("y"),
             lengths=tensors["train"].get("lengths"),
+            weights=tensors["train"].get("weights"),
+            observed=tensors["train"].get("observed"),
+            states=tensors["train"].get("states"),
             name=described["name"],
             description=described["description"],
             source=described["source"],

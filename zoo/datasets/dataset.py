@@ -17,6 +17,33 @@ __all__ = ["Dataset", "as_dataset", "UNLABELED"]
 #: The label that marks a row whose class is unknown (semi-supervised learning).
 UNLABELED = -1
 
+#: How ``Dataset(missing=...)`` may treat NaN in ``x``: None refuses it, "mask" marks it missing.
+MISSING = (None, "mask")
+
+
+def _fill_missing(x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """x with each missing entry set to its column's mean over the observed entries (the column
+    is the last axis), rounded where every observed entry of that column is an integer, so the
+    filled x stays in every family's support (counts, 0/1, category indices).
+
+    Parameters
+    ----------
+    x : Tensor, shape (num_data, ..., D)
+        NaN where ``observed`` is False.
+    observed : BoolTensor, shape of x
+
+    Returns
+    -------
+    Tensor, shape of x
+    """
+    columns, seen = x.reshape(-1, x.shape[-1]), observed.reshape(-1, x.shape[-1])
+    zero = torch.zeros((), dtype=x.dtype)
+    counts = seen.sum(0).clamp(min=1)
+    means = torch.where(seen, columns, zero).sum(0) / counts  # (D,)
+    integral = torch.where(seen, columns.frac() == 0, torch.ones((), dtype=torch.bool)).all(0)
+    means = torch.where(integral, means.round(), means)
+    return torch.where(observed, x, means.expand_as(x))
+
 
 def _as_tensor(value: Any, argument: str, dtype: torch.dtype | None = None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
@@ -48,7 +75,8 @@ def _as_tensor(value: Any, argument: str, dtype: torch.dtype | None = None) -> t
 
 @dataclass(frozen=True)
 class Dataset:
-    """Data for a model: features ``x``, optional labels ``y`` and sequence ``lengths``.
+    """Data for a model: features ``x``, optional labels ``y``, sequence ``lengths``, per-datum
+    ``weights``, missing entries (``missing="mask"``) and known HMM ``states``.
 
     Parameters
     ----------
@@ -71,11 +99,32 @@ class Dataset:
         One name per feature (the last axis of ``x``).
     truth : dict, optional
         The true parameters, for simulated data.
+    weights : array-like of float, shape (num_data,), optional
+        A non-negative weight per row (per sequence for sequences): a fit's log-likelihood is
+        sum_i weights[i] * log p(x_i | theta), so an integer weight counts a row that many
+        times. ``Fit.log_prob`` and ArviZ's log_likelihood group stay per datum, unweighted.
+        Models with a collapsed likelihood take them (every method but ``zoo.Exact`` for Naive
+        Bayes, which weighs its counts itself).
+    missing : {None, "mask"}
+        None (default): NaN in ``x`` is refused. "mask": NaN marks a missing entry, which the
+        models that declare ``handles_missing`` (mixture, Naive Bayes, HMM) integrate out
+        exactly (the marginal density of the observed entries). Every row (every sequence)
+        needs at least one observed entry; an HMM step with none is a step whose emission is
+        unobserved.
+    observed : BoolTensor, shape of x, optional
+        Which entries of ``x`` are observed: set from the NaN of ``x`` when ``missing="mask"``
+        (None when nothing is missing). ``x`` then holds each missing entry filled with its
+        column's observed mean (rounded for integer columns), a value inside every family's
+        support that no masked density reads; ``fit.impute`` gives model-based values.
+    states : array-like of int, shape (num_sequences, max_length), optional
+        Known hidden states of an HMM's steps, -1 where unknown (and at every padded step):
+        the forward algorithm clamps the known ones (partially labelled sequences).
 
     Raises
     ------
     ValueError
-        If ``x`` is empty, holds NaN or infinite values, or ``y`` / ``lengths`` do not match it.
+        If ``x`` is empty, holds infinite values or NaN (unless ``missing="mask"``), or ``y`` /
+        ``lengths`` / ``weights`` / ``states`` do not match it.
     """
 
     x: torch.Tensor
@@ -86,6 +135,10 @@ class Dataset:
     source: str = ""
     feature_names: tuple[str, ...] | None = None
     truth: dict[str, Any] | None = field(default=None, compare=False)
+    weights: torch.Tensor | None = None
+    missing: str | None = None
+    observed: torch.Tensor | None = None
+    states: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         x = _as_tensor(self.x, "x")
@@ -102,12 +155,22 @@ class Dataset:
                     "infinite. Rescale the data (e.g. standardise each feature)"
                 )
         x = x.to(torch.get_default_dtype()) if not x.dtype.is_floating_point else x.float()
-        if not torch.isfinite(x).all():
-            bad = (~torch.isfinite(x)).nonzero()[0].tolist()
-            raise ValueError(
-                f"x holds NaN or infinite values (first at index {tuple(bad)}); "
-                "remove or impute them before fitting"
-            )
+        if self.missing not in MISSING:
+            raise ValueError(f"missing must be None (NaN refused) or 'mask' (NaN marks a missing entry), got {self.missing!r}")
+        if self.observed is not None:
+            x = self._check_observed(x)
+        elif not torch.isfinite(x).all():
+            bad_values = torch.isinf(x) if self.missing == "mask" else ~torch.isfinite(x)
+            if bad_values.any():
+                bad = bad_values.nonzero()[0].tolist()
+                raise ValueError(
+                    f"x holds NaN or infinite values (first at index {tuple(bad)}); remove or impute "
+                    "them before fitting, or mark NaN as missing with missing='mask'"
+                )
+            observed = ~torch.isnan(x)
+            object.__setattr__(self, "observed", observed)
+            x = self._check_observed(torch.where(observed, x, torch.zeros((), dtype=x.dtype)))
+            x = _fill_missing(x, observed)
         object.__setattr__(self, "x", x)
         if self.y is not None:
             y = _as_tensor(self.y, "y")
@@ -151,6 +214,78 @@ class Dataset:
             object.__setattr__(self, "lengths", lengths)
         if self.feature_names is not None:
             object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        if self.observed is not None:
+            self._check_rows_observed()
+        if self.weights is not None:
+            object.__setattr__(self, "weights", self._check_weights(x))
+        if self.states is not None:
+            object.__setattr__(self, "states", self._check_states(x))
+
+    def _check_observed(self, x: torch.Tensor) -> torch.Tensor:
+        """x, after checking ``observed`` (x's shape, bool) and that no row lacks an observed entry."""
+        observed = _as_tensor(self.observed, "observed")
+        if observed.shape != x.shape:
+            raise ValueError(f"observed must have x's shape {tuple(x.shape)}, got {tuple(observed.shape)}")
+        observed = observed.bool()
+        object.__setattr__(self, "observed", observed)
+        if not torch.isfinite(x[observed]).all():
+            raise ValueError("x holds NaN or infinite values at observed entries")
+        return x
+
+    def _check_rows_observed(self) -> None:
+        """Raise ValueError unless every row (every sequence's real steps) has an observed entry."""
+        x, observed = self.x, self.observed
+        assert observed is not None
+        real = observed.reshape(len(x), -1)
+        if self.lengths is not None:
+            steps = torch.arange(x.shape[1]) < self.lengths.unsqueeze(-1)
+            real = (observed.reshape(x.shape[0], x.shape[1], -1) & steps.unsqueeze(-1)).reshape(len(x), -1)
+        empty = ~real.any(1)
+        if empty.any():
+            row = int(empty.nonzero()[0, 0])
+            raise ValueError(
+                f"x has no observed entry in row {row} (missing='mask'): a row with every entry missing "
+                "carries no information about it; drop it (an HMM step with every entry missing is fine)"
+            )
+
+    def _check_weights(self, x: torch.Tensor) -> torch.Tensor:
+        """The weights as a float tensor (num_data,), after checking them."""
+        weights = _as_tensor(self.weights, "weights").to(x.dtype)
+        if weights.shape != (x.shape[0],):
+            raise ValueError(
+                f"weights must have shape (num_data,) = ({x.shape[0]},), one per row of x, got {tuple(weights.shape)}"
+            )
+        if not torch.isfinite(weights).all():
+            raise ValueError(f"weights must be finite, got {float(weights[~torch.isfinite(weights)][0])} (row {int((~torch.isfinite(weights)).nonzero()[0, 0])})")
+        if (weights < 0).any():
+            row = int((weights < 0).nonzero()[0, 0])
+            raise ValueError(f"weights must be non-negative, got {float(weights[row])} (row {row})")
+        if not (weights > 0).any():
+            raise ValueError("weights are all zero: at least one row must have a positive weight")
+        return weights
+
+    def _check_states(self, x: torch.Tensor) -> torch.Tensor:
+        """The known states as a long tensor (num_sequences, max_length), after checking them."""
+        states = _as_tensor(self.states, "states")
+        if states.dtype.is_floating_point and (~torch.isfinite(states) | (states != states.round())).any():
+            raise ValueError("states must hold integer state labels, or -1 where the state is unknown")
+        states = states.long()
+        if x.dim() < 3 or states.shape != x.shape[:2]:
+            raise ValueError(
+                "states must have shape (num_sequences, max_length) to match sequences x of shape "
+                f"(num_sequences, max_length, num_features), got states {tuple(states.shape)} for x {tuple(x.shape)}"
+            )
+        if (states < UNLABELED).any():
+            raise ValueError(f"states holds {int(states.min())}: states must be 0, 1, ... or -1 where unknown")
+        if self.lengths is not None:
+            padded = torch.arange(x.shape[1]) >= self.lengths.unsqueeze(-1)
+            if (states[padded] != UNLABELED).any():
+                sequence, step = (padded & (states != UNLABELED)).nonzero()[0].tolist()
+                raise ValueError(
+                    f"states labels padded step {step} of sequence {sequence} (its length is "
+                    f"{int(self.lengths[sequence])}): padded steps must be -1"
+                )
+        return states
 
     @classmethod
     def from_frame(
@@ -205,6 +340,9 @@ class Dataset:
             x=self.x[index],
             y=None if self.y is None else self.y[index],
             lengths=None if self.lengths is None else self.lengths[index],
+            weights=None if self.weights is None else self.weights[index],
+            observed=None if self.observed is None else self.observed[index],
+            states=None if self.states is None else self.states[index],
         )
 
     def rows(self, index: torch.Tensor) -> "Dataset":
@@ -278,12 +416,24 @@ class Dataset:
         cut = (lengths.double() * (1.0 - float(test_fraction))).round().long().clamp(1)
         cut = torch.minimum(cut, lengths - 1)
         test_lengths = lengths - cut
-        train_x = torch.zeros((len(self), int(cut.max())) + tuple(self.x.shape[2:]), dtype=self.x.dtype)
-        test_x = torch.zeros((len(self), int(test_lengths.max())) + tuple(self.x.shape[2:]), dtype=self.x.dtype)
-        for row, (c, length) in enumerate(zip(cut.tolist(), lengths.tolist())):
-            train_x[row, :c] = self.x[row, :c]
-            test_x[row, : length - c] = self.x[row, c:length]
-        return replace(self, x=train_x, lengths=cut), replace(self, x=test_x, lengths=test_lengths)
+        def cut_in_time(values: torch.Tensor | None, padding: Any) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+            """values (N, T, ...) cut at each sequence's ``cut``: (N, max cut, ...), (N, max rest, ...)."""
+            if values is None:
+                return None, None
+            before = torch.full((len(self), int(cut.max())) + tuple(values.shape[2:]), padding, dtype=values.dtype)
+            after = torch.full((len(self), int(test_lengths.max())) + tuple(values.shape[2:]), padding, dtype=values.dtype)
+            for row, (c, length) in enumerate(zip(cut.tolist(), lengths.tolist())):
+                before[row, :c] = values[row, :c]
+                after[row, : length - c] = values[row, c:length]
+            return before, after
+
+        train_x, test_x = cut_in_time(self.x, 0)
+        train_observed, test_observed = cut_in_time(self.observed, True)
+        train_states, test_states = cut_in_time(self.states, UNLABELED)
+        return (
+            replace(self, x=train_x, lengths=cut, observed=train_observed, states=train_states),
+            replace(self, x=test_x, lengths=test_lengths, observed=test_observed, states=test_states),
+        )
 
     def __repr__(self) -> str:
         parts = [f"x={tuple(self.x.shape)}"]
@@ -291,6 +441,12 @@ class Dataset:
             parts.append(f"y={tuple(self.y.shape)}")
         if self.lengths is not None:
             parts.append(f"lengths={tuple(self.lengths.shape)}")
+        if self.weights is not None:
+            parts.append(f"weights={tuple(self.weights.shape)}")
+        if self.observed is not None:
+            parts.append(f"missing={int((~self.observed).sum())} entries")
+        if self.states is not None:
+            parts.append(f"states={int((self.states != UNLABELED).sum())} known")
         name = f"{self.name!r}, " if self.name else ""
         return f"Dataset({name}{', '.join(parts)})"
 

@@ -24,9 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pyro.poutine as poutine
 import torch
 
 from zoo.datasets.dataset import as_dataset
+from zoo.infer.collapse import collapsible, global_sites
 from zoo.infer.adversarial import run_adversarial
 from zoo.infer.exact import run_exact
 from zoo.infer.guides import GUIDES, guide_names
@@ -34,7 +36,7 @@ from zoo.infer.mcmc import run_nuts
 from zoo.infer.methods import CONFIGS, SVI, Adversarial, Exact, NUTS, parse_method, register_config
 from zoo.infer.runtime import threads
 from zoo.infer.svi import run_svi
-from zoo.models.base import Model
+from zoo.models.base import Model, check_data_options
 from zoo.results import Fit, FitError
 
 __all__ = ["fit", "SVI", "NUTS", "Exact", "Adversarial", "FitError", "METHODS", "GUIDES", "guide_names", "register_method"]
@@ -65,7 +67,7 @@ register_method("exact", Exact, run_exact)
 register_method("adversarial", Adversarial, run_adversarial)
 
 
-def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) -> Fit:
+def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fixed: dict[str, Any] | None = None) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
 
     Parameters
@@ -80,6 +82,13 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     held_out : zoo.Dataset, Tensor or numpy array, optional
         Data not fitted, whose negative ELBO per observation SVI records after every epoch
         (``fit.history["held_out_loss"]``). SVI only.
+    fixed : dict of str to array-like, optional
+        Global sites held at given values (known parameters): {site name: value of the site's
+        shape, inside its support}. The fit conditions on them: they are not sampled (no guide
+        or sampler sees them) and appear in ``fit.draws`` and ``fit.point`` as constants. With
+        every site fixed, ``fit.log_likelihood()`` is the log-likelihood at the given
+        parameters. For models with a collapsed likelihood, fitted by SVI or NUTS; draws of a
+        model with fixed sites are not relabelled (a fixed site breaks the label symmetry).
 
     Returns
     -------
@@ -97,6 +106,7 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
             f"model must be a zoo model (e.g. zoo.models.GaussianMixture(2)), got {type(model).__name__}"
         )
     data = as_dataset(data)
+    check_data_options(model, data)
     if isinstance(method, str):
         method = parse_method(method)
     method = SVI() if method is None else method
@@ -116,15 +126,25 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     # trains as well as outside it); leaving the block restores the caller's mode, on an
     # interrupt too.
     with torch.enable_grad():
-        return _prepare_and_run(model, data, method, kind, held_out)
+        return _prepare_and_run(model, data, method, kind, held_out, fixed)
 
 
-def _prepare_and_run(model: Model, data: Any, method: Any, kind: str, held_out: Any) -> Fit:
+def _prepare_and_run(
+    model: Model, data: Any, method: Any, kind: str, held_out: Any, fixed: dict[str, Any] | None
+) -> Fit:
     """The part of :func:`fit` after the method is resolved: prepare, validate, run."""
     # Preparation (validation, data-driven starting values) on the thread count the fit itself
     # will use: its operations are small, and on a busy machine a two-thread region waits for
     # its second thread to be scheduled (measured: ~70 ms per Naive Bayes fit at load 4 on 2
     # cores, against 0.5 ms on one thread).
+    if data.observed is not None and kind == "exact":
+        raise ValueError("data has missing entries (missing='mask'): zoo.Exact takes complete rows; use zoo.SVI or zoo.NUTS")
+    if data.weights is not None and (not collapsible(model) or kind == "exact"):
+        raise ValueError(
+            "data has weights, which zoo applies to a collapsed likelihood (each datum's log-likelihood "
+            f"times its weight): {type(model).__name__} fitted by {type(method).__name__} does not take them"
+            + ("; use zoo.SVI or zoo.NUTS" if collapsible(model) else "")
+        )
     if held_out is not None:
         if kind != "svi":
             raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
@@ -134,7 +154,53 @@ def _prepare_and_run(model: Model, data: Any, method: Any, kind: str, held_out: 
         method.validate(prepared, data)
         if held_out is not None:
             prepared.validate(held_out)
+            check_data_options(prepared, held_out)
+        if fixed is not None:
+            prepared.fix(_fixed_values(prepared, kind, fixed))
     run = METHODS[kind][1]
+    if prepared.fixed and set(prepared.fixed) == set(global_sites(prepared)):
+        # nothing left to infer: the fit is the given point, its likelihood that of the data there
+        point = dict(prepared.fixed)
+        draws = {name: value[None, None] for name, value in point.items()}
+        return Fit(model=prepared, method=method, draws=draws, point=point, train=data, diagnostics={"fixed": True})
     if held_out is None:
-        return run(prepared, data, method)
-    return run(prepared, data, method, held_out=held_out)
+        result = run(prepared, data, method)
+    else:
+        result = run(prepared, data, method, held_out=held_out)
+    if not prepared.fixed:
+        return result
+    draws = result.draws
+    shape = next(iter(draws.values())).shape[:2] if draws else (1, 1)
+    constants = {name: value.expand(shape + value.shape) for name, value in prepared.fixed.items()}
+    return result.replace(draws=draws | constants, point=result.point | prepared.fixed)
+
+
+def _fixed_values(model: Model, kind: str, fixed: Any) -> dict[str, torch.Tensor]:
+    """``fixed`` checked against ``model``'s global sites: {site: tensor of its shape, dtype and
+    support}. Raises ValueError naming ``fixed`` (TypeError for something not a dict)."""
+    if not isinstance(fixed, dict):
+        raise TypeError(f"fixed must be a dict of site name -> value, got {type(fixed).__name__}")
+    if not collapsible(model) or kind not in ("svi", "nuts"):
+        raise ValueError(
+            f"fixed holds sites of a collapsed likelihood fitted by zoo.SVI or zoo.NUTS; {type(model).__name__} "
+            f"fitted by {kind!r} does not take it"
+        )
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model.sample_globals).get_trace()
+    names = global_sites(model)
+    sites = {name: site for name, site in trace.nodes.items() if name in names}
+    values = {}
+    for name, given in fixed.items():
+        if name not in sites:
+            raise ValueError(f"fixed names {name!r}, which is not a global site of {type(model).__name__}; its sites: {', '.join(sites)}")
+        site = sites[name]
+        try:
+            value = torch.as_tensor(given.detach() if isinstance(given, torch.Tensor) else given, dtype=site["value"].dtype)
+        except (TypeError, ValueError, RuntimeError) as error:
+            raise ValueError(f"fixed[{name!r}] must be numbers: {error}") from None
+        if value.shape != site["value"].shape:
+            raise ValueError(f"fixed[{name!r}] must have the site's shape {tuple(site['value'].shape)}, got {tuple(value.shape)}")
+        if not torch.isfinite(value).all() or not bool(site["fn"].support.check(value).all()):
+            raise ValueError(f"fixed[{name!r}] lies outside the site's support ({site['fn'].support}): {value.tolist()}")
+        values[name] = value
+    return values

@@ -30,7 +30,25 @@ from pyro.poutine.util import site_is_subsample
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 
-__all__ = ["CollapsedModel", "collapsible", "training_model", "global_sites", "on_training_arguments"]
+__all__ = ["CollapsedModel", "collapsible", "training_model", "global_sites", "on_training_arguments", "weighted", "fixed_globals"]
+
+
+def weighted(log_likelihood: torch.Tensor, data: Dataset) -> torch.Tensor:
+    """Each datum's log-likelihood times its weight (``Dataset(weights=...)``): what every fit of
+    a collapsed likelihood sums (the training model's factor, NUTS's potential), so that an
+    integer weight counts a datum that many times, for MAP, SVI and NUTS alike.
+
+    Parameters
+    ----------
+    log_likelihood : Tensor, shape (..., num_data)
+    data : Dataset
+        The rows scored, with their ``weights`` (None: each 1).
+
+    Returns
+    -------
+    Tensor, shape (..., num_data)
+    """
+    return log_likelihood if data.weights is None else log_likelihood * data.weights.to(log_likelihood.dtype)
 
 
 def collapsible(model: Model) -> bool:
@@ -77,10 +95,12 @@ class CollapsedModel:
         self.sites = global_sites(model)
 
     def __call__(self, data: Dataset, batch_size: int | None = None) -> None:
-        params = self.model.sample_globals()
+        """The global sites (conditioned on the model's ``fixed`` values), and the factor of the
+        rows' weighted log-likelihood (:func:`weighted`)."""
+        params = fixed_globals(self.model)
         with pyro.plate(self.model.data_plate, len(data), subsample_size=batch_size, dim=-1) as index:
             rows = data if len(index) == len(data) else data.rows(index)
-            pyro.factor("log_likelihood", self.log_likelihood(params, rows))
+            pyro.factor("log_likelihood", weighted(self.log_likelihood(params, rows), rows))
 
     def log_likelihood(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """The model's collapsed likelihood at ``params`` as Pyro sampled them.
@@ -106,6 +126,8 @@ class CollapsedModel:
             if draw_dims > len(draw_shape):
                 draw_shape = tuple(value.shape[:draw_dims])
             flat[name] = value.reshape((-1,) + shape)  # (S, *shape); S = 1 with no draw dims
+        for name in self.model.fixed:  # a fixed value has no draw dims: the same for every draw
+            flat[name] = flat[name].expand((math.prod(draw_shape),) + flat[name].shape[1:])
         log_likelihood = self.model.log_likelihood(flat, data)  # (S, n)
         if not draw_shape:
             return log_likelihood[0]
@@ -115,6 +137,14 @@ class CollapsedModel:
                 f"{math.prod(draw_shape)} draws"
             )
         return log_likelihood.reshape(draw_shape + (1,) * (nesting - 1) + log_likelihood.shape[-1:])
+
+
+def fixed_globals(model: Model) -> dict[str, torch.Tensor]:
+    """``model.sample_globals()``, its ``fixed`` sites observed at their values (not sampled)."""
+    if not model.fixed:
+        return model.sample_globals()
+    with poutine.condition(data=model.fixed):
+        return model.sample_globals()
 
 
 def training_model(model: Model, data: Dataset, batch_size: int | None = None) -> tuple[Any, dict[str, Any]]:

@@ -5,12 +5,13 @@ model, it gets that energy by running the model under effect handlers each time 
 node per site, distribution objects, transforms): on a small model that bookkeeping is most of
 the cost. A model stating the density contract (:mod:`zoo.models.base`) needs none of it:
 
-    U(u) = -[ sum_sites log p(T(u_site))  +  log |det dT/du|  +  sum_i log p(x_i | T(u)) ]
+    U(u) = -[ sum_sites log p(T(u_site))  +  log |det dT/du|  +  sum_i w_i log p(x_i | T(u)) ]
 
 with ``u`` the unconstrained parameters, ``T`` each global site's bijection onto its support
 (``biject_to(support)``: stick-breaking for a simplex, exp for a positive scale, the
 correlation-Cholesky transform for an LKJ site), the prior terms from the model's
-``sample_globals`` and the last term its collapsed ``log_likelihood``.
+``sample_globals`` and the last term its collapsed ``log_likelihood``, each datum's weighted by
+``Dataset(weights=...)`` (1 without; :func:`zoo.infer.collapse.weighted`).
 
 The priors are read once: a site whose prior does not change with the other sites (every prior
 of the mixture and the HMM) keeps its distribution object, evaluated directly; where a prior
@@ -33,6 +34,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
+from zoo.infer.collapse import fixed_globals, weighted
 from zoo.models.base import Model
 
 __all__ = ["Potential", "compiled"]
@@ -107,15 +109,15 @@ class Potential:
         if self.fixed_priors is not None:
             return sum(prior.log_prob(params[name]).sum() for name, prior in self.fixed_priors.items())
         with _PriorDensity(params) as density:
-            self.model.sample_globals()
+            fixed_globals(self.model)
         return torch.as_tensor(density.total)
 
     def __call__(self, unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
         """The potential energy at ``unconstrained`` (site shapes): a scalar."""
         params = self.constrain(unconstrained)
         log_joint = self.log_prior(params)
-        batched = {name: value.unsqueeze(0) for name, value in params.items()}
-        log_joint = log_joint + self.model.log_likelihood(batched, self.data).sum()
+        batched = {name: value.unsqueeze(0) for name, value in (self.model.fixed | params).items()}
+        log_joint = log_joint + weighted(self.model.log_likelihood(batched, self.data), self.data).sum()
         for name, transform in self.transforms.items():
             log_joint = log_joint - transform.log_abs_det_jacobian(params[name], unconstrained[name]).sum()
         return -log_joint
@@ -148,7 +150,7 @@ def _trace_globals(model: Model, seed: int) -> dict[str, Any]:
     """The global sample sites of one prior run of ``sample_globals`` (a private generator)."""
     with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.poutine.block():
         torch.manual_seed(seed)
-        trace = pyro.poutine.trace(model.sample_globals).get_trace()
+        trace = pyro.poutine.trace(fixed_globals).get_trace(model)
     return {
         name: site
         for name, site in trace.nodes.items()

@@ -62,7 +62,12 @@ from pyro.nn import PyroModule
 
 from zoo.datasets.dataset import UNLABELED, Dataset
 
-__all__ = ["Model", "class_labels", "check_labels"]
+__all__ = ["Model", "class_labels", "check_labels", "check_data_options", "no_relabelling"]
+
+
+def no_relabelling(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The draws as they are: the relabelling of a model some of whose sites are fixed."""
+    return draws
 
 
 class Model(PyroModule):
@@ -105,6 +110,13 @@ class Model(PyroModule):
     #: None: the keyword-only arguments ``model_kwargs`` names, but ``num_samples`` and
     #: ``batch_size`` (a classifier's ``y``).
     sample_options: ClassVar[tuple[str, ...] | None] = None
+    #: Its collapsed likelihood integrates out the entries that ``Dataset(missing="mask")``
+    #: marks missing (``data.observed``), exactly: the marginal density of the observed entries.
+    handles_missing: ClassVar[bool] = False
+    #: Its collapsed likelihood clamps the hidden states that ``Dataset(states=...)`` gives.
+    takes_states: ClassVar[bool] = False
+    #: Global sites held at given values (``zoo.fit(..., fixed=...)``), set by :meth:`fix`.
+    fixed: dict[str, torch.Tensor] = {}
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -216,6 +228,19 @@ class Model(PyroModule):
             raise ValueError("give x (to condition on) or num_data (to generate)")
         return num_data
 
+    def fix(self, values: dict[str, torch.Tensor]) -> None:
+        """Hold the global sites ``values`` names at those values (``zoo.fit(..., fixed=...)``).
+
+        The training model and NUTS's potential then condition ``sample_globals`` on them
+        (:mod:`zoo.infer.collapse`): they are observed, not sampled, and no guide or sampler sees
+        them. A fixed site tied to the component labels (a location, a weight) breaks the
+        symmetry that :meth:`relabel` undoes, so draws of a model with fixed sites are not
+        relabelled. Called by the runner on its own copy of the model, never on the user's.
+        """
+        self.fixed = dict(values)
+        if values:
+            self.relabel = no_relabelling  # type: ignore[method-assign]
+
     # ---------------------------------------------------------------- the density contract
     def sample_globals(self) -> dict[str, torch.Tensor]:
         """The global latent story: one ``pyro.sample`` per parameter site, under its plates.
@@ -292,6 +317,18 @@ class Model(PyroModule):
         one runs ``infer_discrete`` on ``forward``."""
         raise NotImplementedError
 
+    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """One draw of ``data.x`` with its missing entries (``data.observed`` False) drawn from
+        p(x_missing | x_observed, theta) at one parameter value (site shapes), the discrete
+        latents drawn from their posterior given the observed entries: what ``Fit.impute``
+        averages. Models that declare ``handles_missing`` implement it.
+
+        Returns
+        -------
+        Tensor, shape of ``data.x``
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot impute missing entries")
+
     def collect_discrete(self, values: dict[str, torch.Tensor]) -> Any:
         """What ``Fit.discrete`` and ``Fit.marginals`` return, from per-site values.
 
@@ -310,6 +347,18 @@ class Model(PyroModule):
         if name == "discrete":
             return bool(self.enumerated_sites)
         return True
+
+
+def check_data_options(model: "Model", data: Dataset) -> None:
+    """Raise ValueError, before any work, if ``data`` carries what ``model`` cannot take: missing
+    entries (``Dataset(missing="mask")``) or known hidden states (``Dataset(states=...)``)."""
+    if data.observed is not None and not model.handles_missing:
+        raise ValueError(
+            f"data has missing entries (missing='mask'), but {type(model).__name__} cannot integrate "
+            "them out; models that can: GaussianMixture, NaiveBayes, HiddenMarkovModel"
+        )
+    if data.states is not None and not model.takes_states:
+        raise ValueError(f"data gives hidden states (states=...), but {type(model).__name__} has no hidden states to clamp")
 
 
 def class_labels(y: Any, num_classes: int, num_samples: int | None) -> torch.Tensor | None:

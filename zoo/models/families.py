@@ -40,7 +40,16 @@ import torch
 
 from zoo.checks import check_positive_float, check_positive_int
 from zoo.models.family import Family, Params
-from zoo.ops.densities import IndependentBernoulli, MultinomialCounts, Normal, all_binary, all_counts, normal_log_density
+from zoo.ops.densities import (
+    IndependentBernoulli,
+    MultinomialCounts,
+    Normal,
+    all_binary,
+    all_counts,
+    conditional_gaussian_sample,
+    masked_gaussian_log_density,
+    normal_log_density,
+)
 from zoo.ops.markov import safe_log
 from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
 
@@ -158,16 +167,33 @@ class Gaussian(Family):
             return dist.MultivariateNormal(locs, scale_tril=tril, validate_args=validate_args)
         return Normal(locs, scales, validate_args=validate_args).to_event(1)
 
-    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+    def log_density(self, params: Params, x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
         """As :meth:`Family.log_density`; with a diagonal covariance straight from
         :func:`normal_log_density` (the function the distribution's ``log_prob`` calls),
-        without building a distribution or summing over a single feature."""
+        without building a distribution or summing over a single feature. With a full
+        covariance and missing entries, the density of the observed sub-block
+        (:func:`zoo.ops.densities.masked_gaussian_log_density`)."""
         if self.has_correlations:
-            return super().log_density(params, x)
+            if observed is None:
+                return super().log_density(params, x)
+            broadcast = self._broadcast(params, data_dims=x.dim() - 1)
+            tril = broadcast["scales"].unsqueeze(-1) * broadcast["corr_cholesky"]
+            return masked_gaussian_log_density(x.unsqueeze(-2), observed.unsqueeze(-2), broadcast["locs"], tril)
         broadcast = self._broadcast(params, data_dims=x.dim() - 1)
         value = x.to(params["locs"].dtype).unsqueeze(-2)  # (*data, 1, D): a singleton component dim
         density = normal_log_density(value, broadcast["locs"], broadcast["scales"])  # (S, *data, K, D)
+        if observed is not None:
+            density = density * observed.unsqueeze(-2).to(density.dtype)
         return density[..., 0] if density.shape[-1] == 1 else density.sum(-1)
+
+    def fill(self, params: Params, component: torch.Tensor, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """As :meth:`Family.fill`; with a full covariance, from the conditional Gaussian of the
+        missing coordinates given the observed ones (:func:`zoo.ops.densities.conditional_gaussian_sample`)."""
+        if not self.has_correlations:
+            return super().fill(params, component, x, observed)
+        gathered = self.gather(params, component)
+        tril = gathered["scales"].unsqueeze(-1) * gathered["corr_cholesky"]
+        return conditional_gaussian_sample(x, observed, gathered["locs"], tril)
 
     def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
         """Weighted means; weighted sds floored at 1% of ``spread`` (half of it for a component

@@ -138,11 +138,13 @@ class Family:
         """The value :meth:`distribution` scores, from data x (*data, D): x in ``dtype``."""
         return x.to(dtype)
 
-    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+    def log_density(self, params: Params, x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
         """The per-component log-density table log p(x_i | component k, theta_s).
 
         Computed by :meth:`distribution` itself (not validating its arguments: the data are
-        checked once by :meth:`validate`), with batch shape (S, 1, ..., K).
+        checked once by :meth:`validate`), with batch shape (S, 1, ..., K). With ``observed``,
+        the density of each datum's observed entries (missing ones integrated out: for features
+        independent given the component, their terms dropped).
 
         Parameters
         ----------
@@ -150,6 +152,8 @@ class Family:
             The family's sites with one leading draw dim S: each (S, K, ...).
         x : Tensor, shape (*data, D)
             Observations, any number of data dims (N points, or N sequences by T steps).
+        observed : BoolTensor, shape (*data, D), optional
+            Which entries are observed (``Dataset.observed``); None: all.
 
         Returns
         -------
@@ -158,7 +162,57 @@ class Family:
         broadcast = self._broadcast(params, data_dims=x.dim() - 1)
         value = self.observation(x, params[self.sites[0]].dtype)
         value = value.unsqueeze(-1 - self.value_event_dims)  # a singleton component dim
-        return self.distribution(broadcast, validate_args=False).log_prob(value)
+        distribution = self.distribution(broadcast, validate_args=False)
+        if observed is None or bool(observed.all()):  # (a branch on the data, fixed for a fit)
+            return distribution.log_prob(value)
+        mask = observed.to(value.dtype if value.dtype.is_floating_point else params[self.sites[0]].dtype)
+        if self.value_event_dims == 0:  # one column: the datum's one entry, observed or not
+            return distribution.log_prob(value) * mask[..., 0].unsqueeze(-1)
+        return (self.feature_log_density(distribution, value) * mask.unsqueeze(-2)).sum(-1)
+
+    def feature_log_density(self, distribution: dist.Distribution, value: torch.Tensor) -> torch.Tensor:
+        """Per-feature terms of ``distribution.log_prob(value)``, not summed over D: (..., D).
+
+        Raises
+        ------
+        ValueError
+            For a family whose features are not independent given the component (its missing
+            entries cannot be dropped term by term).
+        """
+        if isinstance(distribution, dist.Independent):
+            return distribution.base_dist.log_prob(value)
+        feature_log_prob = getattr(distribution, "feature_log_prob", None)
+        if callable(feature_log_prob):
+            return feature_log_prob(value)
+        raise ValueError(
+            f"data has missing entries, which the {self.name} family cannot integrate out (its features "
+            "are not independent given the component)"
+        )
+
+    def fill(self, params: Params, component: torch.Tensor, x: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+        """``x`` with its missing entries drawn from p(x_missing | x_observed, component, theta).
+
+        Parameters
+        ----------
+        params : dict
+            The family's sites, each (K, ...) (one draw).
+        component : LongTensor, shape (*data,)
+            Each datum's component.
+        x : Tensor, shape (*data, D)
+        observed : BoolTensor, shape (*data, D)
+
+        Returns
+        -------
+        Tensor, shape (*data, D)
+            Drawn with torch's global generator; observed entries as given. With features
+            independent given the component a missing entry is a draw of its feature's
+            distribution.
+        """
+        gathered = self.gather(params, component)
+        draw = self.distribution(gathered).sample().to(x.dtype)
+        if self.value_event_dims == 0:
+            draw = draw.unsqueeze(-1)
+        return torch.where(observed, x, draw)
 
     def _broadcast(self, params: Params, data_dims: int) -> Params:
         """The sites (S, K, ...) with singleton data dims between draw and component: (S, 1, ..., K, ...)."""

@@ -67,6 +67,24 @@ from the same density the enumerated model observes. (Pyro's ``DiscreteHMM`` is 
 ``initial_logits`` describe the state *before* the first step, and it takes no per-sequence
 lengths.)
 
+Data as it comes
+----------------
+* **Missing values**: ``zoo.Dataset(x, lengths=..., missing="mask")``: each step's emission
+  density is that of its observed entries (a step with none observed still moves the chain), so
+  the forward algorithm integrates the missing ones out exactly; ``fit.impute(data)`` draws them
+  from a backward-sampled path and each state's (conditional) emission.
+* **Partially labelled sequences**: ``zoo.Dataset(x, lengths=..., states=s)``, ``s`` of shape
+  (num_sequences, max_length) holding a state where it is known and -1 elsewhere (and at every
+  padded step). Known steps clamp the emission table (every other state gets log-probability
+  ``zoo.ops.markov.IMPOSSIBLE``), so the forward algorithm gives log p(x, known states), and
+  ``marginals``, ``discrete`` (Viterbi) and backward sampling keep the known states. The labels
+  name the states: such fits start from them and are not relabelled.
+* **Sample weights**: ``zoo.Dataset(x, lengths=..., weights=w)``, one weight per sequence.
+* **Known parameters**: ``zoo.fit(model, data, method, fixed={"transition": ...})`` holds sites
+  at given values; with every site fixed, ``fit.log_likelihood()`` is the log-likelihood at
+  those parameters (tested against hmmlearn's ``score`` and the Wikipedia umbrella example's
+  published -3.3725).
+
 Label switching
 ---------------
 The likelihood is unchanged by any permutation of the states. zoo starts every fit from a
@@ -82,6 +100,8 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
+import itertools
+
 import dataclasses
 import functools
 import math
@@ -95,9 +115,10 @@ from pyro.ops.indexing import Vindex
 from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.base import Model
+from zoo.models.base import Model, no_relabelling
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Poisson
 from zoo.models.registry import register
+from zoo.ops.markov import clamp_states
 from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
 from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_plus_plus, reorder_components
@@ -164,6 +185,8 @@ class HiddenMarkovModel(Model):
 
     max_plate_nesting = 1
     data_plate = "sequences"
+    handles_missing = True
+    takes_states = True
     observed_site = "x"
     methods = ("svi", "nuts")
     default_guide = "normal"
@@ -395,6 +418,12 @@ class HiddenMarkovModel(Model):
             self.family.validate(data.x[self._mask(data)])  # the real steps: (num_observations, D)
         if self.num_features is not None and data.x.shape[2] != self.num_features:
             raise ValueError(f"data has {data.x.shape[2]} features but the model was set up for {self.num_features}")
+        if data.states is not None and int(data.states.max()) >= self.num_states:
+            sequence, step = (data.states >= self.num_states).nonzero()[0].tolist()
+            raise ValueError(
+                f"states holds state {int(data.states[sequence, step])} (sequence {sequence}, step {step}): "
+                f"states must be in 0..{self.num_states - 1} (num_states={self.num_states}), or -1 where unknown"
+            )
 
     def _resolve_emission(self, data: Dataset) -> str:
         if self.emission != "auto":
@@ -418,7 +447,11 @@ class HiddenMarkovModel(Model):
         if config["prior_center"] is None and config["emission"] == "poisson":
             config["prior_center"] = Poisson.empirical_prior(real)
             config["prior_spread"] = [1.0] * len(config["prior_center"])  # unused by Poisson emissions
-        return HiddenMarkovModel(**config)
+        prepared = HiddenMarkovModel(**config)
+        if data.states is not None and bool((data.states >= 0).any()):
+            # known states name the states: sorting them by their emissions would undo that
+            prepared.relabel = no_relabelling  # type: ignore[method-assign]
+        return prepared
 
     def _check_ready(self) -> None:
         if self.emission == "auto" or self.num_features is None or self.length is None:
@@ -501,7 +534,9 @@ class HiddenMarkovModel(Model):
             raise ValueError(f"draws['initial'] must have shape (num_draws, {K}), got {tuple(flat['initial'].shape)}")
         return flat
 
-    def log_emission(self, params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def log_emission(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x_{n,t} | state k, theta_s) for parameters with a leading draw dim.
 
         Parameters
@@ -510,12 +545,15 @@ class HiddenMarkovModel(Model):
             Emission sites shaped (S, K, ...).
         x : Tensor, shape (N, T, D)
             Padded observations (padding inside the support).
+        observed : BoolTensor, shape (N, T, D), optional
+            Observed entries (``Dataset(missing="mask")``): the density of a step is that of its
+            observed entries (0 for a step with none: its emission is unobserved).
 
         Returns
         -------
         Tensor, shape (S, N, T, K)
         """
-        return self.family.log_density(params, x)
+        return self.family.log_density(params, x, observed)
 
     def _elements_per_draw(self, data: Dataset) -> int:
         """The largest temporary of the forward pass per draw: N T K max(K, D)."""
@@ -528,7 +566,10 @@ class HiddenMarkovModel(Model):
         mask = self._mask(data)
         # padding replaced by a value inside every emission's support
         x = torch.where(mask.unsqueeze(-1), data.x, torch.zeros((), dtype=data.x.dtype))  # (N, T, D)
-        return (*self._log_chain(flat), self.log_emission(flat, x), mask)
+        log_emission = self.log_emission(flat, x, data.observed)
+        if data.states is not None:
+            log_emission = log_emission + clamp_states(data.states, self.num_states, log_emission.dtype)
+        return (*self._log_chain(flat), log_emission, mask)
 
     @staticmethod
     def _log_chain(flat: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -557,6 +598,17 @@ class HiddenMarkovModel(Model):
         messages = self._messages(batched, data)
         paths = (viterbi if temperature == 0 else backward_sample)(*messages)[0]
         return {f"state_{t}": paths[:, t] for t in range(paths.shape[1])}
+
+    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """One draw of the missing entries of ``data`` from p(x_missing | x_observed, theta) given
+        one parameter value (site shapes): a path drawn by forward-filtering backward-sampling
+        (respecting known states), then each step's missing entries from its state's emission
+        given its observed ones. Returns x's shape (N, T, D); padded steps as they are."""
+        path = self.collect_discrete(self.discrete(params, data, temperature=1))  # (N, T)
+        observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
+        observed = observed | ~self._mask(data).unsqueeze(-1)
+        emission = {name: params[name] for name in self.emission_sites}
+        return self.family.fill(emission, path, data.x, observed)
 
     def collect_discrete(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
         """The per-step values as one tensor, time second: (N, T) paths or (N, T, K) probabilities."""
@@ -602,6 +654,12 @@ class HiddenMarkovModel(Model):
         features = self.family.features(real)
         centres = kmeans_plus_plus(features, K, seed=seed)
         label = torch.cdist(features, centres).argmin(-1)  # (M,)
+        if data.states is not None:
+            # k-means names its clusters at random: name them after the known states they hold
+            # most of, and start the known steps as what they are
+            known = data.states[mask]
+            label = _name_clusters(label, known, features, centres)
+            label = torch.where(known >= 0, known, label)
         values = self.family.estimates(real, torch.nn.functional.one_hot(label, K).to(real.dtype))
         if K > 1:
             labels = torch.full(mask.shape, -1, dtype=torch.long)  # (N, T), -1 at padding
@@ -640,3 +698,46 @@ class HiddenMarkovModel(Model):
         initial, transition = chain_estimates(counts, *pseudo_counts)
         updated["initial"], updated["transition"] = initial[0], transition[0]
         return updated
+
+
+def _name_clusters(label: torch.Tensor, known: torch.Tensor, features: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """Cluster labels renamed after the known states: cluster c becomes the state whose known
+    steps' mean feature lies nearest its centre, the renaming (a permutation) chosen to make the
+    total distance least (every permutation for K <= 7, else greedily, nearest pair first).
+    Clustering overlapping emissions splits a state's steps across clusters, so the clusters'
+    centres, not their shares of known steps, identify the states.
+
+    Parameters
+    ----------
+    label : LongTensor, shape (M,)
+        Cluster of each observed step.
+    known : LongTensor, shape (M,)
+        Known state of each step, -1 where unknown.
+    features : Tensor, shape (M, F)
+        What was clustered.
+    centres : Tensor, shape (K, F)
+        The clusters' centres.
+
+    Returns
+    -------
+    LongTensor, shape (M,)
+    """
+    num_states = centres.shape[0]
+    labelled = known >= 0
+    counts = torch.zeros(num_states, dtype=features.dtype).index_add_(0, known[labelled], torch.ones_like(known[labelled], dtype=features.dtype))
+    sums = torch.zeros_like(centres).index_add_(0, known[labelled], features[labelled])
+    state_means = sums / counts.clamp(min=1).unsqueeze(-1)
+    cost = torch.cdist(centres, state_means) * (counts > 0)  # [cluster, state]; a state with no label costs nothing
+    if num_states <= 7:
+        orders = torch.tensor(list(itertools.permutations(range(num_states))))  # (K!, K): cluster c -> orders[:, c]
+        totals = cost[torch.arange(num_states), orders].sum(-1)
+        name = orders[int(totals.argmin())]
+    else:
+        name = torch.full((num_states,), -1, dtype=torch.long)
+        taken: set[int] = set()
+        for flat in cost.flatten().argsort().tolist():
+            cluster, state = divmod(flat, num_states)
+            if name[cluster] < 0 and state not in taken:
+                name[cluster] = state
+                taken.add(state)
+    return name[label]

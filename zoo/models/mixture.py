@@ -33,6 +33,20 @@ name               shape            support
 ``x``              (N, D)           real; observed
 =================  ===============  ===========================================================
 
+Data as it comes
+----------------
+* **Missing values**: ``zoo.Dataset(x, missing="mask")`` takes NaN as a missing entry; each
+  point's density is that of its observed coordinates (the observed sub-block ``Sigma_oo`` of a
+  full covariance, the observed features' terms of a diagonal one), so the missing ones are
+  integrated out exactly. ``fit.impute(data)`` draws them from p(x_missing | x_observed): a
+  component from the responsibilities of the observed coordinates, then its conditional
+  Gaussian.
+* **Sample weights**: ``zoo.Dataset(x, weights=w)`` multiplies each point's log-likelihood by its
+  weight (an integer weight counts the point that many times), for MAP, SVI and NUTS.
+* **Known parameters**: ``zoo.fit(model, data, method, fixed={"locs": ...})`` holds sites at given
+  values (constants in the results, not relabelled). The priors are the table above; their
+  hyperparameters are the constructor's arguments.
+
 Label switching
 ---------------
 The likelihood is the same under any permutation of the components, so the posterior has K!
@@ -59,7 +73,9 @@ from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.registry import register
+from zoo.models.families import Gaussian
 from zoo.ops.clustering import kmeans_plus_plus, reorder_components
+from zoo.ops.densities import masked_gaussian_log_density, normal_log_density
 
 __all__ = ["GaussianMixture", "kmeans_plus_plus"]
 
@@ -102,6 +118,7 @@ class GaussianMixture(Model):
     methods = ("svi", "nuts")
     default_guide = "normal"
     static_likelihood = True  # no Python branch on a tensor's value in its density
+    handles_missing = True
 
     def __init__(
         self,
@@ -278,10 +295,17 @@ class GaussianMixture(Model):
         gradients equal the enumerated definition's also off the simplex.
         """
         log_weights = draws["weights"].log().log_softmax(-1)  # (S, K)
-        return self.component_log_density(draws, data.x) + log_weights.unsqueeze(-2)
+        return self.component_log_density(draws, data.x, data.observed) + log_weights.unsqueeze(-2)
 
-    def component_log_density(self, draws: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def component_log_density(
+        self, draws: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log N(x_i | mu_k, Sigma_k) for parameters (S, K, ...) and points x (N, D): (S, N, K).
+
+        With ``observed`` (N, D) (``Dataset(missing="mask")``), the density of each point's
+        observed coordinates, the missing ones integrated out exactly: their terms dropped for a
+        diagonal covariance, the observed sub-block ``Sigma_oo`` for a full one
+        (:func:`zoo.ops.densities.masked_gaussian_log_density`).
 
         ``component_distribution(draws).log_prob``, written out: with ``L = diag(scales) @
         corr_cholesky`` (lower triangular), ``log N = -||L^-1 (x - mu)||^2 / 2 - sum_d log L_dd
@@ -290,6 +314,13 @@ class GaussianMixture(Model):
         (seconds, on a first fit in a fresh process).
         """
         locs, scales = draws["locs"], draws["scales"]  # (S, K, D)
+        if observed is not None:
+            if self.has_correlations:
+                tril = scales.unsqueeze(-1) * draws["corr_cholesky"]  # (S, K, D, D)
+                # points (N, 1, D) against components (S, 1, K, D): (S, N, K)
+                return masked_gaussian_log_density(x.unsqueeze(-2), observed.unsqueeze(-2), locs.unsqueeze(-3), tril.unsqueeze(-4))
+            terms = normal_log_density(x.unsqueeze(-2), locs.unsqueeze(-3), scales.unsqueeze(-3))  # (S, N, K, D)
+            return (terms * observed.unsqueeze(-2).to(terms.dtype)).sum(-1)
         centred = x.T - locs.unsqueeze(-1)  # (S, K, D, N)
         if self.has_correlations:
             tril = scales.unsqueeze(-1) * draws["corr_cholesky"]  # (S, K, D, D)
@@ -309,6 +340,25 @@ class GaussianMixture(Model):
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """Responsibilities p(assignment_i = k | x_i, theta_s): {"assignment": (S, N, K)}."""
         return {"assignment": self.log_joint(draws, data).softmax(-1)}
+
+    def discrete(self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0) -> dict[str, torch.Tensor]:
+        """Each point's most probable (temperature 0) or a sampled (1) component given one
+        parameter value: {"assignment": (N,)}. Points are independent given the parameters, so
+        this is what ``infer_discrete`` on ``forward`` gives, from the responsibilities (which
+        integrate out missing entries)."""
+        responsibilities = self.marginals({name: value[None] for name, value in params.items()}, data)["assignment"][0]
+        if temperature == 0:
+            return {"assignment": responsibilities.argmax(-1)}
+        return {"assignment": torch.multinomial(responsibilities, 1)[:, 0]}
+
+    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """One draw of the missing entries of ``data`` from p(x_missing | x_observed, theta) given
+        one parameter value (site shapes): an assignment drawn from the responsibilities of the
+        observed coordinates, then the component's conditional Gaussian. Returns x's shape."""
+        assignment = self.discrete(params, data, temperature=1)["assignment"]
+        family = Gaussian(num_features=data.num_features, covariance=self.covariance)
+        observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
+        return family.fill(params, assignment, data.x, observed)
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
         """k-means++ centres, and each cluster's weight, sd and correlation."""

@@ -67,6 +67,18 @@ name                     shape           support
 ``x``                    (N, D)          observed; each column in its family's support
 =======================  ==============  ====================================================
 
+Data as it comes
+----------------
+* **Missing values**: ``zoo.Dataset(x, y=y, missing="mask")``: features are independent given
+  the class, so a missing entry's term is dropped from its row's density (exact marginalisation;
+  a multinomial block's counts are not independent and are refused with a missing entry).
+  ``fit.impute(data)`` draws the missing entries given a class drawn from p(y | observed x).
+  ``zoo.Exact`` takes complete rows only.
+* **Sample weights**: ``zoo.Dataset(x, y=y, weights=w)`` for SVI and NUTS (with MAP, weighted
+  estimates as scikit-learn's ``GaussianNB(sample_weight=...)`` under weak priors).
+* **Known parameters**: ``zoo.fit(model, data, method, fixed={"weights": ...})`` holds sites at
+  given values (SVI and NUTS).
+
 What a fit answers
 ------------------
 * ``fit.log_prob(data)``: per row, **log p(x_i, y_i)** where ``data`` carries the row's label and
@@ -164,6 +176,7 @@ class NaiveBayes(Model):
     methods = ("svi", "nuts", "exact")
     default_guide = "normal"
     static_likelihood = True  # no Python branch on a tensor's value in its density
+    handles_missing = True
 
     def __init__(
         self,
@@ -292,12 +305,16 @@ class NaiveBayes(Model):
         return {"probs": params[f"{name}_probs"]}
 
     # ------------------------------------------------------------------ fast exact paths
-    def class_log_joint(self, draws: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    def class_log_joint(
+        self, draws: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x_i, y_i = c | theta_s) for flat draws: shape (S, N, C).
 
         Each block's term is its family's log-density table (:mod:`zoo.models.families`), the
         density ``forward`` observes; draws are taken in chunks that bound the broadcast
-        Gaussian table (S, N, C, D_g).
+        Gaussian table (S, N, C, D_g). With ``observed`` (N, D) (``Dataset(missing="mask")``)
+        the missing entries are integrated out: features are independent given the class, so
+        their terms are dropped (a multinomial block's counts are not independent: refused).
         """
         layout = self._check_ready()
         blocks = layout.blocks(self.total_count or 1)
@@ -308,14 +325,15 @@ class NaiveBayes(Model):
             total = chunk["weights"].log().log_softmax(-1)[:, None, :]  # (S', 1, C)
             for block in blocks:
                 columns = select_columns(x, block.columns)
-                total = total + block.family.log_density(self._family_params(block, chunk), columns)
+                seen = None if observed is None else select_columns(observed, block.columns)
+                total = total + block.family.log_density(self._family_params(block, chunk), columns, seen)
             return total.expand(total.shape[0], x.shape[0], self.num_classes)
 
         return over_draw_chunks(table, draws, elements_per_draw=x.shape[0] * self.num_classes * max(len(layout.gaussian), 1))
 
     def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """log p(x_i, y_i | theta_s) for labeled rows, log p(x_i | theta_s) for the rest: (S, N)."""
-        joint = self.class_log_joint(draws, data.x)
+        joint = self.class_log_joint(draws, data.x, data.observed)
         summed = joint.logsumexp(-1)
         if data.y is None:
             return summed
@@ -325,7 +343,7 @@ class NaiveBayes(Model):
 
     def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
         """p(y_i = c | x_i, theta_s) (one-hot where y_i is given): {"y": (S, N, C)}."""
-        probs = self.class_log_joint(draws, data.x).softmax(-1)
+        probs = self.class_log_joint(draws, data.x, data.observed).softmax(-1)
         if data.y is not None:
             labeled = data.y >= 0
             one_hot = torch.nn.functional.one_hot(data.y.clamp(min=0), self.num_classes).to(probs.dtype)
@@ -346,6 +364,23 @@ class NaiveBayes(Model):
         if temperature == 0:
             return {"y": probs.argmax(-1)}
         return {"y": torch.multinomial(probs, 1)[:, 0]}
+
+    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
+        """One draw of the missing entries of ``data`` from p(x_missing | x_observed, y, theta)
+        given one parameter value (site shapes): each row's class drawn from p(y | x_observed)
+        (kept where labeled), then each missing entry from its column's family given the class.
+        Returns x's shape (N, D)."""
+        layout = self._check_ready()
+        batched = {name: value[None] for name, value in params.items()}
+        classes = torch.multinomial(self.marginals(batched, data)["y"][0], 1)[:, 0]
+        observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
+        filled = data.x.clone()
+        for block in layout.blocks(self.total_count or 1):
+            columns = list(block.columns)
+            filled[:, columns] = block.family.fill(
+                self._family_params(block, params), classes, data.x[:, columns], observed[:, columns]
+            )
+        return filled
 
     # ------------------------------------------------------------------ exact posterior
     def _posterior(self, x: torch.Tensor, y: torch.Tensor) -> NaiveBayesPosterior:
@@ -596,7 +631,7 @@ def predict(fit: Any, x: Any) -> torch.Tensor:
     fit.model.validate(data)
     point = {name: value[None] for name, value in fit.point.items()}
     with torch.no_grad():
-        return fit.model.class_log_joint(point, data.x)[0].argmax(-1)
+        return fit.model.class_log_joint(point, data.x, data.observed)[0].argmax(-1)
 
 
 def predict_proba(fit: Any, x: Any, num_draws: int | None = 100, seed: int = 0) -> torch.Tensor:

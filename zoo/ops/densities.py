@@ -40,6 +40,9 @@ __all__ = [
     "normal_log_density",
     "bernoulli_log_density",
     "multinomial_log_density",
+    "masked_gaussian_log_density",
+    "conditional_gaussian_sample",
+    "masked_covariance",
     "all_binary",
     "all_counts",
     "Normal",
@@ -107,6 +110,96 @@ def multinomial_log_density(value: torch.Tensor, probs: torch.Tensor) -> torch.T
     value = value.to(probs.dtype)
     coefficient = torch.lgamma(value.sum(-1) + 1) - torch.lgamma(value + 1).sum(-1)
     return torch.einsum("...d,...d->...", value, safe_log(probs)) + coefficient
+
+
+def masked_covariance(scale_tril: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """M Sigma M + (I - M), M = diag(observed): Sigma's observed sub-block, the identity elsewhere.
+
+    A block-diagonal matrix (after permuting coordinates) whose Cholesky factor, solves and
+    log-determinant are those of the observed sub-block ``Sigma_oo`` of each datum, all data at
+    once, whatever their patterns of missing entries.
+
+    Parameters
+    ----------
+    scale_tril : Tensor, shape (*B, D, D)
+        Lower Cholesky factors of Sigma.
+    observed : BoolTensor, shape (*A, D)
+        Observed coordinates of each datum; ``*A`` broadcasts against ``*B``.
+
+    Returns
+    -------
+    Tensor, shape (broadcast(A, B), D, D)
+    """
+    mask = observed.to(scale_tril.dtype)
+    covariance = scale_tril @ scale_tril.transpose(-1, -2)
+    outer = mask.unsqueeze(-1) * mask.unsqueeze(-2)
+    return covariance * outer + torch.diag_embed(1 - mask)
+
+
+def masked_gaussian_log_density(
+    value: torch.Tensor, observed: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor
+) -> torch.Tensor:
+    """log N(x_o | mu_o, Sigma_oo): the multivariate normal density of each datum's observed
+    coordinates, its missing ones integrated out exactly.
+
+    With A = :func:`masked_covariance` (Sigma_oo on the observed block, I elsewhere) and the
+    missing coordinates of ``value - loc`` set to 0, the full D-dimensional density of A is
+    N(x_o | mu_o, Sigma_oo) N(0 | 0, I_m) = N(x_o | mu_o, Sigma_oo) (2 pi)^(-m / 2), m the number
+    of missing coordinates; the constant is added back.
+
+    Parameters
+    ----------
+    value : Tensor, shape (*A, D)
+        Observations; missing entries any finite value.
+    observed : BoolTensor, shape (*A, D)
+    loc : Tensor, shape (*B, D)
+    scale_tril : Tensor, shape (*B, D, D)
+        Lower Cholesky factors of the covariances.
+
+    Returns
+    -------
+    Tensor, shape broadcast(A, B)
+    """
+    mask = observed.to(loc.dtype)
+    cholesky = torch.linalg.cholesky(masked_covariance(scale_tril, observed))
+    centred = ((value.to(loc.dtype) - loc) * mask).unsqueeze(-1)
+    standardised = torch.linalg.solve_triangular(cholesky, centred.expand(cholesky.shape[:-1] + (1,)), upper=False)[..., 0]
+    half_log_det = cholesky.diagonal(dim1=-2, dim2=-1).log().sum(-1)
+    return -0.5 * standardised.pow(2).sum(-1) - half_log_det - 0.5 * mask.sum(-1) * math.log(2 * math.pi)
+
+
+def conditional_gaussian_sample(
+    value: torch.Tensor, observed: torch.Tensor, loc: torch.Tensor, scale_tril: torch.Tensor
+) -> torch.Tensor:
+    """``value`` with its missing coordinates drawn from N(x_m | x_o): mean mu_m + Sigma_mo
+    Sigma_oo^-1 (x_o - mu_o), covariance Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om.
+
+    Parameters
+    ----------
+    value : Tensor, shape (*A, D)
+    observed : BoolTensor, shape (*A, D)
+    loc : Tensor, shape (*A, D)
+    scale_tril : Tensor, shape (*A, D, D)
+        Each datum's mean and Cholesky factor (already gathered for its component).
+
+    Returns
+    -------
+    Tensor, shape (*A, D)
+        Observed coordinates as given, missing ones drawn (torch's global generator).
+    """
+    mask = observed.to(loc.dtype)
+    covariance = scale_tril @ scale_tril.transpose(-1, -2)
+    blocked = masked_covariance(scale_tril, observed)
+    # A^-1 M (x - mu): Sigma_oo^-1 (x_o - mu_o) on the observed coordinates, 0 on the missing
+    weights = torch.linalg.solve(blocked, ((value - loc) * mask).unsqueeze(-1))
+    mean = loc + (covariance @ weights)[..., 0]
+    # Sigma - Sigma M A^-1 M Sigma: the conditional covariance on the missing block, 0 elsewhere;
+    # the identity put on the observed block keeps it positive definite for the factorisation
+    masked = covariance * mask.unsqueeze(-2)
+    conditional = covariance - masked @ torch.linalg.solve(blocked, masked.transpose(-1, -2))
+    conditional = conditional * (1 - mask).unsqueeze(-1) * (1 - mask).unsqueeze(-2) + torch.diag_embed(mask)
+    noise = torch.linalg.cholesky(conditional) @ torch.randn_like(mean).unsqueeze(-1)
+    return torch.where(observed, value, mean + noise[..., 0])
 
 
 def all_binary(values: torch.Tensor) -> bool:
@@ -209,6 +302,11 @@ class IndependentBernoulli(dist.TorchDistribution):
         if self._validate_args:
             self._validate_sample(value)
         return bernoulli_log_density(value, self.probs)
+
+    def feature_log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """log Bernoulli(value_d | probs_d) per feature, not summed: shape broadcast(value, probs)."""
+        value = value.to(self.probs.dtype)
+        return value * safe_log(self.probs) + (1 - value) * safe_log(1 - self.probs)
 
 
 class MultinomialCounts(dist.Multinomial):

@@ -47,7 +47,38 @@ __all__ = [
     "forward_backward",
     "viterbi",
     "backward_sample",
+    "clamp_states",
+    "IMPOSSIBLE",
 ]
+
+#: The log-probability added to a state that a known label rules out: exp() of it is exactly 0
+#: in any float dtype, and sums of it over a sequence stay finite (no -inf, so no NaN gradients).
+IMPOSSIBLE = -1e6
+
+
+def clamp_states(states: torch.Tensor, num_states: int, dtype: torch.dtype) -> torch.Tensor:
+    """What to add to ``log_emission`` so that the known steps of ``states`` take their label.
+
+    Adding it restricts every forward pass, forward-backward, Viterbi path and backward sample
+    to the paths through the known states: the forward algorithm then gives log p(x, known
+    states), the joint density of the data and the labels (semi-supervised training).
+
+    Parameters
+    ----------
+    states : LongTensor, shape (N, T)
+        Known states in 0..K-1, -1 where unknown.
+    num_states : int
+        K.
+    dtype : torch.dtype
+
+    Returns
+    -------
+    Tensor, shape (N, T, K)
+        0 for an unknown step and for the known state, :data:`IMPOSSIBLE` for the other states.
+    """
+    known = (states >= 0).unsqueeze(-1)
+    other = torch.arange(num_states) != states.clamp(min=0).unsqueeze(-1)
+    return torch.where(known & other, torch.tensor(IMPOSSIBLE, dtype=dtype), torch.zeros((), dtype=dtype))
 
 #: Largest S * N * K**3 (the parallel scan's work per time step) for which "auto" takes the scan.
 #: The sequential pass costs a roughly fixed overhead per step (a few small operations), the

@@ -97,6 +97,9 @@ class Model(PyroModule):
     #: guide sees: the ELBO is then an exact sum over their values under the guide's
     #: probabilities (TraceEnum_ELBO), e.g. q(y | x) of the semi-supervised VAE.
     guide_enumerated_sites: ClassVar[tuple[str, ...]] = ()
+    #: What one datum (one row of the data, one number of ``log_likelihood``) is, as tables
+    #: and LOO name it: "point", or "sequence" for a model whose rows are whole sequences.
+    datum: ClassVar[str] = "point"
 
     # ----------------------------------------------------------------- identity
     @classmethod

@@ -164,6 +164,7 @@ class HiddenMarkovModel(Model):
 
     max_plate_nesting = 1
     data_plate = "sequences"
+    datum = "sequence"  # one row of the data, one number of log_likelihood: a whole sequence
     observed_site = "x"
     methods = ("svi", "nuts")
     default_guide = "normal"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import zoo
-from zoo import diagnostics
+from zoo import diagnostics, selection
 from zoo.datasets import simulate
 from test_compare_sbc import SumOfTwoNormals as ForwardSumOfTwoNormals  # the model, forward only
 
@@ -167,3 +167,58 @@ def test_a_variational_fit_scored_on_other_data_is_refused() -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", diagnostics.ParetoKWarning)
             diagnostics.loo(fit, test)
+
+
+# ---------------------------------------------------------------------- zoo.select
+@pytest.mark.slow
+def test_select_by_bic_of_map_fits_matches_scikit_learn_and_ranks_the_truth_first() -> None:
+    """BIC of MAP fits against scikit-learn's BIC at its maximum-likelihood fit (EM, 5 starts):
+    the same parameter count (K - 1 + K D + K D (D + 1) / 2), and log-likelihoods within 0.1
+    nats (the MAP sits a prior's pull below the maximum: never above it, up to EM's own
+    tolerance). K = 1, 2 only: with 3 components EM stops in a different local optimum."""
+    from sklearn.mixture import GaussianMixture as ScikitLearnMixture
+
+    data = simulate.gaussian_mixture(num_data=150, num_components=2, seed=0, separation=6.0)
+    train, test = data.split(test_fraction=0.3, seed=0)
+    table = zoo.select(zoo.models.GaussianMixture, train, test, values=[1, 2, 3], method="svi:delta", criterion="bic", name="K")
+    assert tuple(table.columns) == selection.COLUMNS["bic"] and table.attrs["criterion"] == "bic"
+    assert table["rank"].idxmin() == 2
+    x = train.x.numpy()
+    for k in (1, 2):
+        reference = ScikitLearnMixture(k, n_init=5, random_state=0).fit(x)
+        assert table.loc[k, "num_parameters"] == reference._n_parameters() == k - 1 + k * 2 + k * 3
+        reference_log_lik = reference.score(x) * len(x)
+        assert reference_log_lik - 0.1 < table.loc[k, "log_lik"] < reference_log_lik + 1e-3
+        assert table.loc[k, "bic"] == pytest.approx(reference.bic(x), abs=0.2)
+    aic = zoo.select(zoo.models.GaussianMixture, train, test, values=[1, 2], method="svi:delta", criterion="aic")
+    assert aic.loc[2, "aic"] == pytest.approx(2 * 11 - 2 * table.loc[2, "log_lik"], abs=1e-6)
+    by_test = zoo.select(zoo.models.GaussianMixture, train, test, values=[1, 2], method="svi:delta", criterion="test")
+    assert by_test["rank"].idxmin() == 2 and set(by_test["datum"]) == {"point"}
+
+
+def test_select_refuses_what_it_cannot_rank_before_fitting() -> None:
+    data = simulate.gaussian_mixture(num_data=40, num_components=2, seed=0)
+    with pytest.raises(diagnostics.PointMassError, match="point-mass fit \\(svi:delta\\)"):
+        zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], method="svi:delta")
+    with pytest.raises(ValueError, match="criterion='bic' is for MAP fits"):
+        zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], method="svi:mvn", criterion="bic")
+    with pytest.raises(ValueError, match="criterion must be one of"):
+        zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], criterion="waic")
+    quakes = zoo.datasets.load("earthquakes")
+    with pytest.raises(ValueError, match="one sequence; a LOO over one datum is meaningless"):
+        zoo.select(lambda k: zoo.models.HiddenMarkovModel(k), quakes, quakes, [1, 2], method="svi:normal")
+
+
+@pytest.mark.slow
+def test_select_by_held_out_data_on_one_sequence_says_per_sequence_and_per_step() -> None:
+    quakes = zoo.datasets.load("earthquakes")
+    train, test = quakes.split_time(test_fraction=0.25)
+    table = zoo.select(
+        lambda k: zoo.models.HiddenMarkovModel(k), train, test, [1, 2], method="svi:delta:num_steps=30", criterion="test"
+    )
+    assert set(table["datum"]) == {"sequence"}
+    torch.testing.assert_close(
+        torch.tensor(table["test_log_lik_per_step"].to_numpy()),
+        torch.tensor(table["test_log_lik"].to_numpy()) / test.num_observations,
+        check_dtype=False,
+    )

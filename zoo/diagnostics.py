@@ -421,11 +421,16 @@ def compare(results: dict[str, "ToArviz | Any"], data: Any = None, **options: An
     """``az.compare`` of several fits (or InferenceData) by LOO on exact marginal likelihoods.
 
     Each is scored by :func:`loo` (so a point-mass fit is refused, a variational fit is
-    importance-weighted, and a high Pareto k is warned of, naming the fit), then ranked by
-    ``az.compare``; ``options`` go to it.
+    importance-weighted, and a high Pareto k is warned of, naming the fit), unless given as
+    the ``ELPDData`` that :func:`loo` returns, then ranked by ``az.compare``; ``options`` go
+    to it.
     """
-    scores = {name: loo(result, data, name=name) for name, result in results.items()}
-    return _arviz().compare(scores, **options)
+    arviz = _arviz()
+    scores = {
+        name: result if isinstance(result, arviz.ELPDData) else loo(result, data, name=name)
+        for name, result in results.items()
+    }
+    return arviz.compare(scores, **options)
 
 
 def to_netcdf(idata: Any, path: Any) -> None:

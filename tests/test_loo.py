@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import zoo
-from zoo import diagnostics, selection
+from zoo import comparison, diagnostics, selection
 from zoo.datasets import simulate
 from test_compare_sbc import SumOfTwoNormals as ForwardSumOfTwoNormals  # the model, forward only
 
@@ -222,3 +222,27 @@ def test_select_by_held_out_data_on_one_sequence_says_per_sequence_and_per_step(
         torch.tensor(table["test_log_lik"].to_numpy()) / test.num_observations,
         check_dtype=False,
     )
+
+
+# ---------------------------------------------------------------------- zoo.compare's noise floors
+def test_compare_shows_noise_floors_and_flags_errors_beyond_them() -> None:
+    """Exact posterior draws against an exact reference differ only by Monte Carlo noise: both
+    errors stay under five noise floors, sqrt(1/S + 1/R) and sqrt(1/(2S) + 1/(2R)) with S = 500
+    and R = 4000 independent draws. The same draws shifted by one reference sd (a posterior
+    known to be off: its loc scalars by one reference sd each) are flagged."""
+    data = simulate.naive_bayes(num_data=60, num_classes=2, num_features=2, seed=0)
+    train, test = data.split(test_fraction=0.3, seed=0)
+    model = zoo.models.NaiveBayes(2)
+    reference = zoo.fit(model, train, zoo.Exact(num_posterior_samples=4000, seed=1, progress=False))
+    exact = zoo.fit(model, train, zoo.Exact(num_posterior_samples=500, seed=7, progress=False))
+    shifted = exact.replace(draws={"loc": exact.draws["loc"] + reference.draws["loc"].std((0, 1)), **{
+        name: value for name, value in exact.draws.items() if name != "loc"}})
+    table = comparison.compare_fits({"exact": exact, "shifted": shifted}, test, reference)
+    assert tuple(table.columns) == comparison.COLUMNS
+    row = table.loc["exact"]
+    assert row["mean_error_noise"] == pytest.approx(math.sqrt(1 / 500 + 1 / 4000))
+    assert row["sd_error_noise"] == pytest.approx(math.sqrt(0.5 / 500 + 0.5 / 4000))
+    assert row["mean_error"] < 5 * row["mean_error_noise"] and "not noise" not in row["flags"]
+    row = table.loc["shifted"]
+    assert row["mean_error"] > 5 * row["mean_error_noise"]
+    assert "mean_error" in row["flags"] and "not noise" in row["flags"]

@@ -353,7 +353,8 @@ def test_select_prefers_the_true_number_of_components() -> None:
     table = zoo.select(
         zoo.models.GaussianMixture, train, test, values=[1, 2], method="svi:mvn:num_steps=300", name="num_components"
     )
-    assert tuple(table.columns) == selection.COLUMNS and table.index.name == "num_components"
+    assert tuple(table.columns) == selection.COLUMNS["loo"] and table.index.name == "num_components"
+    assert set(table["datum"]) == {"point"} and table.attrs["criterion"] == "loo"
     assert table["rank"].idxmin() == 2
     assert table.loc[2, "test_log_lik"] > table.loc[1, "test_log_lik"]
     assert table.loc[2, "elpd_loo"] > table.loc[1, "elpd_loo"]

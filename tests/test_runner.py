@@ -211,8 +211,8 @@ def test_an_auxiliary_loss_is_added_on_the_steps_rows_and_scaled_like_the_elbo()
 
 def test_num_posterior_samples_is_ignored_by_a_point_mass_and_the_workflows_take_its_one_draw() -> None:
     """A delta guide's fit holds one draw whatever num_posterior_samples says (documented in
-    zoo.SVI); zoo.compare and zoo.select score it as before (sd error 1: no spread; LOO: the
-    plug-in log-likelihood)."""
+    zoo.SVI); zoo.compare scores it as before (sd error 1: no spread); zoo.select refuses its
+    LOO (the in-sample log-likelihood)."""
     data = small_data()
     model = zoo.models.GaussianMixture(2)
     assert zoo.SVI(guide="delta", num_posterior_samples=50).num_draws(model) == 1
@@ -223,6 +223,5 @@ def test_num_posterior_samples_is_ignored_by_a_point_mass_and_the_workflows_take
     assert fits["svi:delta"].num_draws == 1
     assert table.loc["svi:delta", "sd_error"] == pytest.approx(1.0)
     assert table.loc["svi:delta", "test_log_lik"] == pytest.approx(float(fits["svi:delta"].log_prob(data).mean()))
-    selected = zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], method="svi:delta:num_steps=20")
-    for _, row in selected.iterrows():
-        assert abs(row["p_loo"]) < 1e-3  # one point: no effective parameters by PSIS-LOO
+    with pytest.raises(zoo.diagnostics.PointMassError, match="point-mass"):  # LOO of one point: refused
+        zoo.select(zoo.models.GaussianMixture, data, data, [1, 2], method="svi:delta:num_steps=20")

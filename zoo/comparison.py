@@ -20,7 +20,8 @@ reference's standard deviations, so one number reads the same across sites of di
 Scalars whose reference draws do not vary (the unit diagonal of a correlation Cholesky factor)
 are left out. Both numbers carry Monte Carlo error: with S method draws and R reference draws,
 about sqrt(1/S + 1/R) for ``mean_error`` and sqrt(1/(2S) + 1/(2R)) for ``sd_error`` (independent
-draws; divide S by the autocorrelation time for MCMC).
+draws; divide S by the autocorrelation time for MCMC). The table shows these noise floors in
+columns of their own and flags an error beyond five of them.
 
 Methods are objects (``zoo.SVI(guide="mvn")``) or short strings, parsed generically against
 the method registry (see :func:`zoo.infer.methods.parse_method`).
@@ -43,10 +44,38 @@ from zoo.report import COLUMNS as _REPORT_COLUMNS
 from zoo.report import comparison_table
 from zoo.results import Fit
 
-__all__ = ["compare", "compare_fits", "parse_method", "posterior_errors", "reference_method", "COLUMNS"]
+__all__ = [
+    "compare",
+    "compare_fits",
+    "parse_method",
+    "posterior_errors",
+    "noise_floors",
+    "reference_method",
+    "COLUMNS",
+    "NOISE_MULTIPLE",
+]
 
 #: The columns of :func:`compare`, in order.
-COLUMNS: tuple[str, ...] = _REPORT_COLUMNS + ("mean_error", "sd_error", "ess_per_s")
+COLUMNS: tuple[str, ...] = _REPORT_COLUMNS + ("mean_error", "sd_error", "ess_per_s", "mean_error_noise", "sd_error_noise")
+
+#: How many noise floors an error must exceed to be flagged as beyond any plausible Monte
+#: Carlo noise (a 5-sigma event for a Gaussian error).
+NOISE_MULTIPLE = 5.0
+
+
+def noise_floors(fit: Fit, reference: Fit) -> tuple[float, float]:
+    """The Monte Carlo noise of ``mean_error`` and ``sd_error`` (module docs): about
+    sqrt(1/S + 1/R) and sqrt(1/(2S) + 1/(2R)) for S effective draws of ``fit`` and R of the
+    reference (a sampler's smallest bulk ESS, else its number of draws)."""
+
+    def effective(result: Fit) -> float:
+        ess = result.diagnostics.get("min_ess_bulk")
+        if getattr(result.method, "kind", None) == "nuts" and ess is not None and math.isfinite(ess) and ess > 0:
+            return float(ess)
+        return float(result.num_chains * result.num_draws)
+
+    draws, reference_draws = effective(fit), effective(reference)
+    return math.sqrt(1 / draws + 1 / reference_draws), math.sqrt(0.5 / draws + 0.5 / reference_draws)
 
 
 def reference_method(model: Model, progress: bool = True) -> Any:
@@ -105,20 +134,32 @@ def compare_fits(fits: dict[str, Fit], test: Any, reference: "Fit | None" = None
     if not isinstance(fits, dict) or not fits:
         raise ValueError("fits must be a non-empty dict of label -> zoo.Fit")
     table = comparison_table(fits, test)
-    mean_errors, sd_errors, ess_rates = [], [], []
-    for fit in fits.values():
+    mean_errors, sd_errors, ess_rates, mean_noises, sd_noises = [], [], [], [], []
+    for label, fit in fits.items():
         if reference is None:
-            mean_error = sd_error = math.nan
+            mean_error = sd_error = mean_noise = sd_noise = math.nan
         else:
             mean_error, sd_error = posterior_errors(fit, reference)
+            mean_noise, sd_noise = noise_floors(fit, reference)
+        beyond = [
+            f"{name} {error:.2f} > {NOISE_MULTIPLE:g} x its noise {noise:.2f}: a real difference from the reference, not noise"
+            for name, error, noise in (("mean_error", mean_error, mean_noise), ("sd_error", sd_error, sd_noise))
+            if error > NOISE_MULTIPLE * noise and not (name == "sd_error" and fit.posterior_kind == "point")
+        ]
+        if beyond:
+            table.loc[label, "flags"] = "; ".join(([table.loc[label, "flags"]] if table.loc[label, "flags"] else []) + beyond)
         mean_errors.append(mean_error)
         sd_errors.append(sd_error)
+        mean_noises.append(mean_noise)
+        sd_noises.append(sd_noise)
         ess = fit.diagnostics.get("min_ess_bulk")
         mcmc = getattr(fit.method, "kind", None) == "nuts"
         ess_rates.append(float(ess) / fit.wall_time if mcmc and ess is not None and fit.wall_time > 0 else math.nan)
     table["mean_error"] = mean_errors
     table["sd_error"] = sd_errors
     table["ess_per_s"] = ess_rates
+    table["mean_error_noise"] = mean_noises
+    table["sd_error_noise"] = sd_noises
     extra = [column for column in table.columns if column not in COLUMNS]
     return table[list(COLUMNS) + extra]
 
@@ -161,6 +202,11 @@ def compare(
         ``ess_per_s``
             Smallest bulk effective sample size over all scalars per second of wall time (MCMC
             only; NaN otherwise).
+        ``mean_error_noise``, ``sd_error_noise``
+            The Monte Carlo noise floor of each error column (:func:`noise_floors`): an error
+            near it is noise, not a difference between methods. An error above
+            :data:`NOISE_MULTIPLE` times its floor is beyond any plausible noise and the row's
+            ``flags`` say so (except ``sd_error`` of a point mass, 1 by construction).
 
         ``table.attrs["reference"]`` is the reference's label.
 

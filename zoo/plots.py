@@ -434,14 +434,17 @@ def plot_sbc_ranks(result: Any, parameters: list[str] | None = None, num_bins: i
 
 
 def plot_model_selection(table: Any, ax: Axes | None = None) -> Axes:
-    """ELPD-LOO per datum (with its standard error) and held-out log-likelihood per datum against
-    the number of components / states, from :func:`zoo.select`'s table."""
+    """ELPD-LOO per datum (with its standard error; for a table ranked by LOO) and held-out
+    log-likelihood per datum against the number of components / states, from
+    :func:`zoo.select`'s table; a dotted line marks the row ranked first."""
     ax = _axes(ax)
     values = np.asarray(table.index, dtype=float)
     num_data = np.asarray(table["num_train"], dtype=float)
-    ax.errorbar(values, table["elpd_loo"] / num_data, yerr=table["elpd_loo_se"] / num_data, marker="o", capsize=3, label="LOO (train), per datum")
-    ax.plot(values, table["test_log_lik"], marker="s", label="held-out, per datum")
-    best = table["elpd_loo"].idxmax()
+    datum = table["datum"].iloc[0] if "datum" in table else "datum"
+    if "elpd_loo" in table:
+        ax.errorbar(values, table["elpd_loo"] / num_data, yerr=table["elpd_loo_se"] / num_data, marker="o", capsize=3, label=f"LOO (train), per {datum}")
+    ax.plot(values, table["test_log_lik"], marker="s", label=f"held-out, per {datum}")
+    best = table["rank"].idxmin()
     ax.axvline(float(best), color="0.6", ls=":", lw=1)
     ax.set_xlabel(table.index.name or "value")
     ax.set_ylabel("log predictive density per datum")

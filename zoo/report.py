@@ -17,7 +17,7 @@ import torch
 from zoo.datasets.dataset import as_dataset
 from zoo.results import Fit
 
-__all__ = ["comparison_table", "final_loss", "COLUMNS"]
+__all__ = ["comparison_table", "final_loss", "fit_flags", "COLUMNS"]
 
 #: The columns of :func:`comparison_table`, in order.
 COLUMNS: tuple[str, ...] = (
@@ -44,6 +44,14 @@ def final_loss(losses: torch.Tensor) -> float:
         return math.nan
     window = max(1, min(50, losses.numel() // 10))
     return float(losses[-window:].double().mean())
+
+
+def fit_flags(fit: Fit) -> list[str]:
+    """What ``fit`` cannot vouch for, one phrase each; empty when nothing: chains that did not
+    mix (R-hat, ESS, divergences), SVI whose loss still trends or that stopped early
+    (:meth:`zoo.Fit.convergence_problem`)."""
+    problem = fit.convergence_problem()
+    return [problem] if problem else []
 
 
 def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
@@ -77,8 +85,9 @@ def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
         ``divergences``
             Divergent transitions (NUTS only; missing otherwise).
         ``flags``
-            What the fit cannot vouch for, empty when nothing: for NUTS, chains that did not
-            mix (R-hat above 1.01, ESS below 100 per chain, divergences).
+            What the fit cannot vouch for, empty when nothing (:func:`fit_flags`): for NUTS,
+            chains that did not mix (R-hat above 1.01, ESS below 100 per chain, divergences);
+            for SVI, a loss that still trends at the end, or a run stopped early.
         ``test_log_lik_per_step``
             Only when ``test`` holds sequences (a Dataset with lengths): the held-out log
             predictive density summed over sequences and divided by the number of time steps,
@@ -104,7 +113,7 @@ def comparison_table(fits: dict[str, Fit], test: Any) -> pd.DataFrame:
                 "test_log_lik": test_log_lik,
                 "max_rhat": float(fit.diagnostics.get("max_rhat", math.nan)),
                 "divergences": pd.NA if divergences is None else int(divergences),
-                "flags": "; ".join(fit.diagnostics.get("mixing_problems", [])),
+                "flags": "; ".join(fit_flags(fit)),
                 "test_log_lik_per_step": per_step,
             }
         )

@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ import torch
 
 from zoo.checks import check_count, check_memory, check_options, check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
-from zoo.diagnostics import inference_data
+from zoo.diagnostics import DATUM, METHOD, POSTERIOR_KIND, TRAINING_DATA, inference_data
 from zoo.diagnostics import summary as arviz_summary
 from zoo.infer.evaluate import (
     declared_state,
@@ -428,9 +429,14 @@ class Fit:
         """The fit as an ``arviz.InferenceData``.
 
         Groups: ``posterior`` (the draws, named dims and coords), ``sample_stats`` (NUTS's
-        per-draw statistics, or nothing for SVI), ``log_likelihood`` (exact marginal pointwise
+        per-draw statistics; for a variational fit, each draw's ``log_prior`` and
+        ``log_guide``, which with the log-likelihood give the importance weight
+        ``log p(theta, x) - log q(theta)`` that PSIS-LOO needs), ``log_likelihood`` (exact marginal pointwise
         log-likelihood of ``data``, shaped (chain, draw, datum)), ``posterior_predictive`` (one
         replicate of ``data`` per draw) and ``observed_data``; see :mod:`zoo.diagnostics`.
+        Every group carries attributes that :func:`zoo.diagnostics.loo` reads: the kind of
+        posterior (:attr:`posterior_kind`), the method, what a datum is (``model.datum``) and
+        whether ``data`` is the training data.
 
         Parameters
         ----------
@@ -460,15 +466,64 @@ class Fit:
             posterior_predictive=predictive,
             coords=coords,
             dims={**dims, observed: data_dims},
+            attrs={
+                POSTERIOR_KIND: self.posterior_kind,
+                METHOD: self.method_name,
+                DATUM: model.datum,
+                TRAINING_DATA: int(dataset is self.train),
+            },
         )
+
+    @property
+    def posterior_kind(self) -> str:
+        """What the draws are: "point" (one point: a MAP, ``guide="delta"``; a model whose
+        parameters are point estimates, such as a VAE's decoder; replicates of one point),
+        "approximate" (draws of a variational or Laplace approximation q, which LOO
+        importance-weights) or "draws" (posterior draws: NUTS, the exact conjugate posterior)."""
+        if not self.draws or self.num_chains * self.num_draws == 1:
+            return "point"
+        return "approximate" if self.method.kind == "svi" else "draws"
 
     def summary(self, **options: Any) -> Any:
         """ArviZ's summary table (pandas DataFrame) of the posterior draws; ``options`` go to
         ``arviz.summary`` (e.g. ``kind="stats"``, ``var_names=[...]``).
 
         A point-mass fit holds one draw: its mean is the point (as are both HDI bounds), and
-        what one draw cannot measure (sd, ESS, R-hat) is NaN."""
-        return arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
+        what one draw cannot measure (sd, ESS, R-hat) is NaN.
+
+        The fit's convergence comes with it: ``table.attrs["convergence"]`` holds the line
+        the fit's repr shows (R-hat, ESS and divergences of a sampler; for SVI, whether its
+        loss stopped trending, see ``fit.diagnostics["convergence_test"]``), and a fit that did
+        not converge or mix says so in a ``UserWarning``."""
+        table = arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
+        problem = self.convergence_problem()
+        table.attrs["convergence"] = self._mixing().lstrip(", ") or "converged"
+        if problem:
+            warnings.warn(f"{self.method_name} on {type(self.model).__name__}: {problem}", UserWarning, stacklevel=2)
+        return table
+
+    def convergence_problem(self) -> str:
+        """What makes this fit's convergence doubtful, in words; empty when nothing does.
+
+        For SVI by Adam, a late loss window that still trends (the fitted change over it, and
+        its t statistic); for L-BFGS, a run that hit its step budget; for a sampler, chains that
+        did not mix (``diagnostics["mixing_problems"]``)."""
+        problems = self.diagnostics.get("mixing_problems")
+        if problems:
+            return "chains did not mix: " + "; ".join(problems)
+        if self.method.kind != "svi" or "converged" not in self.diagnostics or self.diagnostics["converged"]:
+            return ""
+        if self.interrupted:
+            return "SVI stopped before the end (interrupted or a non-finite loss)"
+        change = self.diagnostics.get("loss_change")
+        if change is None:
+            return "SVI (L-BFGS) used its whole step budget without meeting its tolerance"
+        if not math.isfinite(change):
+            return "SVI ran too few steps to tell whether its loss stopped moving"
+        return (
+            f"SVI not converged: its loss still moves by {change:+.4f} nats per datum over the last "
+            f"steps (t = {self.diagnostics.get('loss_trend_t', math.nan):.1f}); run more steps"
+        )
 
     def save(self, path: str | Path) -> Path:
         """Save to ``path`` (a safe, tensor-only file, :mod:`zoo.io`); ``zoo.load`` restores it.
@@ -563,9 +618,13 @@ class Fit:
 
     def _mixing(self) -> str:
         """", R-hat 1.003, ESS 812" for a sampler's fit, with what is wrong when its chains did
-        not mix; empty for a fit that has no such diagnostics."""
+        not mix; ", converged" or ", NOT CONVERGED: ..." for SVI; empty for a fit that has no
+        such diagnostics."""
         if "max_rhat" not in self.diagnostics:
-            return ""
+            if self.method.kind != "svi" or "converged" not in self.diagnostics:
+                return ""
+            problem = self.convergence_problem()
+            return f", NOT CONVERGED: {problem}" if problem else ", converged"
         rhat, bulk = self.diagnostics["max_rhat"], self.diagnostics.get("min_ess_bulk", math.nan)
         text = f", R-hat {rhat:.3f}, ESS {bulk:.0f}, divergences {self.diagnostics.get('num_divergences', 0)}"
         problems = self.diagnostics.get("mixing_problems")

@@ -40,6 +40,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
+from pyro.poutine.util import site_is_subsample
 
 from zoo.checks import derived_seed
 from zoo.datasets.dataset import Dataset
@@ -50,6 +51,7 @@ from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_g
 from zoo.infer.methods import SVI
 from zoo.infer.optimizers import LBFGS, Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
+from zoo.ops.stationarity import late_window_trend
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
 
@@ -543,7 +545,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             drawn = _posterior_draws(
                 model, training.trained, guide, training.kwargs, training.data, 1, point_only=True
             )
-        draws, point = drawn
+        draws, point, importance = drawn
     fit = Fit(
         model=model,
         method=method,
@@ -551,9 +553,10 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         point=relabel_point(model, {name: value.cpu() for name, value in point.items()}),
         train=data,
         losses=torch.tensor(run.losses),
+        sample_stats={name: value.cpu() for name, value in importance.items()},
         diagnostics={
             "num_steps": len(run.losses),
-            "converged": bool(run.failure is None and not run.interrupted and len(run.losses) < training.batches.total),
+            **_convergence(run, optimizer, training.batches.total),
             "final_loss": run.losses[-1] if run.losses else float("nan"),
             "optimizer": optimizer.name,
             "num_processes": world,
@@ -578,6 +581,29 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
     return fit
 
 
+def _convergence(run: _Run, optimizer: Optimizer, budget: int) -> dict[str, Any]:
+    """What ``fit.diagnostics`` says of the optimisation's convergence.
+
+    ``converged``: for L-BFGS (a deterministic loss), that it stopped on its tolerance before
+    the budget; for Adam (a noisy loss), that the late window of the loss no longer trends
+    (:func:`zoo.ops.stationarity.late_window_trend`: a t test on batch means; its fitted change
+    over the window is ``loss_change`` nats per datum, its t statistic ``loss_trend_t``). A fit
+    that failed or was interrupted has not converged."""
+    stopped_early = run.failure is None and not run.interrupted
+    if optimizer.name == "lbfgs":
+        return {
+            "converged": bool(stopped_early and len(run.losses) < budget),
+            "convergence_test": "stopped on its tolerance before the step budget",
+        }
+    trend = late_window_trend(torch.tensor(run.losses))
+    return {
+        "converged": bool(stopped_early and trend["stationary"]),
+        "convergence_test": f"late-window trend test (batch means) over the last {trend['window']} steps",
+        "loss_change": trend["change"],
+        "loss_trend_t": trend["t"],
+    }
+
+
 def _posterior_draws(
     model: Model,
     trained: Callable[..., Any],
@@ -586,8 +612,9 @@ def _posterior_draws(
     data: Dataset,
     num_samples: int,
     point_only: bool = False,
-) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """Draws (1, num_samples, ...) from the trained guide, and a point: the guide's median.
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Draws (1, num_samples, ...) from the trained guide, a point (the guide's median), and
+    the draws' importance terms (:data:`IMPORTANCE_TERMS`; empty where they cannot be had).
 
     ``num_samples`` is 1 for a point-mass guide (``SVI.num_draws``): its one draw is its point.
     ``point_only`` (a failed fit): the median is the one draw, where the guide has one; the
@@ -601,13 +628,19 @@ def _posterior_draws(
     for name in model.local_sites:  # per-datum codes: not parameters of p(x), no draws kept
         shapes.pop(name, None)
     if not shapes:
-        return {}, {}
+        return {}, {}, {}
     with torch.no_grad():
         if point_only:
             median = _median(guide, kwargs, shapes)
             if median is not None:
-                return {name: value.detach()[None, None] for name, value in median.items()}, median
-        samples = Predictive(guide, num_samples=num_samples, parallel=True)(**kwargs)
+                return {name: value.detach()[None, None] for name, value in median.items()}, median, {}
+        traced = None
+        if isinstance(trained, CollapsedModel) and num_samples > 1:
+            traced = _traced_guide_draws(model, guide, kwargs, num_samples)
+        if traced is not None:
+            samples, importance = traced
+        else:
+            samples, importance = Predictive(guide, num_samples=num_samples, parallel=True)(**kwargs), {}
         draws = {
             # detach: under no_grad a view of a parameter (AutoDelta's real-valued sites) still
             # requires grad, and relabelling would then give draws with a grad_fn.
@@ -624,7 +657,71 @@ def _posterior_draws(
             flat = flatten_draws(draws)
             fit_to_data = pointwise_log_likelihood(model, flat, data).sum(-1)
             point = select_draw(flat, int(fit_to_data.argmax()))
-    return draws, point
+    return draws, point, importance
+
+
+#: The per-draw terms of the importance weight log p(theta, x) - log q(theta) that a
+#: variational fit keeps in ``fit.sample_stats``, each shaped (1, num_draws): the log prior
+#: density of the draw, and the guide's log density of it. The third term, the log-likelihood
+#: of the training data, is the sum of the ``log_likelihood`` group ``to_arviz`` computes, so it
+#: is not stored twice.
+IMPORTANCE_TERMS = ("log_prior", "log_guide")
+
+
+def _traced_guide_draws(
+    model: Model, guide: Any, kwargs: dict[str, Any], num_samples: int
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]] | None:
+    """``num_samples`` draws from the guide in one vectorised trace, with each draw's log
+    prior density and log guide density (:data:`IMPORTANCE_TERMS`, each (1, num_samples)):
+    what PSIS-LOO needs to weight draws of an approximate posterior (``zoo.diagnostics.loo``).
+
+    The draws are taken as ``Predictive(guide, parallel=True)`` takes them (one plate of
+    draws left of the model's plates). The guide's log density is that of the constrained
+    values: an autoguide that samples in unconstrained space records the log-Jacobian of its
+    transform on each site (the ``log_density`` of its Delta sites), so the trace's log
+    probabilities sum to log q(theta). The log prior replays ``model.sample_globals`` on the
+    draws under the same plate. None (the caller falls back on ``Predictive``, with no
+    weights) for a guide that cannot be traced under a plate of draws.
+    """
+    nesting = model.max_plate_nesting
+    try:
+        with pyro.plate("_num_draws", num_samples, dim=-(nesting + 1)):
+            guide_trace = poutine.trace(guide).get_trace(**kwargs)
+            prior_trace = poutine.trace(poutine.replay(model.sample_globals, trace=guide_trace)).get_trace()
+        guide_trace.compute_log_prob()
+        prior_trace.compute_log_prob()
+        log_guide = _sum_per_draw(guide_trace, num_samples, nesting)
+        log_prior = _sum_per_draw(prior_trace, num_samples, nesting)
+    except (RuntimeError, ValueError, NotImplementedError, TypeError):
+        return None
+    samples = {
+        name: site["value"]
+        for name, site in guide_trace.nodes.items()
+        if site["type"] == "sample" and not site_is_subsample(site)
+    }
+    terms = {"log_prior": log_prior.reshape(1, -1), "log_guide": log_guide.reshape(1, -1)}
+    if not all(torch.isfinite(value).all() for value in terms.values()):
+        terms = {}  # a draw outside the prior's support: no weights rather than wrong ones
+    return samples, terms
+
+
+def _sum_per_draw(trace: poutine.Trace, num_samples: int, nesting: int) -> torch.Tensor:
+    """The sum of every latent sample site's log density per draw, shape (num_samples,).
+
+    A site's log density has the plate of draws at dim ``-(nesting + 1)`` of its batch shape
+    (the plates' broadcasting puts it there); a site whose batch shape stops short of it, or
+    has size 1 there, does not vary by draw and adds the same number to each."""
+    total = torch.zeros(num_samples, dtype=torch.float64)
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or site["is_observed"] or site_is_subsample(site):
+            continue
+        log_prob = site["log_prob"].double()
+        axis = log_prob.dim() - (nesting + 1)
+        if axis < 0 or log_prob.shape[axis] == 1:
+            total = total + log_prob.sum()
+        else:
+            total = total + log_prob.movedim(axis, 0).reshape(num_samples, -1).sum(-1)
+    return total
 
 
 def _median(

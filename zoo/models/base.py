@@ -117,6 +117,9 @@ class Model(PyroModule):
     takes_states: ClassVar[bool] = False
     #: Global sites held at given values (``zoo.fit(..., fixed=...)``), set by :meth:`fix`.
     fixed: dict[str, torch.Tensor] = {}
+    #: What one datum (one row of the data, one number of ``log_likelihood``) is, as tables
+    #: and LOO name it: "point", or "sequence" for a model whose rows are whole sequences.
+    datum: ClassVar[str] = "point"
 
     # ----------------------------------------------------------------- identity
     @classmethod

@@ -187,6 +187,7 @@ class HiddenMarkovModel(Model):
     data_plate = "sequences"
     handles_missing = True
     takes_states = True
+    datum = "sequence"  # one row of the data, one number of log_likelihood: a whole sequence
     observed_site = "x"
     methods = ("svi", "nuts")
     default_guide = "normal"

@@ -29,6 +29,9 @@ Besides its story a model declares, as data:
 ``methods``               the inference methods it can take ("svi", "nuts", "exact", ...)
 ``default_guide``         the guide ``zoo.SVI()`` uses when none is named
 ``local_sites``           per-datum latents (a VAE's codes) the Fit keeps no draws of
+``integrated_sites``      per-datum continuous latents that the collapsed likelihood integrates
+                          out in closed form (factor analysis's codes): no guide sees them, and
+                          ``local_posterior`` gives their exact posterior (``Fit.transform``)
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
@@ -97,6 +100,11 @@ class Model(PyroModule):
     #: guide sees: the ELBO is then an exact sum over their values under the guide's
     #: probabilities (TraceEnum_ELBO), e.g. q(y | x) of the semi-supervised VAE.
     guide_enumerated_sites: ClassVar[tuple[str, ...]] = ()
+    #: Continuous latent sites local to each datum that ``log_likelihood`` integrates out in
+    #: closed form (a linear-Gaussian model's codes): like ``enumerated_sites`` no guide and no
+    #: NUTS sees them; :meth:`local_posterior` states their exact posterior, and a contract check
+    #: proves ``log p(x | theta) = log p(x, z | theta) - log p(z | x, theta)`` at any z.
+    integrated_sites: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -256,6 +264,24 @@ class Model(PyroModule):
         one runs ``infer_discrete`` on ``forward``."""
         raise NotImplementedError
 
+    def local_posterior(
+        self, draws: dict[str, torch.Tensor], data: Dataset
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The exact Gaussian posterior p(z_i | x_i, theta_s) of each of ``integrated_sites``.
+
+        Parameters
+        ----------
+        draws : dict of str to Tensor
+            Each global site shaped (S, *site_shape).
+        data : Dataset
+
+        Returns
+        -------
+        dict of str to (Tensor, Tensor)
+            Per site: the mean (S, num_data, L) and the covariance (S, num_data, L, L).
+        """
+        raise NotImplementedError
+
     def collect_discrete(self, values: dict[str, torch.Tensor]) -> Any:
         """What ``Fit.discrete`` and ``Fit.marginals`` return, from per-site values.
 
@@ -270,9 +296,11 @@ class Model(PyroModule):
         return {}
 
     def capability(self, name: str) -> bool:
-        """Whether the model can do ``name`` ("log_prob", "sample", "discrete")."""
+        """Whether the model can do ``name`` ("log_prob", "sample", "discrete", "transform")."""
         if name == "discrete":
             return bool(self.enumerated_sites)
+        if name == "transform":
+            return bool(self.integrated_sites)
         return True
 
 

@@ -1,6 +1,7 @@
 """zoo's models: one file per family, each p(x, z) in Pyro primitives."""
 
 from zoo.models.base import Model
+from zoo.models.dirichlet_process import DirichletProcessMixture
 from zoo.models.factor_analysis import FactorAnalysis
 from zoo.models.family_mixture import Mixture
 from zoo.models.gan import GAN
@@ -11,4 +12,4 @@ from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
 from zoo.models.vae import VAE
 
-__all__ = ["Model", "FactorAnalysis", "GAN", "GaussianMixture", "Mixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "DirichletProcessMixture", "FactorAnalysis", "GAN", "GaussianMixture", "Mixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]

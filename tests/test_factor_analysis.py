@@ -98,3 +98,13 @@ def test_bad_input_is_refused() -> None:
         zoo.models.FactorAnalysis(2, noise="full")
     with pytest.raises(TypeError, match="latent_dim must be an integer"):
         zoo.models.FactorAnalysis(2.5)  # type: ignore[arg-type]
+
+
+def test_cli_fits_factor_analysis_and_refuses_too_many_factors(capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import main
+
+    arguments = ["fit", "fa", "--dataset", "wine", "--latent-dim", "2", "--noise", "diagonal", "--guide", "delta", "--num-steps", "20", "--quiet"]
+    assert main(arguments) == 0
+    assert "noise_scale" in capsys.readouterr().out
+    assert main(["fit", "fa", "--dataset", "wine", "--latent-dim", "14", "--num-steps", "2", "--quiet"]) != 0
+    assert "latent_dim=14 is larger than the number of features (13)" in capsys.readouterr().err

@@ -95,3 +95,11 @@ def test_bad_input_is_refused() -> None:
         zoo.fit(zoo.models.Mixture(2, family="categorical", num_categories=3), torch.tensor([[1.0], [5.0]]), quick)
     with pytest.raises(ValueError, match="family must be one of"):
         zoo.models.Mixture(2, family="student")
+
+
+def test_cli_fits_a_bernoulli_mixture(capsys: pytest.CaptureFixture[str]) -> None:
+    from zoo.cli import main
+
+    arguments = ["fit", "mixture", "--dataset", "digits", "--binarize", "--num-components", "3", "--family", "bernoulli"]
+    assert main(arguments + ["--guide", "delta", "--num-steps", "10", "--quiet"]) == 0
+    assert "probs[2, pixel_7_7]" in capsys.readouterr().out

@@ -140,7 +140,7 @@ def test_guide_covers_exactly_the_non_enumerated_latents(name: str) -> None:
                 if node["type"] == "sample" and not node["infer"].get("is_auxiliary")
                 and type(node["fn"]).__name__ != "_Subsample"
             }
-            assert sampled == latent - set(prepared.enumerated_sites), guide_name
+            assert sampled == latent - set(prepared.enumerated_sites) - set(prepared.integrated_sites), guide_name
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
@@ -241,6 +241,8 @@ def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
         pytest.skip("model defines no density (test_a_model_without_density_says_so)")
     if model.local_sites:
         pytest.skip("continuous local latents: log p(x) is an importance-sampling estimate, not enumerable")
+    if model.integrated_sites:
+        pytest.skip("continuous codes integrated in closed form: test_integrated_sites_posterior_is_exact")
     fit = zoo.fit(model, data, quick_svi(guide="normal", num_posterior_samples=3))
     flat = evaluate.flatten_draws(fit.draws)
     try:
@@ -252,6 +254,41 @@ def test_fast_log_likelihood_equals_enumeration(name: str) -> None:
             [evaluate.marginal_log_likelihood(fit.model, evaluate.select_draw(flat, s), data) for s in range(3)]
         )
     torch.testing.assert_close(fast, enumerated, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_integrated_sites_posterior_is_exact(name: str, index: int) -> None:
+    """For continuous local latents z integrated out in closed form, Bayes' rule holds at any z:
+    ``log p(x_i | theta) = log p(x_i, z_i | theta) - log p(z_i | x_i, theta)``, the joint traced
+    from ``forward`` and the posterior the model's ``local_posterior``; so the collapsed
+    likelihood and the stated posterior are both exact (a wrong one of either breaks it)."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if not prepared.integrated_sites:
+        pytest.skip("no integrated sites")
+    generator = torch.Generator().manual_seed(0)
+    for seed in range(2):
+        with isolated(seed=seed), torch.no_grad():
+            params = poutine.trace(prepared.sample_globals).get_trace().nodes
+        params = {site: node["value"].double() for site, node in params.items() if node["type"] == "sample"}
+        draws = {site: value.unsqueeze(0) for site, value in params.items()}
+        rows = data.rows(torch.arange(len(data)))
+        object.__setattr__(rows, "x", rows.x.double())
+        collapsed = prepared.log_likelihood(draws, rows)[0]  # (N,)
+        posterior = prepared.local_posterior(draws, rows)
+        locals_, log_posterior = {}, torch.zeros(len(data), dtype=torch.float64)
+        for site, (mean, covariance) in posterior.items():
+            tril = torch.linalg.cholesky(covariance[0])
+            value = mean[0] + (tril @ torch.randn(mean[0].shape + (1,), generator=generator, dtype=torch.float64)).squeeze(-1)
+            locals_[site] = value
+            log_posterior += torch.distributions.MultivariateNormal(mean[0], scale_tril=tril).log_prob(value)
+        with isolated(), _float64(prepared.model_kwargs(data)) as kwargs:
+            trace = poutine.trace(poutine.condition(prepared, data=params | locals_)).get_trace(**kwargs)
+        joint = sum(
+            trace.nodes[site]["fn"].log_prob(trace.nodes[site]["value"])
+            for site in (*prepared.integrated_sites, prepared.observed_site)
+        )
+        torch.testing.assert_close(joint - log_posterior, collapsed, rtol=1e-8, atol=1e-8)
 
 
 def _replay_rows(plate: str, index: torch.Tensor) -> poutine.replay:

@@ -374,3 +374,41 @@ def test_bad_inputs_are_refused_naming_the_argument() -> None:
         zoo.fit(NaiveBayes(3), iris, zoo.Exact(num_posterior_samples=5)).sample(3, y=5)
     with pytest.raises(ValueError, match="num_classes must be at least 2"):
         NaiveBayes(1)
+
+
+def test_mixed_type_rows_equal_sklearn_per_family_classifiers_combined_by_hand() -> None:
+    """Gaussian, Bernoulli, categorical and count columns in one model through the shared
+    families: p(y | x) equals scikit-learn's GaussianNB, BernoulliNB, CategoricalNB and
+    MultinomialNB, each fitted on its own columns and combined by hand (Bayes' rule with the
+    features independent given the class: log p(y) + sum over blocks of [jll_block - log p(y)]),
+    in the parity settings of this module's docstring."""
+    wine = zoo.datasets.load("wine")
+    x = wine.x.double()
+    median = x.median(0).values
+    binary = (x[:, 4:6] > median[4:6]).double()
+    quartiles = torch.quantile(x[:, 6], torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
+    category = torch.bucketize(x[:, 6].contiguous(), quartiles).double().unsqueeze(-1)  # 0..3
+    counts = (x[:, 7:10] * torch.tensor([10.0, 1.0, 1.0], dtype=torch.float64)).round()
+    table = torch.cat([x[:, :4], binary, category, counts], -1).float()
+    features = ["gaussian"] * 4 + ["bernoulli"] * 2 + ["categorical"] + ["multinomial"] * 3
+    train, test = zoo.Dataset(table, y=wine.y).split(test_fraction=0.3, seed=0)
+    model = NaiveBayes(3, features, loc_count=1e-8, precision_shape=1e-8)
+    fit = zoo.fit(model, train, zoo.Exact(num_posterior_samples=10))
+    prior = _numpy64(fit.point["weights"])
+    blocks = [
+        (sklearn_nb.GaussianNB(priors=prior, var_smoothing=1e-12), slice(0, 4)),
+        (sklearn_nb.BernoulliNB(alpha=1.0, binarize=None, class_prior=prior), slice(4, 6)),
+        (sklearn_nb.CategoricalNB(alpha=1.0, class_prior=prior, min_categories=4), slice(6, 7)),
+        (sklearn_nb.MultinomialNB(alpha=1.0, class_prior=prior), slice(7, 10)),
+    ]
+    joint = np.log(prior) + sum(
+        estimator.fit(_numpy64(train.x[:, columns]), train.y.numpy()).predict_joint_log_proba(_numpy64(test.x[:, columns]))
+        - np.log(prior)
+        for estimator, columns in blocks
+    )
+    expected = np.exp(joint - joint.max(1, keepdims=True))
+    expected /= expected.sum(1, keepdims=True)
+    point = {name: value.unsqueeze(0) for name, value in fit.point.items()}  # p(y | x, point estimate)
+    ours = fit.model.marginals(point, zoo.Dataset(test.x))["y"][0]
+    np.testing.assert_allclose(ours.double().numpy(), expected, atol=1e-4)
+    np.testing.assert_array_equal(predict(fit, test.x).numpy(), expected.argmax(1))

@@ -359,12 +359,8 @@ class Fit:
             check_positive_int(num_draws, "num_draws")
         seed = check_seed(seed)
         data = self._data(data)
-        flat = flatten_draws(self.draws)
-        total = count_draws(flat) if flat else 1  # no global latents: one point
         with self._context(seed=seed):
-            if num_draws is not None and num_draws < total:
-                chosen = torch.randperm(total)[:num_draws]
-                flat = {name: value[chosen] for name, value in flat.items()}
+            flat = self._chosen_draws(num_draws)
             try:
                 per_draw = self.model.marginals(flat, data)
             except NotImplementedError:
@@ -423,6 +419,34 @@ class Fit:
             ]
             draws = torch.cat(parts)[torch.randperm(num_draws)]
         return {"draws": draws, "mean": draws.mean(0), "observed": dataset.observed}
+
+    def transform(self, data: Any = None, num_draws: int | None = 100, seed: int = 0) -> Any:
+        """Posterior mean and covariance of the continuous local latents, p(z | x).
+
+        For a model that integrates its codes out in closed form (``integrated_sites``: factor
+        analysis and probabilistic PCA), averaged over posterior draws (``num_draws`` chosen at
+        random; None for all) by the law of total covariance, so the parameters' uncertainty
+        is included: ``cov = E_theta[cov(z | x, theta)] + Var_theta[E(z | x, theta)]``.
+
+        Returns
+        -------
+        (Tensor, Tensor), or dict of str to that pair when the model has several such sites
+            The mean (num_data, L) and the covariance (num_data, L, L).
+        """
+        self._require("transform")
+        if num_draws is not None:
+            check_positive_int(num_draws, "num_draws")
+        seed = check_seed(seed)
+        data = self._data(data)
+        with self._context(seed=seed):
+            per_draw = self.model.local_posterior(self._chosen_draws(num_draws), data)
+        moments = {}
+        for name, (means, covariances) in per_draw.items():  # (S, N, L), (S, N, L, L)
+            mean = means.mean(0)
+            spread = means - mean
+            between = (spread.unsqueeze(-1) * spread.unsqueeze(-2)).mean(0)
+            moments[name] = (mean, covariances.mean(0) + between)
+        return next(iter(moments.values())) if len(moments) == 1 else moments
 
     # ------------------------------------------------------------------ ArviZ and files
     def to_arviz(self, data: Any = None, posterior_predictive: bool = True) -> Any:
@@ -579,6 +603,16 @@ class Fit:
         """Evaluate in the fit's own parameter store, with its model's thread count."""
         with isolated(self.param_state, seed=seed), threads(self.model.num_threads):
             yield
+
+    def _chosen_draws(self, num_draws: int | None) -> dict[str, torch.Tensor]:
+        """The flat draws, ``num_draws`` of them chosen at random (by the global generator, which
+        the caller seeds) when there are more; all of them for None."""
+        flat = flatten_draws(self.draws)
+        total = count_draws(flat) if flat else 1  # no global latents: one point
+        if num_draws is not None and num_draws < total:
+            chosen = torch.randperm(total)[:num_draws]
+            flat = {name: value[chosen] for name, value in flat.items()}
+        return flat
 
     def _data(self, data: Any) -> Dataset:
         if data is None:

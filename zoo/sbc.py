@@ -228,7 +228,7 @@ def prior_draw(model: Model, num_data: int, labels: str | None = None) -> tuple[
     kwargs = model.model_kwargs(None, num_samples=num_data)
     with torch.no_grad():
         trace = poutine.trace(model).get_trace(**kwargs)
-    skip = set(model.enumerated_sites) | set(model.local_sites) | {model.observed_site}
+    skip = set(model.enumerated_sites) | set(model.local_sites) | set(model.integrated_sites) | {model.observed_site}
     truth = {
         name: node["value"].detach().clone()
         for name, node in trace.nodes.items()

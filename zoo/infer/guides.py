@@ -153,10 +153,12 @@ def guide_names(model: Model | None = None) -> list[str]:
 
 
 def hide_enumerated(model: Model) -> Callable[..., Any]:
-    """The model with its enumerated sites hidden from a guide's prototype trace."""
-    if not model.enumerated_sites:
+    """The model with its enumerated (and closed-form integrated) sites hidden from a guide's
+    prototype trace: no guide sees them."""
+    hidden = list(model.enumerated_sites) + list(model.integrated_sites)
+    if not hidden:
         return model
-    return poutine.block(model, hide=list(model.enumerated_sites))
+    return poutine.block(model, hide=hidden)
 
 
 def make_guide(

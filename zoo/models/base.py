@@ -32,6 +32,9 @@ Besides its story a model declares, as data:
 ``local_sites``           per-datum latents (a VAE's codes) the Fit keeps no draws of
 ``sample_options``        the options ``fit.sample`` takes (``length`` of an HMM's sequences);
                           by default the keyword arguments ``model_kwargs`` names (``y``)
+``integrated_sites``      per-datum continuous latents that the collapsed likelihood integrates
+                          out in closed form (factor analysis's codes): no guide sees them, and
+                          ``local_posterior`` gives their exact posterior (``Fit.transform``)
 ``num_threads``           torch threads inference should use (1 for models made of many small
                           tensor operations, where more threads only add contention; None
                           leaves torch's setting, for network models with large matrices)
@@ -120,6 +123,11 @@ class Model(PyroModule):
     #: What one datum (one row of the data, one number of ``log_likelihood``) is, as tables
     #: and LOO name it: "point", or "sequence" for a model whose rows are whole sequences.
     datum: ClassVar[str] = "point"
+    #: Continuous latent sites local to each datum that ``log_likelihood`` integrates out in
+    #: closed form (a linear-Gaussian model's codes): like ``enumerated_sites`` no guide and no
+    #: NUTS sees them; :meth:`local_posterior` states their exact posterior, and a contract check
+    #: proves ``log p(x | theta) = log p(x, z | theta) - log p(z | x, theta)`` at any z.
+    integrated_sites: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- identity
     @classmethod
@@ -332,6 +340,24 @@ class Model(PyroModule):
         """
         raise NotImplementedError(f"{type(self).__name__} cannot impute missing entries")
 
+    def local_posterior(
+        self, draws: dict[str, torch.Tensor], data: Dataset
+    ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The exact Gaussian posterior p(z_i | x_i, theta_s) of each of ``integrated_sites``.
+
+        Parameters
+        ----------
+        draws : dict of str to Tensor
+            Each global site shaped (S, *site_shape).
+        data : Dataset
+
+        Returns
+        -------
+        dict of str to (Tensor, Tensor)
+            Per site: the mean (S, num_data, L) and the covariance (S, num_data, L, L).
+        """
+        raise NotImplementedError
+
     def collect_discrete(self, values: dict[str, torch.Tensor]) -> Any:
         """What ``Fit.discrete`` and ``Fit.marginals`` return, from per-site values.
 
@@ -346,9 +372,11 @@ class Model(PyroModule):
         return {}
 
     def capability(self, name: str) -> bool:
-        """Whether the model can do ``name`` ("log_prob", "sample", "discrete")."""
+        """Whether the model can do ``name`` ("log_prob", "sample", "discrete", "transform")."""
         if name == "discrete":
             return bool(self.enumerated_sites)
+        if name == "transform":
+            return bool(self.integrated_sites)
         return True
 
 

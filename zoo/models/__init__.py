@@ -1,6 +1,8 @@
 """zoo's models: one file per family, each p(x, z) in Pyro primitives."""
 
+from zoo.models.autoregressive import Autoregressive
 from zoo.models.base import Model
+from zoo.models.flow import Flow
 from zoo.models.gan import GAN
 from zoo.models.hmm import HiddenMarkovModel
 from zoo.models.m2 import SemiSupervisedVAE
@@ -9,4 +11,4 @@ from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
 from zoo.models.vae import VAE
 
-__all__ = ["Model", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "Autoregressive", "Flow", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]

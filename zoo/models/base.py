@@ -88,6 +88,9 @@ class Model(PyroModule):
     static_likelihood: ClassVar[bool] = False
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
+    #: Why it cannot take them, added to the error when one is asked for (e.g. a flow, whose
+    #: weights are parameters and which has no latent site for a posterior).
+    unsupported_guides_reason: ClassVar[str] = ""
     #: Latent sites local to each datum (a VAE's codes; M2's class too): the guide infers them,
     #: but a Fit keeps no draws of them (they are not parameters of p(x)), and ``log_likelihood``
     #: integrates them out (for a VAE, by importance sampling).

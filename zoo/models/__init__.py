@@ -2,6 +2,7 @@
 
 from zoo.models.autoregressive import Autoregressive
 from zoo.models.base import Model
+from zoo.models.diffusion import Diffusion
 from zoo.models.flow import Flow
 from zoo.models.gan import GAN
 from zoo.models.hmm import HiddenMarkovModel
@@ -11,4 +12,4 @@ from zoo.models.naive_bayes import NaiveBayes
 from zoo.models.registry import MODELS, get, names, register
 from zoo.models.vae import VAE
 
-__all__ = ["Model", "Autoregressive", "Flow", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "Autoregressive", "Flow", "Diffusion", "GAN", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "MODELS", "get", "names", "register"]

@@ -48,7 +48,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # zoo.fit: method configuration -> runner
     ("zoo.infer",),
     # figures, tables and sample-based metrics of fits
-    ("zoo.plots", "zoo.report", "zoo.metrics"),
+    ("zoo.plots", "zoo.report", "zoo.metrics", "zoo.units"),
     # workflows built on zoo.fit and Fit (zoo.sklearn: the scikit-learn estimators, being written)
     ("zoo.comparison", "zoo.sbc", "zoo.selection", "zoo.tour", "zoo.amortization", "zoo.sklearn"),
     # the command line

@@ -13,6 +13,7 @@ from zoo.datasets import Dataset  # isort: skip
 from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit  # isort: skip
 from zoo.results import Fit, load  # isort: skip
 from zoo import metrics  # isort: skip
+from zoo import units  # isort: skip
 from zoo.amortization import amortization_gap
 from zoo.comparison import compare
 from zoo.sbc import SBCResult, sbc  # the function zoo.sbc shadows the module: from zoo.sbc import ...
@@ -31,4 +32,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "units", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]

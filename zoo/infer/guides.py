@@ -192,8 +192,9 @@ def make_guide(
         raise TypeError(f"guide must be a name or a callable, got {type(guide).__name__}")
     valid = guide_names(model)
     if guide not in valid:
+        reason = f" ({model.unsupported_guides_reason})" if guide in model.unsupported_guides else ""
         raise ValueError(
-            f"unknown guide {guide!r} for {type(model).__name__}; valid guides: {', '.join(valid)}"
+            f"unknown guide {guide!r} for {type(model).__name__}; valid guides: {', '.join(valid)}{reason}"
         )
     offered = model.guides()
     if guide in offered:

@@ -39,7 +39,15 @@ from typing import Any, Protocol
 import pyro
 import pyro.poutine as poutine
 import torch
-from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
+from pyro.infer import (
+    JitTrace_ELBO,
+    JitTraceEnum_ELBO,
+    JitTraceMeanField_ELBO,
+    Predictive,
+    Trace_ELBO,
+    TraceEnum_ELBO,
+    TraceMeanField_ELBO,
+)
 from pyro.poutine.util import site_is_subsample
 
 from zoo.checks import derived_seed
@@ -59,7 +67,8 @@ __all__ = ["SVI", "run_svi", "Optimizer"]
 
 
 def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -> Any:
-    """TraceEnum_ELBO (discrete sites summed out) when ``enumerated``, else Trace_ELBO; their
+    """TraceEnum_ELBO (discrete sites summed out) when ``enumerated``, TraceMeanField_ELBO (each
+    latent site's KL term in closed form) for a model declaring ``analytic_kl``, else Trace_ELBO; their
     compiled versions (JitTraceEnum_ELBO, JitTrace_ELBO) when ``jit``."""
     options: dict[str, Any] = {
         # stated, not guessed: with several particles Pyro would otherwise trace the model to
@@ -76,6 +85,8 @@ def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -
     if enumerated:
         enumerating = JitTraceEnum_ELBO if jit else TraceEnum_ELBO
         return enumerating(**options)
+    if model.analytic_kl:
+        return (JitTraceMeanField_ELBO if jit else TraceMeanField_ELBO)(**options)
     return (JitTrace_ELBO if jit else Trace_ELBO)(**options)
 
 

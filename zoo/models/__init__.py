@@ -1,6 +1,9 @@
 """zoo's models: one file per family, each p(x, z) in Pyro primitives."""
 
+from zoo.models.autoregressive import Autoregressive
 from zoo.models.base import Model
+from zoo.models.diffusion import Diffusion
+from zoo.models.flow import Flow
 from zoo.models.dirichlet_process import DirichletProcessMixture
 from zoo.models.factor_analysis import FactorAnalysis
 from zoo.models.family_mixture import Mixture
@@ -13,4 +16,4 @@ from zoo.models.registry import MODELS, get, names, register
 from zoo.models.vae import VAE
 from zoo.models.zero_inflated import ZeroInflatedPoisson
 
-__all__ = ["Model", "DirichletProcessMixture", "FactorAnalysis", "GAN", "GaussianMixture", "Mixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "ZeroInflatedPoisson", "MODELS", "get", "names", "register"]
+__all__ = ["Model", "Autoregressive", "DirichletProcessMixture", "Diffusion", "FactorAnalysis", "Flow", "GAN", "GaussianMixture", "Mixture", "HiddenMarkovModel", "NaiveBayes", "VAE", "SemiSupervisedVAE", "ZeroInflatedPoisson", "MODELS", "get", "names", "register"]

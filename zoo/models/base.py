@@ -98,8 +98,15 @@ class Model(PyroModule):
     #: a tensor's value (a recording keeps the branch of the point it was made at). A contract
     #: test checks the recording against the eager potential at other points.
     static_likelihood: ClassVar[bool] = False
+    #: SVI fits this model with ``TraceMeanField_ELBO``: the KL term of each latent site in
+    #: closed form (given the values upstream of it), where the guide and model distributions of
+    #: every latent site are pairs Pyro has a KL divergence for (a diffusion model's Gaussians).
+    analytic_kl: ClassVar[bool] = False
     #: Names of the guides this model cannot take (e.g. autoguides too big for a network).
     unsupported_guides: ClassVar[tuple[str, ...]] = ()
+    #: Why it cannot take them, added to the error when one is asked for (e.g. a flow, whose
+    #: weights are parameters and which has no latent site for a posterior).
+    unsupported_guides_reason: ClassVar[str] = ""
     #: Latent sites local to each datum (a VAE's codes; M2's class too): the guide infers them,
     #: but a Fit keeps no draws of them (they are not parameters of p(x)), and ``log_likelihood``
     #: integrates them out (for a VAE, by importance sampling).

@@ -20,6 +20,7 @@ import numbers
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import pyro
 import pyro.distributions as dist
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ from zoo.models.base import Model
 
 __all__ = [
     "ARCHITECTURES", "MLP", "Encoder", "Decoder", "Classifier", "Discriminator", "image_size", "check_architecture",
-    "NetworkModel",
+    "NetworkModel", "ShapedNetworkModel", "NetworkDensity",
 ]
 
 ARCHITECTURES = ("mlp", "conv")
@@ -357,37 +358,35 @@ class Discriminator(_ImageReader):
         return self.mlp(features).reshape(batch)
 
 
-class NetworkModel(Model):
-    """What the network models (VAE, GAN) share: networks built for the data's shape.
+class ShapedNetworkModel(Model):
+    """What every network model shares: networks built for the data's shape, from a seed.
 
-    A subclass stores ``image_shape`` (None until the networks exist) and rebuilds itself from
-    ``config()`` with the shape of the data it is prepared for; ``prepared_config`` may resolve
-    other data-dependent options (the GAN's ``output="auto"``).
+    A subclass stores ``image_shape`` (None until the networks exist), builds its networks in
+    :meth:`build_networks` and rebuilds itself from ``config()`` with the shape of the data it
+    is prepared for; ``prepared_config`` may resolve other data-dependent options (the GAN's
+    ``output="auto"``). :class:`NetworkModel` adds a latent code (VAE, GAN); the explicit
+    densities without one (a flow, an autoregressive model, a diffusion model) derive from this
+    class directly.
     """
 
-    def __init__(self, latent_dim: int, hidden_sizes: Sequence[int], architecture: str, init_seed: int) -> None:
-        """The checks and settings every network model's constructor shares: ``latent_dim`` >= 1,
-        ``hidden_sizes`` positive integers, ``architecture`` one of :data:`ARCHITECTURES`, the seed
-        of the initial weights; no networks until :meth:`_build` is given a datum's shape.
+    def __init__(self, hidden_sizes: Sequence[int], init_seed: int) -> None:
+        """The checks and settings every network model's constructor shares: ``hidden_sizes``
+        positive integers, the seed of the initial weights; no networks until :meth:`_build` is
+        given a datum's shape.
 
         Raises
         ------
         TypeError
-            If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
+            If ``hidden_sizes`` is not a sequence.
         ValueError
-            Naming the argument that is out of range.
+            If a hidden size is not a positive integer.
         """
         super().__init__()
-        check_positive_int(latent_dim, "latent_dim", minimum=1)
-        if architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if isinstance(hidden_sizes, (str, bytes)) or not isinstance(hidden_sizes, Sequence):
             raise TypeError(f"hidden_sizes must be a sequence of integers, got {hidden_sizes!r}")
         if any(isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1 for size in hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {list(hidden_sizes)}")
-        self.latent_dim = latent_dim
         self.hidden_sizes = [int(size) for size in hidden_sizes]
-        self.architecture = architecture
         self.init_seed = int(init_seed)
         self.image_shape: list[int] | None = None
 
@@ -395,10 +394,13 @@ class NetworkModel(Model):
         """Create the networks for data of ``shape`` (called under ``seeded(init_seed)``)."""
         raise NotImplementedError
 
+    def check_shape(self, shape: list[int]) -> None:
+        """Raise ValueError unless the networks can be built for one datum of ``shape``."""
+
     def _build(self, shape: Sequence[int]) -> None:
         """Build the networks for data of ``shape`` (one datum's), seeded by ``init_seed``."""
         shape = [int(size) for size in shape]
-        check_architecture(self.architecture, shape)
+        self.check_shape(shape)
         self.image_shape = shape
         with seeded(self.init_seed):
             self.build_networks(shape)
@@ -414,11 +416,6 @@ class NetworkModel(Model):
         self._check_ready()
         return next(self.parameters()).device
 
-    def prior(self) -> "dist.Distribution":
-        """p(z) = Normal(0, I_L), event shape (L,), L = ``latent_dim``."""
-        zero = torch.zeros(self.latent_dim, device=self.device)
-        return dist.Normal(zero, 1.0).to_event(1)
-
     def _check_ready(self) -> None:
         if self.image_shape is None:
             raise ValueError(
@@ -430,10 +427,114 @@ class NetworkModel(Model):
         """Constructor arguments that depend on ``data``, besides its shape (none by default)."""
         return {}
 
-    def prepare(self, data: Any) -> "NetworkModel":
+    def prepare(self, data: Any) -> "ShapedNetworkModel":
         """A copy for ``data``: networks built for its shape, or this model's own weights (copied)
         when it was built already, so training can continue from a fitted model."""
         self.validate(data)
         if self.image_shape is not None:
             return copy.deepcopy(self)
         return type(self)(**{**self.config(), **self.prepared_config(data), "image_shape": list(data.x.shape[1:])})
+
+
+class NetworkModel(ShapedNetworkModel):
+    """What the network models with a latent code (VAE, GAN) share: a code size, an
+    architecture, and the prior p(z) of the code."""
+
+    def __init__(self, latent_dim: int, hidden_sizes: Sequence[int], architecture: str, init_seed: int) -> None:
+        """The checks and settings every network model's constructor shares: ``latent_dim`` >= 1,
+        ``hidden_sizes`` positive integers, ``architecture`` one of :data:`ARCHITECTURES`, the seed
+        of the initial weights; no networks until :meth:`_build` is given a datum's shape.
+
+        Raises
+        ------
+        TypeError
+            If ``latent_dim`` is not an integer or ``hidden_sizes`` not a sequence.
+        ValueError
+            Naming the argument that is out of range.
+        """
+        check_positive_int(latent_dim, "latent_dim", minimum=1)
+        if architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+        super().__init__(hidden_sizes, init_seed)
+        self.latent_dim = latent_dim
+        self.architecture = architecture
+
+    def check_shape(self, shape: list[int]) -> None:
+        check_architecture(self.architecture, shape)
+
+    def prior(self) -> "dist.Distribution":
+        """p(z) = Normal(0, I_L), event shape (L,), L = ``latent_dim``."""
+        zero = torch.zeros(self.latent_dim, device=self.device)
+        return dist.Normal(zero, 1.0).to_event(1)
+
+
+class NetworkDensity(ShapedNetworkModel):
+    """A network model whose density is one distribution over a whole datum (a flow, an
+    autoregressive model): no latent site, an exact ``log_prob``.
+
+    A subclass builds its networks and returns p(x) from :meth:`distribution` (event shape
+    ``event_shape``); ``forward`` observes every datum of the data plate under it, and
+    ``log_likelihood`` is its ``log_prob``. The weights are the only unknowns, point estimates
+    (guide ``"delta"``: an empty guide, so the ELBO is the exact log-likelihood and the fit is
+    maximum likelihood); a variational posterior over them is refused with a message.
+    """
+
+    methods = ("svi",)
+    default_guide = "delta"
+    num_threads = None
+    unsupported_guides = ("normal", "mvn", "lowrank", "laplace", "iaf")
+    unsupported_guides_reason = (
+        "this model has no latent site: its weights are point estimates (guide 'delta', maximum "
+        "likelihood); a variational posterior over its weights is not offered"
+    )
+
+    def distribution(self) -> "dist.Distribution":
+        """p(x) of one datum: event shape ``event_shape``, batch shape ()."""
+        raise NotImplementedError
+
+    def forward(
+        self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None
+    ) -> torch.Tensor:
+        """p(x): ``x`` shaped (N, *event_shape) to condition on, or ``num_data`` to generate.
+
+        Returns
+        -------
+        Tensor, shape (batch, *event_shape)
+            The data of the (subsampled) data plate: ``x``'s rows, or new ones.
+        """
+        density = self.distribution()  # built once: each network lookup registers its weights with Pyro
+        size = x.shape[0] if x is not None else num_data
+        if size is None:
+            raise ValueError("give x (to condition on) or num_data (to generate)")
+        with pyro.plate(self.data_plate, size, subsample_size=batch_size, device=self.device) as index:
+            observed = None if x is None else x.index_select(0, index)
+            return pyro.sample(self.observed_site, density, obs=observed)
+
+    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Any, batch_size: int = 4096) -> torch.Tensor:
+        """The exact log p(x_i) per datum.
+
+        Parameters
+        ----------
+        draws : dict
+            Empty (the weights are point estimates).
+        data : Dataset
+        batch_size : int
+            Data per chunk (memory).
+
+        Returns
+        -------
+        Tensor, shape (1, num_data)
+        """
+        self.validate(data)
+        density = self.distribution()
+        with torch.no_grad():
+            rows = [density.log_prob(chunk.to(self.device)) for chunk in data.x.split(batch_size)]
+        return torch.cat(rows).unsqueeze(0).cpu()
+
+    def dims(self) -> dict[str, list[str]]:
+        if self.image_shape is not None and len(self.image_shape) == 2:
+            return {"x": ["datum", "row", "column"]}
+        return {"x": ["datum", "pixel"]}
+
+    def capability(self, name: str) -> bool:
+        return name in ("log_prob", "sample")

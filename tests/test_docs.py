@@ -60,6 +60,8 @@ def text_of(page: Path) -> str:
     return " ".join(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")).split())
 
 
+# Both tests of the built site run in one worker (pytest-xdist's loadgroup): the site is built once.
+@pytest.mark.xdist_group("built_site")
 def test_site_builds_without_warnings_and_has_every_page(site: Path) -> None:
     index = (site / "index.html").read_text(encoding="utf-8")
     cards = re.findall(r'class="zoo-gallery-card', index)
@@ -271,6 +273,7 @@ PAGES_TO_SEE = [
 ]
 
 
+@pytest.mark.xdist_group("built_site")
 def test_pages_render_in_headless_chromium(site: Path) -> None:
     if CHROMIUM is None:
         pytest.skip("headless Chromium is not installed: `apt-get install -y chromium` (Debian) runs this check")

@@ -65,6 +65,7 @@ except ImportError as error:  # pragma: no cover - scikit-learn is an optional d
 from zoo.datasets.dataset import Dataset
 from zoo.infer import fit as zoo_fit
 from zoo.infer.methods import SVI, parse_method
+from zoo.models.factor_analysis import FactorAnalysis as ZooFactorAnalysis
 from zoo.models.hmm import HiddenMarkovModel as ZooHiddenMarkovModel
 from zoo.models.mixture import GaussianMixture as ZooGaussianMixture
 from zoo.models.naive_bayes import NaiveBayes as ZooNaiveBayes
@@ -73,7 +74,7 @@ from zoo.models.vae import VAE as ZooVAE
 from zoo.models.vae import decode, encode
 from zoo.results import Fit
 
-__all__ = ["GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE"]
+__all__ = ["FactorAnalysis", "GaussianMixture", "HiddenMarkovModel", "NaiveBayes", "VAE"]
 
 FLOAT_TYPES = (np.float64, np.float32)
 
@@ -387,6 +388,128 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
 
         ``-2 * total log-likelihood + 2 * num_parameters``, as scikit-learn's.
         """
+        self._check_point_estimate("aic")
+        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._num_parameters())
+
+
+# --------------------------------------------------------------------------- factor analysis
+class FactorAnalysis(DensityMixin, TransformerMixin, _ZooEstimator):
+    """Factor analysis or probabilistic PCA with scikit-learn's ``FactorAnalysis`` / ``PCA``
+    interface: ``transform`` gives the codes, ``score_samples`` the log-likelihood per sample.
+
+    Wraps :class:`zoo.models.FactorAnalysis` (the codes integrated out exactly).
+
+    Parameters
+    ----------
+    n_components : int
+        L, the number of factors (at most the number of features).
+    noise : {"diagonal", "isotropic"}
+        One noise variance per feature (factor analysis, scikit-learn's ``FactorAnalysis``; the
+        default here) or one shared by all features (probabilistic PCA, whose MAP is
+        scikit-learn's ``PCA(n_components)`` density up to zoo's weak priors).
+    method : str or zoo method object
+        "map" (the default), "svi:mvn", "nuts", ... or ``zoo.SVI(...)`` / ``zoo.NUTS(...)``.
+    posterior_draws : int or None
+        Posterior draws ``transform`` averages over; None: all.
+    random_state : int, numpy RandomState or None
+        Seed of the fit; None keeps the method's seed.
+    model_options : dict, optional
+        Further arguments of :class:`zoo.models.FactorAnalysis` (its priors).
+
+    Attributes
+    ----------
+    fit_ : zoo.Fit
+    components_ : ndarray, shape (n_components, n_features)
+        The loadings ``W.T`` of the point estimate, in zoo's canonical rotation (orthogonal
+        columns of ``W`` by decreasing norm), as scikit-learn's ``components_``.
+    mean_ : ndarray, shape (n_features,)
+    noise_variance_ : ndarray, shape (n_features,)
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from zoo.sklearn import FactorAnalysis
+    >>> X = np.random.RandomState(0).normal(size=(60, 4))
+    >>> fa = FactorAnalysis(n_components=2).fit(X)
+    >>> fa.transform(X).shape, fa.get_covariance().shape
+    ((60, 2), (4, 4))
+    """
+
+    def __init__(
+        self,
+        *,
+        n_components: int = 1,
+        noise: str = "diagonal",
+        method: Any = "map",
+        posterior_draws: int | None = 100,
+        random_state: Any = None,
+        model_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.n_components = n_components
+        self.noise = noise
+        self.method = method
+        self.posterior_draws = posterior_draws
+        self.random_state = random_state
+        self.model_options = model_options
+
+    def fit(self, X: Any, y: Any = None) -> "FactorAnalysis":
+        """Fit the model to ``X``, shape (n_samples, n_features); ``y`` is ignored."""
+        latent_dim = _check_count(self.n_components, "n_components")
+        noise = _check_choice(self.noise, "noise", ("diagonal", "isotropic"))
+        _check_posterior_draws(self.posterior_draws)
+        options = _check_options(self.model_options)
+        method = _method(self.method, self.random_state)
+        X = self._validate(X, reset=True, ensure_min_samples=2)
+        if latent_dim > X.shape[1]:
+            raise ValueError(f"n_components={latent_dim} must be at most the number of features ({X.shape[1]})")
+        point = self._fit(ZooFactorAnalysis(latent_dim, noise=noise, **options), self._dataset(X), method).point
+        self.components_ = _as_numpy(point["weights"]).T
+        self.mean_ = _as_numpy(point["loc"])
+        self.noise_variance_ = np.broadcast_to(_as_numpy(point["noise_scale"]) ** 2, self.mean_.shape).copy()
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Posterior mean of each sample's code, E[z | x], shape (n_samples, n_components)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        mean, _ = self.fit_.transform(self._dataset(X), num_draws=self.posterior_draws)
+        return _as_numpy(mean)
+
+    def get_covariance(self) -> np.ndarray:
+        """The model's covariance of x at the point estimate, ``W W^T + Psi``: (n_features, n_features)."""
+        check_is_fitted(self)
+        return self.components_.T @ self.components_ + np.diag(self.noise_variance_)
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log predictive density of each sample, codes integrated out: shape (n_samples,)
+        (log p(x_i | theta) after a MAP fit, scikit-learn's ``score_samples``)."""
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return _as_numpy(_in_float64(self.fit_).log_prob(self._dataset(X)))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log predictive density per sample (higher is better): ``score_samples(X).mean()``."""
+        return float(self.score_samples(X).mean())
+
+    def sample(self, n_samples: int = 1) -> np.ndarray:
+        """New samples from the fitted model (the posterior predictive): shape (n_samples, n_features)."""
+        check_is_fitted(self)
+        return _as_numpy(self.fit_.sample(_check_count(n_samples, "n_samples"), seed=_seed(self.random_state) or 0))
+
+    def _num_parameters(self) -> int:
+        latent_dim, num_features = self.components_.shape
+        noise = num_features if self.noise == "diagonal" else 1
+        # W up to rotation: D L - L (L - 1) / 2 free numbers
+        return int(num_features * latent_dim - latent_dim * (latent_dim - 1) // 2 + num_features + noise)
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion at the MAP estimate (lower is better); MAP fits only."""
+        self._check_point_estimate("bic")
+        return float(-2.0 * self.score_samples(X).sum() + self._num_parameters() * math.log(len(self._validate(X, reset=False))))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion at the MAP estimate (lower is better); MAP fits only."""
         self._check_point_estimate("aic")
         return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._num_parameters())
 

@@ -223,7 +223,7 @@ class Dataset:
         assert observed is not None
         real = observed.reshape(len(x), -1)
         if self.lengths is not None:
-            steps = torch.arange(x.shape[1]) < self.lengths.unsqueeze(-1)
+            steps = torch.arange(x.shape[1], device=x.device) < self.lengths.unsqueeze(-1)
             real = (observed.reshape(x.shape[0], x.shape[1], -1) & steps.unsqueeze(-1)).reshape(len(x), -1)
         empty = ~real.any(1)
         if empty.any():
@@ -263,7 +263,7 @@ class Dataset:
         if (states < UNLABELED).any():
             raise ValueError(f"states holds {int(states.min())}: states must be 0, 1, ... or -1 where unknown")
         if self.lengths is not None:
-            padded = torch.arange(x.shape[1]) >= self.lengths.unsqueeze(-1)
+            padded = torch.arange(x.shape[1], device=x.device) >= self.lengths.unsqueeze(-1)
             if (states[padded] != UNLABELED).any():
                 sequence, step = (padded & (states != UNLABELED)).nonzero()[0].tolist()
                 raise ValueError(

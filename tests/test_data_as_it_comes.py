@@ -501,3 +501,14 @@ def test_a_few_labels_name_overlapping_states() -> None:
     accuracy = float((paths == truth).float().mean())
     best = max(float((torch.tensor(order)[paths] == truth).float().mean()) for order in itertools.permutations(range(3)))
     assert accuracy == best and accuracy > 0.75
+
+
+def test_a_data_frame_with_empty_cells_becomes_masked_data() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"a": [1.0, np.nan, 2.0], "b": [0.5, 1.0, np.nan], "kind": ["x", "y", "x"]})
+    with pytest.raises(ValueError, match="missing='mask'"):
+        zoo.Dataset.from_frame(frame, label="kind")
+    data = zoo.Dataset.from_frame(frame, label="kind", missing="mask")
+    assert data.observed.tolist() == [[True, True], [False, True], [True, False]]
+    assert data.feature_names == ("a", "b")

@@ -238,7 +238,7 @@ class Dataset:
         assert observed is not None
         real = observed.reshape(len(x), -1)
         if self.lengths is not None:
-            steps = torch.arange(x.shape[1]) < self.lengths.unsqueeze(-1)
+            steps = torch.arange(x.shape[1], device=x.device) < self.lengths.unsqueeze(-1)
             real = (observed.reshape(x.shape[0], x.shape[1], -1) & steps.unsqueeze(-1)).reshape(len(x), -1)
         empty = ~real.any(1)
         if empty.any():
@@ -278,7 +278,7 @@ class Dataset:
         if (states < UNLABELED).any():
             raise ValueError(f"states holds {int(states.min())}: states must be 0, 1, ... or -1 where unknown")
         if self.lengths is not None:
-            padded = torch.arange(x.shape[1]) >= self.lengths.unsqueeze(-1)
+            padded = torch.arange(x.shape[1], device=x.device) >= self.lengths.unsqueeze(-1)
             if (states[padded] != UNLABELED).any():
                 sequence, step = (padded & (states != UNLABELED)).nonzero()[0].tolist()
                 raise ValueError(
@@ -289,11 +289,20 @@ class Dataset:
 
     @classmethod
     def from_frame(
-        cls, frame: Any, label: Any = None, *, name: str | None = None, description: str = "", source: str = "", **columns: Any
+        cls,
+        frame: Any,
+        label: Any = None,
+        *,
+        name: str | None = None,
+        description: str = "",
+        source: str = "",
+        missing: str | None = None,
+        **columns: Any,
     ) -> "Dataset":
         """A `Dataset` from a pandas DataFrame: numeric columns as features (their names kept as
         ``feature_names``), ``label`` the column of class labels; ``columns``, ``sequence_id``
-        and ``time`` choose the features and make sequences (see :mod:`zoo.datasets.frames`).
+        and ``time`` choose the features and make sequences (see :mod:`zoo.datasets.frames`);
+        ``missing="mask"`` takes empty feature cells as missing entries (see :class:`Dataset`).
 
         >>> import pandas as pd, zoo
         >>> frame = pd.DataFrame({"a": [0.5, 1.5, 2.0], "b": [1.0, 0.0, 2.0], "kind": ["x", "y", "x"]})
@@ -302,14 +311,14 @@ class Dataset:
         """
         fields = frame_fields(frame, label, unlabeled=UNLABELED, **columns)
         found = fields.pop("description")
-        return cls(**fields, name=name, description=" ".join(part for part in (description, found) if part), source=source)
+        return cls(**fields, name=name, description=" ".join(part for part in (description, found) if part), source=source, missing=missing)
 
     @classmethod
-    def from_file(cls, path: Any, label: Any = None, **columns: Any) -> "Dataset":
+    def from_file(cls, path: Any, label: Any = None, *, missing: str | None = None, **columns: Any) -> "Dataset":
         """A `Dataset` from a CSV file (with a header row) or a ``.npy`` array, named after the
-        file; ``label``, ``columns``, ``sequence_id``, ``time`` as in :meth:`from_frame` (see
-        :func:`zoo.datasets.frames.file_fields`)."""
-        return cls(**file_fields(path, label, unlabeled=UNLABELED, **columns))
+        file; ``label``, ``columns``, ``sequence_id``, ``time``, ``missing`` as in
+        :meth:`from_frame` (see :func:`zoo.datasets.frames.file_fields`)."""
+        return cls(**file_fields(path, label, unlabeled=UNLABELED, **columns), missing=missing)
 
     # ------------------------------------------------------------------ views
     def __len__(self) -> int:

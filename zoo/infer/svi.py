@@ -950,6 +950,9 @@ def _to_device(value: Any, device: torch.device) -> Any:
             x=value.x.to(device),
             y=None if value.y is None else value.y.to(device),
             lengths=None if value.lengths is None else value.lengths.to(device),
+            weights=None if value.weights is None else value.weights.to(device),
+            observed=None if value.observed is None else value.observed.to(device),
+            states=None if value.states is None else value.states.to(device),
         )
     return {
         name: item.to(device) if isinstance(item, torch.Tensor) else _to_device(item, device) if isinstance(item, Dataset) else item

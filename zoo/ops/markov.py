@@ -77,8 +77,8 @@ def clamp_states(states: torch.Tensor, num_states: int, dtype: torch.dtype) -> t
         0 for an unknown step and for the known state, :data:`IMPOSSIBLE` for the other states.
     """
     known = (states >= 0).unsqueeze(-1)
-    other = torch.arange(num_states) != states.clamp(min=0).unsqueeze(-1)
-    return torch.where(known & other, torch.tensor(IMPOSSIBLE, dtype=dtype), torch.zeros((), dtype=dtype))
+    other = torch.arange(num_states, device=states.device) != states.clamp(min=0).unsqueeze(-1)
+    return torch.where(known & other, torch.tensor(IMPOSSIBLE, dtype=dtype, device=states.device), torch.zeros((), dtype=dtype, device=states.device))
 
 #: Largest S * N * K**3 (the parallel scan's work per time step) for which "auto" takes the scan.
 #: The sequential pass costs a roughly fixed overhead per step (a few small operations), the

@@ -63,7 +63,7 @@ register_method("exact", Exact, run_exact)
 register_method("adversarial", Adversarial, run_adversarial)
 
 
-def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) -> Fit:
+def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, resume: Any = None) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
 
     Parameters
@@ -78,6 +78,9 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
     held_out : zoo.Dataset, Tensor or numpy array, optional
         Data not fitted, whose negative ELBO per observation SVI records after every epoch
         (``fit.history["held_out_loss"]``). SVI only.
+    resume : str or path, optional
+        A checkpoint written by ``zoo.SVI(checkpoint=...)``: the fit continues from it (SVI by
+        Adam only; the model, data size and method must be those that wrote it).
 
     Returns
     -------
@@ -115,10 +118,15 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None) ->
         prepared = model.prepare(data)
         method.validate(prepared, data)
     run = METHODS[kind][1]
-    if held_out is None:
-        return run(prepared, data, method)
-    if kind != "svi":
-        raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
-    held_out = as_dataset(held_out, "held_out")
-    prepared.validate(held_out)
-    return run(prepared, data, method, held_out=held_out)
+    options: dict[str, Any] = {}
+    if resume is not None:
+        if kind != "svi":
+            raise ValueError(f"resume: only SVI writes checkpoints; {type(method).__name__} does not take one")
+        options["resume"] = resume
+    if held_out is not None:
+        if kind != "svi":
+            raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
+        held_out = as_dataset(held_out, "held_out")
+        prepared.validate(held_out)
+        options["held_out"] = held_out
+    return run(prepared, data, method, **options)

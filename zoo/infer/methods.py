@@ -217,6 +217,16 @@ class SVI(MethodConfig, kind="svi"):
         favour of ``torch.compile``, which Pyro's effect handlers do not support yet: the option
         lasts as long as torch keeps it.
 
+    checkpoint : str, optional
+        A file that SVI (by Adam) rewrites every ``checkpoint_every`` steps with what it needs
+        to go on: the parameters, Adam's moments, the random generators, the step and the loss
+        record (zoo's safe record format, written to a temporary file and moved into place, so
+        an interrupted write leaves the last checkpoint whole). ``zoo.fit(model, data,
+        method, resume=path)`` continues from it, and the run is the one an uninterrupted run
+        with the same settings would have made, step for step.
+    checkpoint_every : int
+        Steps between checkpoints.
+
     The per-epoch record is in ``fit.history``: "epoch_loss" (loss per datum, averaged over the
     epoch's steps), "learning_rate" (at the epoch's end) and, when ``zoo.fit`` is given
     ``held_out`` data, "held_out_loss" (negative ELBO per observation of the held-out data after
@@ -240,10 +250,15 @@ class SVI(MethodConfig, kind="svi"):
     device: str = "cpu"
     distributed: bool = False
     jit: bool | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int(self.num_steps, "num_steps")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            raise TypeError(f"checkpoint must be a file path (str), got {type(self.checkpoint).__name__}")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
         if self.learning_rate is not None:
             check_positive_float(self.learning_rate, "learning_rate")
         check_positive_int(self.num_particles, "num_particles")

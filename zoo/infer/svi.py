@@ -29,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyro
@@ -50,6 +53,7 @@ from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_g
 from zoo.infer.methods import SVI
 from zoo.infer.optimizers import LBFGS, Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
+from zoo.io import read_record, write_record
 from zoo.ops.stationarity import late_window_trend
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -421,9 +425,19 @@ class _Run:
         return False
 
 
-def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: _HeldOut | None, bar: Any) -> _Run:
+def _optimise(
+    training: _Training,
+    optimizer: Optimizer,
+    method: SVI,
+    held_out: _HeldOut | None,
+    bar: Any,
+    checkpoint: "_Checkpoint | None" = None,
+    resumed: "tuple[dict[str, Any], Any] | None" = None,
+) -> _Run:
     """Step ``optimizer`` over the batches until the budget, convergence, a non-finite loss or
-    Ctrl-C; returns the record, the parameters left at their last good values."""
+    Ctrl-C; returns the record, the parameters left at their last good values. With
+    ``checkpoint``, the state is written every ``method.checkpoint_every`` steps; with
+    ``resumed`` (a checkpoint's metadata and tensors), the run continues from it."""
     run = _Run(history={"epoch_loss": [], "learning_rate": [], "epoch_time": []})
     if held_out is not None:
         run.history["held_out_loss"] = []
@@ -431,10 +445,14 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     factor = _schedule(method, batches.total)
     base_rate = optimizer.learning_rate
     device = torch.device(method.device)
+    first = 0
+    if resumed is not None:
+        first = _restore(resumed, training, optimizer, run)
+        bar.update(first)
     if factor is not None:
-        optimizer.learning_rate = base_rate * factor(0)
+        optimizer.learning_rate = base_rate * factor(first)
     try:
-        for step in range(batches.total):
+        for step in range(first, batches.total):
             index = batches.index(step, device)
             value = optimizer.step(functools.partial(_step_loss, training, index))
             if value is None:
@@ -449,6 +467,8 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
+            if checkpoint is not None and (step + 1) % method.checkpoint_every == 0:
+                checkpoint.write(step + 1, training, optimizer, run)
             if run.converged(optimizer, method.tolerance):
                 break
     except KeyboardInterrupt:
@@ -459,11 +479,117 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     return run
 
 
+# ---------------------------------------------------------------------- checkpoints
+#: The ``kind`` in a checkpoint's metadata, telling it from a saved Fit.
+CHECKPOINT_KIND = "zoo.svi_checkpoint"
+
+#: Method fields that may differ between the run that wrote a checkpoint and the one resuming.
+_FREE_FIELDS = ("checkpoint", "checkpoint_every", "progress")
+
+
+class _Checkpoint:
+    """One SVI checkpoint file: who may write it (model, data size, method) and how.
+
+    The record (:func:`zoo.io.write_record`) holds the parameters in the order the optimiser
+    holds them, Adam's step counts and moments, torch's random state and the batch order's
+    generator, and the loss record, so a resumed run takes exactly the steps an uninterrupted
+    one would. It is written to ``PATH.tmp`` and moved over ``PATH`` (``os.replace``: atomic on
+    one file system), so a crash while writing leaves the previous checkpoint whole.
+    """
+
+    def __init__(self, path: Any, model: Model, data: Dataset, method: SVI) -> None:
+        self.path = Path(path)
+        settings = {name: value for name, value in method.to_dict().items() if name not in _FREE_FIELDS}
+        self.identity = {
+            "kind": CHECKPOINT_KIND,
+            "model": type(model).registry_name or type(model).__name__,
+            "config": json.loads(json.dumps(model.config(), default=str)),
+            "method": json.loads(json.dumps(settings, default=str)),
+            "num_data": len(data),
+        }
+
+    def read(self) -> tuple[dict[str, Any], Any]:
+        """The checkpoint's metadata and tensors, after checking that it was written by this
+        model, data size and method.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such file.
+        ValueError
+            If the file is not a zoo SVI checkpoint, or one of another model or method.
+        """
+        metadata, tensors = read_record(self.path)
+        if metadata.get("kind") != CHECKPOINT_KIND:
+            raise ValueError(f"resume: {self.path} is not an SVI checkpoint (a saved Fit? zoo.load reads those)")
+        different = [key for key in ("model", "config", "method", "num_data") if metadata.get(key) != self.identity[key]]
+        if different:
+            details = "; ".join(f"{key}: checkpoint {metadata.get(key)!r}, this fit {self.identity[key]!r}" for key in different)
+            raise ValueError(f"resume: the checkpoint {self.path} was written by another fit ({details})")
+        return metadata, tensors
+
+    def write(self, step: int, training: _Training, optimizer: Optimizer, run: _Run) -> None:
+        adam = optimizer.adam  # type: ignore[attr-defined]  # checkpoints are for Adam (run_svi checks)
+        moments = {
+            f"{kind}{index}": value
+            for index, (first, second) in enumerate(zip(adam.first_moments, adam.second_moments))
+            for kind, value in (("first", first), ("second", second))
+            if value is not None
+        }
+        metadata = {**self.identity, "step": step, "quiet": run.quiet}
+        tensors = {
+            "parameters": {str(index): parameter for index, parameter in enumerate(training.parameters)},
+            "adam_steps": torch.tensor(adam.steps, dtype=torch.long),
+            "adam_moments": moments,
+            "random": {
+                "torch": torch.get_rng_state(),
+                "batches": training.batches.generator.get_state(),
+                "order": training.batches.order,
+            },
+            "losses": torch.tensor(run.losses, dtype=torch.float64),
+            "epoch_losses": torch.tensor(run.epoch_losses, dtype=torch.float64),
+            "history": {name: torch.tensor(values, dtype=torch.float64) for name, values in run.history.items()},
+        }
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        write_record(temporary, metadata, tensors)
+        os.replace(temporary, self.path)
+
+
+def _restore(resumed: tuple[dict[str, Any], Any], training: _Training, optimizer: Optimizer, run: _Run) -> int:
+    """Put a checkpoint's state into the training, the optimiser and the run record; returns
+    the step to continue from."""
+    metadata, tensors = resumed
+    saved = tensors["parameters"]
+    if len(saved) != len(training.parameters) or any(
+        saved[str(index)].shape != parameter.shape for index, parameter in enumerate(training.parameters)
+    ):
+        raise ValueError("resume: the checkpoint's parameters do not match this model and guide's")
+    with torch.no_grad():
+        for index, parameter in enumerate(training.parameters):
+            parameter.copy_(saved[str(index)])
+    adam = optimizer.adam  # type: ignore[attr-defined]
+    adam.steps = [int(value) for value in tensors["adam_steps"]]
+    moments = tensors["adam_moments"]
+    adam.first_moments = [moments.get(f"first{index}") for index in range(len(training.parameters))]
+    adam.second_moments = [moments.get(f"second{index}") for index in range(len(training.parameters))]
+    torch.set_rng_state(tensors["random"]["torch"])
+    training.batches.generator.set_state(tensors["random"]["batches"])
+    training.batches.order = tensors["random"]["order"]
+    run.losses = [float(value) for value in tensors["losses"]]
+    run.epoch_losses = [float(value) for value in tensors["epoch_losses"]]
+    for name, values in tensors["history"].items():
+        run.history[name] = [float(value) for value in values]
+    run.quiet = int(metadata["quiet"])
+    return int(metadata["step"])
+
+
 # ---------------------------------------------------------------------- the runner
-def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None = None) -> Fit:
+def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None = None, resume: Any = None) -> Fit:
     """Fit ``model`` (already prepared for ``data``) by SVI. See :class:`~zoo.infer.methods.SVI`.
 
     ``held_out``: data whose negative ELBO per observation is recorded after every epoch.
+    ``resume``: a checkpoint file (``SVI(checkpoint=...)``) to continue from; it is read and
+    checked against ``model``, ``data`` and ``method`` before any work.
 
     Raises
     ------
@@ -471,6 +597,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         If the loss or a gradient became NaN or infinite; ``error.fit`` holds the partial fit.
     """
     start = time.perf_counter()
+    checkpoint = None if method.checkpoint is None else _Checkpoint(method.checkpoint, model, data, method)
+    resumed = None if resume is None else _Checkpoint(resume, model, data, method).read()
     rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
@@ -480,8 +608,13 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             torch.manual_seed(method.seed + 7919 * rank)
         scorer = None if held_out is None else _HeldOut(training, held_out, device)
         optimizer = _make_optimizer(method, training.guide_name, training.parameters)
+        if (checkpoint is not None or resumed is not None) and (optimizer.name != "adam" or world > 1):
+            raise ValueError(
+                "checkpoint / resume: only single-process SVI by Adam writes checkpoints (an L-BFGS MAP fit "
+                f"takes tens of steps; this one runs {optimizer.name} in {world} process(es))"
+            )
         bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
-        run = _optimise(training, optimizer, method, scorer, bar)
+        run = _optimise(training, optimizer, method, scorer, bar, checkpoint, resumed)
         guide = training.guide
         if training.guide_name == "laplace":
             guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)

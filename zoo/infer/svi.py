@@ -43,6 +43,7 @@ import pyro
 import pyro.poutine as poutine
 import torch
 from pyro.infer import JitTrace_ELBO, JitTraceEnum_ELBO, Predictive, Trace_ELBO, TraceEnum_ELBO
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
@@ -94,7 +95,9 @@ def _enumerates(model: Model, trained: Callable[..., Any], kwargs: dict[str, Any
 
 def _use_jit(method: SVI, model: Model, guide_name: Any) -> bool:
     """Compile the ELBO: as asked, or (``jit=None``) where the model declares itself safe and the
-    guide is one zoo builds by name."""
+    guide is one zoo builds by name; never with a KL weight (a recording would freeze it)."""
+    if _weighted_sites(model, method):
+        return False
     if method.jit is not None:
         return method.jit
     return model.jit_safe and isinstance(guide_name, str)
@@ -114,6 +117,36 @@ def _parameters(model: Model, guide: Any) -> list[torch.Tensor]:
             seen.add(id(parameter))
             unique.append(parameter)
     return unique
+
+
+# ---------------------------------------------------------------------- KL weight
+def _weighted_sites(model: Model, method: SVI) -> tuple[str, ...]:
+    """The local latent sites whose KL term ``SVI(kl_weight=, kl_warmup_steps=)`` weights:
+    the continuous ones (not a class the guide enumerates); none with the plain ELBO."""
+    if method.kl_weight == 1.0 and method.kl_warmup_steps == 0:
+        return ()
+    return tuple(name for name in model.local_sites if name not in model.guide_enumerated_sites)
+
+
+class _SiteWeight(Messenger):
+    """Scales the log densities of the named sites by ``weight``, in the model and the guide
+    alike: their ELBO terms E_q[log p(z)] - E_q[log q(z)] = -KL become -weight KL, the
+    likelihood term untouched (Pyro's ``poutine.scale``, restricted to some sites)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names, self.weight = set(names), 1.0
+
+    def _process_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.names:
+            msg["scale"] = self.weight * msg["scale"]
+
+
+def _kl_weight(method: SVI, step: int) -> float:
+    """The KL weight at ``step`` (from 0): ``kl_weight``, reached linearly over the warm-up."""
+    if method.kl_warmup_steps == 0:
+        return method.kl_weight
+    return method.kl_weight * min(1.0, step / method.kl_warmup_steps)
 
 
 # ---------------------------------------------------------------------- set-up
@@ -139,6 +172,8 @@ class _Training:
     batches: "_Batches"
     auxiliary: bool
     world: int
+    site_weight: "_SiteWeight | None" = None
+    plain: tuple[Any, Any] = (None, None)  # (trained, guide) without the KL weight
 
 
 def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, device: torch.device) -> _Training:
@@ -160,6 +195,13 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
     parameters_of = guide  # the user's own guide callable keeps its parameters, whatever it is handed
     if isinstance(trained, CollapsedModel) and not isinstance(guide_name, str):
         guide = on_training_arguments(guide, model)
+    site_weight = None
+    plain = (trained, guide)
+    weighted = _weighted_sites(model, method)
+    if weighted:
+        site_weight = _SiteWeight(weighted)
+        site_weight.weight = _kl_weight(method, 0)
+        trained, guide = site_weight(trained), site_weight(guide)
     # TraceEnum_ELBO where something is enumerated in what is fitted; the collapsed training
     # model sums its discrete sites out (one factor) and needs only Trace_ELBO, whose steps
     # cost less.
@@ -183,6 +225,8 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
         batches=batches,
         auxiliary=auxiliary,
         world=world,
+        site_weight=site_weight,
+        plain=plain,
     )
 
 
@@ -415,6 +459,16 @@ class _Run:
         self.history["epoch_time"].append(time.perf_counter() - self.epoch_start)
         self.epoch_start, self.epoch_losses = time.perf_counter(), []
 
+    def record_terms(self, training: _Training, kl_weight: float) -> None:
+        """Record the ELBO's two terms per observation, for a model with local latents:
+        "reconstruction" (E_q[log p(x | z)]) and "kl" (KL(q(z | x) || p(z)), summed over the
+        local sites), one-particle estimates on up to :data:`TERM_ROWS` random rows, and the
+        "kl_weight" the objective used. Drawn on a forked generator: the fit's own random
+        stream is what it would be without them."""
+        for name, value in zip(("reconstruction", "kl"), _elbo_terms(training)):
+            self.history.setdefault(name, []).append(value)
+        self.history.setdefault("kl_weight", []).append(kl_weight)
+
     def converged(self, optimizer: Optimizer, tolerance: float) -> bool:
         """Whether the last ``patience`` windows of the loss were quiet (see :func:`_converged`)."""
         if _converged(self.losses, optimizer.window, tolerance):
@@ -423,6 +477,36 @@ class _Run:
         if len(self.losses) % optimizer.window == 0:
             self.quiet = 0
         return False
+
+
+#: Rows on which each epoch's reconstruction and KL terms are estimated.
+TERM_ROWS = 256
+
+
+def _elbo_terms(training: _Training) -> tuple[float, float]:
+    """(reconstruction, kl) per observation: one draw from the guide on a random subset of
+    rows, scaled to the whole data set (the data plate's N / rows), divided by its
+    observations. The plain model and guide (no KL weight) are traced."""
+    trained, guide = training.plain
+    data = training.data
+    model = training.model
+    # the rows are given by replaying the data plate; a subsample size would contradict them
+    kwargs = {**training.kwargs, "batch_size": None} if "batch_size" in training.kwargs else training.kwargs
+    with _forked_rng(data.x.device), torch.no_grad(), pyro.validation_enabled(False):
+        index = torch.randperm(len(data), device=data.x.device)[: min(TERM_ROWS, len(data))]
+        with _subsample(model.data_plate, index):
+            guide_trace = poutine.trace(guide).get_trace(**kwargs)
+            model_trace = poutine.trace(poutine.replay(trained, trace=guide_trace)).get_trace(**kwargs)
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    scale = 1.0 / data.num_observations
+    reconstruction = float(model_trace.nodes[model.observed_site]["log_prob_sum"]) * scale
+    kl = sum(
+        float(guide_trace.nodes[name]["log_prob_sum"]) - float(model_trace.nodes[name]["log_prob_sum"])
+        for name in model.local_sites
+        if name in guide_trace.nodes and name in model_trace.nodes
+    )
+    return reconstruction, kl * scale
 
 
 def _optimise(
@@ -453,6 +537,8 @@ def _optimise(
         optimizer.learning_rate = base_rate * factor(first)
     try:
         for step in range(first, batches.total):
+            if training.site_weight is not None:
+                training.site_weight.weight = _kl_weight(method, step)
             index = batches.index(step, device)
             value = optimizer.step(functools.partial(_step_loss, training, index))
             if value is None:
@@ -463,6 +549,8 @@ def _optimise(
             run.losses.append(value)
             run.epoch_losses.append(value)
             if batches.end_of_epoch(step):
+                if training.model.local_sites:
+                    run.record_terms(training, _kl_weight(method, step))
                 run.end_epoch(optimizer.learning_rate, held_out)
             bar.update(1)
             if step % 25 == 0:
@@ -615,7 +703,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             )
         bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
         run = _optimise(training, optimizer, method, scorer, bar, checkpoint, resumed)
-        guide = training.guide
+        guide = training.plain[1]
         if training.guide_name == "laplace":
             guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
         draws, point, importance = _posterior_draws(

@@ -153,7 +153,11 @@ class Fit:
     history : dict of str to Tensor
         Per-epoch records of SVI, each shaped (num_epochs,): "epoch_loss", "learning_rate",
         "epoch_time" (seconds) and, with held-out data, "held_out_loss" (negative ELBO per
-        observation).
+        observation). For a model with local latents (a VAE), the ELBO's two terms per
+        observation, "reconstruction" (E_q[log p(x | z)]) and "kl" (KL(q(z | x) || p(z))), and
+        the "kl_weight" the objective gave the KL term (``zoo.SVI(kl_weight=...)``): a KL near 0
+        is posterior collapse. With a KL weight, losses are those of the weighted objective;
+        reconstruction - kl is the ELBO.
     draws_shape : (int, int), optional
         (chains, draws) of a fit whose model has no global latent site (a VAE: the decoder is a
         point estimate, its codes are local), so ``draws`` is empty: every draw is the same

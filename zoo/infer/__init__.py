@@ -67,7 +67,15 @@ register_method("exact", Exact, run_exact)
 register_method("adversarial", Adversarial, run_adversarial)
 
 
-def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fixed: dict[str, Any] | None = None) -> Fit:
+def fit(
+    model: Model,
+    data: Any,
+    method: Any = None,
+    *,
+    held_out: Any = None,
+    fixed: dict[str, Any] | None = None,
+    resume: Any = None,
+) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
 
     Parameters
@@ -89,6 +97,9 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fi
         every site fixed, ``fit.log_likelihood()`` is the log-likelihood at the given
         parameters. For models with a collapsed likelihood, fitted by SVI or NUTS; draws of a
         model with fixed sites are not relabelled (a fixed site breaks the label symmetry).
+    resume : str or path, optional
+        A checkpoint written by ``zoo.SVI(checkpoint=...)``: the fit continues from it (SVI by
+        Adam only; the model, data size and method must be those that wrote it).
 
     Returns
     -------
@@ -126,11 +137,11 @@ def fit(model: Model, data: Any, method: Any = None, *, held_out: Any = None, fi
     # trains as well as outside it); leaving the block restores the caller's mode, on an
     # interrupt too.
     with torch.enable_grad():
-        return _prepare_and_run(model, data, method, kind, held_out, fixed)
+        return _prepare_and_run(model, data, method, kind, held_out, fixed, resume)
 
 
 def _prepare_and_run(
-    model: Model, data: Any, method: Any, kind: str, held_out: Any, fixed: dict[str, Any] | None
+    model: Model, data: Any, method: Any, kind: str, held_out: Any, fixed: dict[str, Any] | None, resume: Any
 ) -> Fit:
     """The part of :func:`fit` after the method is resolved: prepare, validate, run."""
     # Preparation (validation, data-driven starting values) on the thread count the fit itself
@@ -149,6 +160,8 @@ def _prepare_and_run(
         if kind != "svi":
             raise ValueError(f"held_out data is scored by SVI's ELBO; {type(method).__name__} does not take it")
         held_out = as_dataset(held_out, "held_out")
+    if resume is not None and kind != "svi":
+        raise ValueError(f"resume: only SVI writes checkpoints; {type(method).__name__} does not take one")
     with threads(getattr(method, "num_threads", None) or model.num_threads):
         prepared = model.prepare(data)
         method.validate(prepared, data)
@@ -163,10 +176,10 @@ def _prepare_and_run(
         point = dict(prepared.fixed)
         draws = {name: value[None, None] for name, value in point.items()}
         return Fit(model=prepared, method=method, draws=draws, point=point, train=data, diagnostics={"fixed": True})
-    if held_out is None:
-        result = run(prepared, data, method)
-    else:
-        result = run(prepared, data, method, held_out=held_out)
+    options: dict[str, Any] = {} if held_out is None else {"held_out": held_out}
+    if resume is not None:
+        options["resume"] = resume
+    result = run(prepared, data, method, **options)
     if not prepared.fixed:
         return result
     draws = result.draws

@@ -238,6 +238,27 @@ class SVI(MethodConfig, kind="svi"):
         favour of ``torch.compile``, which Pyro's effect handlers do not support yet: the option
         lasts as long as torch keeps it.
 
+    checkpoint : str, optional
+        A file that SVI (by Adam) rewrites every ``checkpoint_every`` steps with what it needs
+        to go on: the parameters, Adam's moments, the random generators, the step and the loss
+        record (zoo's safe record format, written to a temporary file and moved into place, so
+        an interrupted write leaves the last checkpoint whole). ``zoo.fit(model, data,
+        method, resume=path)`` continues from it, and the run is the one an uninterrupted run
+        with the same settings would have made, step for step.
+    checkpoint_every : int
+        Steps between checkpoints.
+    kl_weight : float
+        For a model with local latents (a VAE's codes; M2's continuous code): the weight beta
+        of their KL term in the training objective, ``E_q[log p(x | z)] - beta KL(q(z | x) ||
+        p(z))`` (the beta-VAE of Higgins et al. 2017). It changes what is optimised, not the
+        model: the density p(x), ``fit.log_prob`` and the reported ELBO stay those of the
+        model (beta = 1). The default, 1, is the ELBO itself.
+    kl_warmup_steps : int
+        Steps over which the KL weight rises linearly from 0 to ``kl_weight`` (KL annealing,
+        Bowman et al. 2016; scvi-tools warms up over 400 epochs): early steps fit the
+        reconstruction first, which helps avoid posterior collapse. 0: no warm-up. Both
+        settings run eagerly (no compiled steps: the weight changes from step to step).
+
     The per-epoch record is in ``fit.history``: "epoch_loss" (loss per datum, averaged over the
     epoch's steps), "learning_rate" (at the epoch's end) and, when ``zoo.fit`` is given
     ``held_out`` data, "held_out_loss" (negative ELBO per observation of the held-out data after
@@ -261,10 +282,20 @@ class SVI(MethodConfig, kind="svi"):
     device: str = "cpu"
     distributed: bool = False
     jit: bool | None = None
+    checkpoint: str | None = None
+    checkpoint_every: int = 100
+    kl_weight: float = 1.0
+    kl_warmup_steps: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_positive_int(self.num_steps, "num_steps")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, str):
+            raise TypeError(f"checkpoint must be a file path (str), got {type(self.checkpoint).__name__}")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
+        check_positive_float(self.kl_weight, "kl_weight")
+        if not isinstance(self.kl_warmup_steps, int) or isinstance(self.kl_warmup_steps, bool) or self.kl_warmup_steps < 0:
+            raise ValueError(f"kl_warmup_steps must be an integer >= 0, got {self.kl_warmup_steps!r}")
         if self.learning_rate is not None:
             check_positive_float(self.learning_rate, "learning_rate")
         check_positive_int(self.num_particles, "num_particles")

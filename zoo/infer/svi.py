@@ -29,11 +29,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import pyro
@@ -48,6 +51,7 @@ from pyro.infer import (
     TraceEnum_ELBO,
     TraceMeanField_ELBO,
 )
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.checks import derived_seed
@@ -59,6 +63,7 @@ from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_g
 from zoo.infer.methods import SVI
 from zoo.infer.optimizers import LBFGS, Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
+from zoo.io import read_record, write_record
 from zoo.ops.stationarity import late_window_trend
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -102,7 +107,9 @@ def _enumerates(model: Model, trained: Callable[..., Any], kwargs: dict[str, Any
 
 def _use_jit(method: SVI, model: Model, guide_name: Any) -> bool:
     """Compile the ELBO: as asked, or (``jit=None``) where the model declares itself safe and the
-    guide is one zoo builds by name."""
+    guide is one zoo builds by name; never with a KL weight (a recording would freeze it)."""
+    if _weighted_sites(model, method):
+        return False
     if method.jit is not None:
         return method.jit
     return model.jit_safe and isinstance(guide_name, str)
@@ -122,6 +129,36 @@ def _parameters(model: Model, guide: Any) -> list[torch.Tensor]:
             seen.add(id(parameter))
             unique.append(parameter)
     return unique
+
+
+# ---------------------------------------------------------------------- KL weight
+def _weighted_sites(model: Model, method: SVI) -> tuple[str, ...]:
+    """The local latent sites whose KL term ``SVI(kl_weight=, kl_warmup_steps=)`` weights:
+    the continuous ones (not a class the guide enumerates); none with the plain ELBO."""
+    if method.kl_weight == 1.0 and method.kl_warmup_steps == 0:
+        return ()
+    return tuple(name for name in model.local_sites if name not in model.guide_enumerated_sites)
+
+
+class _SiteWeight(Messenger):
+    """Scales the log densities of the named sites by ``weight``, in the model and the guide
+    alike: their ELBO terms E_q[log p(z)] - E_q[log q(z)] = -KL become -weight KL, the
+    likelihood term untouched (Pyro's ``poutine.scale``, restricted to some sites)."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.names, self.weight = set(names), 1.0
+
+    def _process_message(self, msg: dict[str, Any]) -> None:
+        if msg["type"] == "sample" and msg["name"] in self.names:
+            msg["scale"] = self.weight * msg["scale"]
+
+
+def _kl_weight(method: SVI, step: int) -> float:
+    """The KL weight at ``step`` (from 0): ``kl_weight``, reached linearly over the warm-up."""
+    if method.kl_warmup_steps == 0:
+        return method.kl_weight
+    return method.kl_weight * min(1.0, step / method.kl_warmup_steps)
 
 
 # ---------------------------------------------------------------------- set-up
@@ -147,6 +184,8 @@ class _Training:
     batches: "_Batches"
     auxiliary: bool
     world: int
+    site_weight: "_SiteWeight | None" = None
+    plain: tuple[Any, Any] = (None, None)  # (trained, guide) without the KL weight
 
 
 def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, device: torch.device) -> _Training:
@@ -168,6 +207,13 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
     parameters_of = guide  # the user's own guide callable keeps its parameters, whatever it is handed
     if isinstance(trained, CollapsedModel) and not isinstance(guide_name, str):
         guide = on_training_arguments(guide, model)
+    site_weight = None
+    plain = (trained, guide)
+    weighted = _weighted_sites(model, method)
+    if weighted:
+        site_weight = _SiteWeight(weighted)
+        site_weight.weight = _kl_weight(method, 0)
+        trained, guide = site_weight(trained), site_weight(guide)
     # TraceEnum_ELBO where something is enumerated in what is fitted; the collapsed training
     # model sums its discrete sites out (one factor) and needs only Trace_ELBO, whose steps
     # cost less.
@@ -191,6 +237,8 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
         batches=batches,
         auxiliary=auxiliary,
         world=world,
+        site_weight=site_weight,
+        plain=plain,
     )
 
 
@@ -464,6 +512,16 @@ class _Run:
         self.history["epoch_time"].append(time.perf_counter() - self.epoch_start)
         self.epoch_start, self.epoch_losses = time.perf_counter(), []
 
+    def record_terms(self, training: _Training, kl_weight: float) -> None:
+        """Record the ELBO's two terms per observation, for a model with local latents:
+        "reconstruction" (E_q[log p(x | z)]) and "kl" (KL(q(z | x) || p(z)), summed over the
+        local sites), one-particle estimates on up to :data:`TERM_ROWS` random rows, and the
+        "kl_weight" the objective used. Drawn on a forked generator: the fit's own random
+        stream is what it would be without them."""
+        for name, value in zip(("reconstruction", "kl"), _elbo_terms(training)):
+            self.history.setdefault(name, []).append(value)
+        self.history.setdefault("kl_weight", []).append(kl_weight)
+
     def converged(self, optimizer: Optimizer, tolerance: float) -> bool:
         """Whether the last ``patience`` windows of the loss were quiet (see :func:`_converged`)."""
         if _converged(self.losses, optimizer.window, tolerance):
@@ -474,9 +532,49 @@ class _Run:
         return False
 
 
-def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: _HeldOut | None, bar: Any) -> _Run:
+#: Rows on which each epoch's reconstruction and KL terms are estimated.
+TERM_ROWS = 256
+
+
+def _elbo_terms(training: _Training) -> tuple[float, float]:
+    """(reconstruction, kl) per observation: one draw from the guide on a random subset of
+    rows, scaled to the whole data set (the data plate's N / rows), divided by its
+    observations. The plain model and guide (no KL weight) are traced."""
+    trained, guide = training.plain
+    data = training.data
+    model = training.model
+    # the rows are given by replaying the data plate; a subsample size would contradict them
+    kwargs = {**training.kwargs, "batch_size": None} if "batch_size" in training.kwargs else training.kwargs
+    with _forked_rng(data.x.device), torch.no_grad(), pyro.validation_enabled(False):
+        index = torch.randperm(len(data), device=data.x.device)[: min(TERM_ROWS, len(data))]
+        with _subsample(model.data_plate, index):
+            guide_trace = poutine.trace(guide).get_trace(**kwargs)
+            model_trace = poutine.trace(poutine.replay(trained, trace=guide_trace)).get_trace(**kwargs)
+    guide_trace.compute_log_prob()
+    model_trace.compute_log_prob()
+    scale = 1.0 / data.num_observations
+    reconstruction = float(model_trace.nodes[model.observed_site]["log_prob_sum"]) * scale
+    kl = sum(
+        float(guide_trace.nodes[name]["log_prob_sum"]) - float(model_trace.nodes[name]["log_prob_sum"])
+        for name in model.local_sites
+        if name in guide_trace.nodes and name in model_trace.nodes
+    )
+    return reconstruction, kl * scale
+
+
+def _optimise(
+    training: _Training,
+    optimizer: Optimizer,
+    method: SVI,
+    held_out: _HeldOut | None,
+    bar: Any,
+    checkpoint: "_Checkpoint | None" = None,
+    resumed: "tuple[dict[str, Any], Any] | None" = None,
+) -> _Run:
     """Step ``optimizer`` over the batches until the budget, convergence, a non-finite loss or
-    Ctrl-C; returns the record, the parameters left at their last good values."""
+    Ctrl-C; returns the record, the parameters left at their last good values. With
+    ``checkpoint``, the state is written every ``method.checkpoint_every`` steps; with
+    ``resumed`` (a checkpoint's metadata and tensors), the run continues from it."""
     run = _Run(history={"epoch_loss": [], "learning_rate": [], "epoch_time": []})
     if held_out is not None:
         run.history["held_out_loss"] = []
@@ -484,10 +582,16 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     factor = _schedule(method, batches.total)
     base_rate = optimizer.learning_rate
     device = torch.device(method.device)
+    first = 0
+    if resumed is not None:
+        first = _restore(resumed, training, optimizer, run)
+        bar.update(first)
     if factor is not None:
-        optimizer.learning_rate = base_rate * factor(0)
+        optimizer.learning_rate = base_rate * factor(first)
     try:
-        for step in range(batches.total):
+        for step in range(first, batches.total):
+            if training.site_weight is not None:
+                training.site_weight.weight = _kl_weight(method, step)
             index = batches.index(step, device)
             value = optimizer.step(functools.partial(_step_loss, training, index))
             if value is None:
@@ -498,10 +602,14 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
             run.losses.append(value)
             run.epoch_losses.append(value)
             if batches.end_of_epoch(step):
+                if training.model.local_sites:
+                    run.record_terms(training, _kl_weight(method, step))
                 run.end_epoch(optimizer.learning_rate, held_out)
             bar.update(1)
             if step % 25 == 0:
                 bar.set_postfix(loss=f"{value:.4f}")
+            if checkpoint is not None and (step + 1) % method.checkpoint_every == 0:
+                checkpoint.write(step + 1, training, optimizer, run)
             if run.converged(optimizer, method.tolerance):
                 break
     except KeyboardInterrupt:
@@ -512,11 +620,117 @@ def _optimise(training: _Training, optimizer: Optimizer, method: SVI, held_out: 
     return run
 
 
+# ---------------------------------------------------------------------- checkpoints
+#: The ``kind`` in a checkpoint's metadata, telling it from a saved Fit.
+CHECKPOINT_KIND = "zoo.svi_checkpoint"
+
+#: Method fields that may differ between the run that wrote a checkpoint and the one resuming.
+_FREE_FIELDS = ("checkpoint", "checkpoint_every", "progress")
+
+
+class _Checkpoint:
+    """One SVI checkpoint file: who may write it (model, data size, method) and how.
+
+    The record (:func:`zoo.io.write_record`) holds the parameters in the order the optimiser
+    holds them, Adam's step counts and moments, torch's random state and the batch order's
+    generator, and the loss record, so a resumed run takes exactly the steps an uninterrupted
+    one would. It is written to ``PATH.tmp`` and moved over ``PATH`` (``os.replace``: atomic on
+    one file system), so a crash while writing leaves the previous checkpoint whole.
+    """
+
+    def __init__(self, path: Any, model: Model, data: Dataset, method: SVI) -> None:
+        self.path = Path(path)
+        settings = {name: value for name, value in method.to_dict().items() if name not in _FREE_FIELDS}
+        self.identity = {
+            "kind": CHECKPOINT_KIND,
+            "model": type(model).registry_name or type(model).__name__,
+            "config": json.loads(json.dumps(model.config(), default=str)),
+            "method": json.loads(json.dumps(settings, default=str)),
+            "num_data": len(data),
+        }
+
+    def read(self) -> tuple[dict[str, Any], Any]:
+        """The checkpoint's metadata and tensors, after checking that it was written by this
+        model, data size and method.
+
+        Raises
+        ------
+        FileNotFoundError
+            If there is no such file.
+        ValueError
+            If the file is not a zoo SVI checkpoint, or one of another model or method.
+        """
+        metadata, tensors = read_record(self.path)
+        if metadata.get("kind") != CHECKPOINT_KIND:
+            raise ValueError(f"resume: {self.path} is not an SVI checkpoint (a saved Fit? zoo.load reads those)")
+        different = [key for key in ("model", "config", "method", "num_data") if metadata.get(key) != self.identity[key]]
+        if different:
+            details = "; ".join(f"{key}: checkpoint {metadata.get(key)!r}, this fit {self.identity[key]!r}" for key in different)
+            raise ValueError(f"resume: the checkpoint {self.path} was written by another fit ({details})")
+        return metadata, tensors
+
+    def write(self, step: int, training: _Training, optimizer: Optimizer, run: _Run) -> None:
+        adam = optimizer.adam  # type: ignore[attr-defined]  # checkpoints are for Adam (run_svi checks)
+        moments = {
+            f"{kind}{index}": value
+            for index, (first, second) in enumerate(zip(adam.first_moments, adam.second_moments))
+            for kind, value in (("first", first), ("second", second))
+            if value is not None
+        }
+        metadata = {**self.identity, "step": step, "quiet": run.quiet}
+        tensors = {
+            "parameters": {str(index): parameter for index, parameter in enumerate(training.parameters)},
+            "adam_steps": torch.tensor(adam.steps, dtype=torch.long),
+            "adam_moments": moments,
+            "random": {
+                "torch": torch.get_rng_state(),
+                "batches": training.batches.generator.get_state(),
+                "order": training.batches.order,
+            },
+            "losses": torch.tensor(run.losses, dtype=torch.float64),
+            "epoch_losses": torch.tensor(run.epoch_losses, dtype=torch.float64),
+            "history": {name: torch.tensor(values, dtype=torch.float64) for name, values in run.history.items()},
+        }
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        write_record(temporary, metadata, tensors)
+        os.replace(temporary, self.path)
+
+
+def _restore(resumed: tuple[dict[str, Any], Any], training: _Training, optimizer: Optimizer, run: _Run) -> int:
+    """Put a checkpoint's state into the training, the optimiser and the run record; returns
+    the step to continue from."""
+    metadata, tensors = resumed
+    saved = tensors["parameters"]
+    if len(saved) != len(training.parameters) or any(
+        saved[str(index)].shape != parameter.shape for index, parameter in enumerate(training.parameters)
+    ):
+        raise ValueError("resume: the checkpoint's parameters do not match this model and guide's")
+    with torch.no_grad():
+        for index, parameter in enumerate(training.parameters):
+            parameter.copy_(saved[str(index)])
+    adam = optimizer.adam  # type: ignore[attr-defined]
+    adam.steps = [int(value) for value in tensors["adam_steps"]]
+    moments = tensors["adam_moments"]
+    adam.first_moments = [moments.get(f"first{index}") for index in range(len(training.parameters))]
+    adam.second_moments = [moments.get(f"second{index}") for index in range(len(training.parameters))]
+    torch.set_rng_state(tensors["random"]["torch"])
+    training.batches.generator.set_state(tensors["random"]["batches"])
+    training.batches.order = tensors["random"]["order"]
+    run.losses = [float(value) for value in tensors["losses"]]
+    run.epoch_losses = [float(value) for value in tensors["epoch_losses"]]
+    for name, values in tensors["history"].items():
+        run.history[name] = [float(value) for value in values]
+    run.quiet = int(metadata["quiet"])
+    return int(metadata["step"])
+
+
 # ---------------------------------------------------------------------- the runner
-def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None = None) -> Fit:
+def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None = None, resume: Any = None) -> Fit:
     """Fit ``model`` (already prepared for ``data``) by SVI. See :class:`~zoo.infer.methods.SVI`.
 
     ``held_out``: data whose negative ELBO per observation is recorded after every epoch.
+    ``resume``: a checkpoint file (``SVI(checkpoint=...)``) to continue from; it is read and
+    checked against ``model``, ``data`` and ``method`` before any work.
 
     Raises
     ------
@@ -524,6 +738,8 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         If the loss or a gradient became NaN or infinite; ``error.fit`` holds the partial fit.
     """
     start = time.perf_counter()
+    checkpoint = None if method.checkpoint is None else _Checkpoint(method.checkpoint, model, data, method)
+    resumed = None if resume is None else _Checkpoint(resume, model, data, method).read()
     rank, world = join(method.distributed, method.device)
     device = torch.device(method.device)
     model.to(device)
@@ -533,12 +749,17 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             torch.manual_seed(derived_seed(method.seed, 7919 * rank))
         scorer = None if held_out is None else _HeldOut(training, held_out, device)
         optimizer = _make_optimizer(method, training.guide_name, training.parameters)
+        if (checkpoint is not None or resumed is not None) and (optimizer.name != "adam" or world > 1):
+            raise ValueError(
+                "checkpoint / resume: only single-process SVI by Adam writes checkpoints (an L-BFGS MAP fit "
+                f"takes tens of steps; this one runs {optimizer.name} in {world} process(es))"
+            )
         bar = progress_bar(training.batches.total, f"SVI {method.label(model)}", method.progress)
         with warnings.catch_warnings():
             # Pyro warns of a NaN loss; the runner stops at it and says so itself (FitError).
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
-            run = _optimise(training, optimizer, method, scorer, bar)
-        guide = training.guide
+            run = _optimise(training, optimizer, method, scorer, bar, checkpoint, resumed)
+        guide = training.plain[1]  # the guide itself, without the KL weighting of training
         drawn = None
         if run.failure is None:
             try:
@@ -548,7 +769,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
                     model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
                 )
             except KeyboardInterrupt:  # while drawing: the training is kept, as its point
-                run.interrupted, guide = True, training.guide
+                run.interrupted, guide = True, training.plain[1]
         if drawn is None:
             # The guide has just failed (or was interrupted while drawing): its posterior is
             # its last good point, one draw, with no sampling (nor Laplace's Hessian) at

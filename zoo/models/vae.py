@@ -32,6 +32,12 @@ amortization gap, the ELBO lost by sharing one encoder (:func:`zoo.amortization_
 subsampled (``batch_size`` in ``zoo.SVI``, or the runner's epochs): Pyro scales the batch's log
 densities by N / batch, so each step's ELBO is an unbiased estimate of the full-data ELBO.
 
+The objective can be tuned without touching the model: ``zoo.SVI(kl_weight=beta,
+kl_warmup_steps=n)`` trains on ``E_q[log p(x | z)] - beta KL(q(z | x) || p(z))`` with beta
+warmed up from 0 over n steps (a beta-VAE; KL annealing against posterior collapse). It
+changes the objective, not the density: ``fit.log_prob`` is this model's p(x) whatever beta
+was. ``fit.history["reconstruction"]`` and ``["kl"]`` record the two terms per epoch.
+
 A Fit of a VAE keeps no draws (the decoder weights are point estimates, the codes local latents);
 ``fit.log_prob(data, num_particles=K)`` is the importance-weighted bound on log p(x_i) (IWAE) with K
 codes from the encoder, ``estimator="elbo"`` the ELBO; ``fit.sample(n)`` draws z from the prior and

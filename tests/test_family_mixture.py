@@ -37,6 +37,7 @@ def _poisson_em(x: np.ndarray, num_components: int, seed: int, num_iterations: i
 PUBLISHED_MINUS_LOG_LIKELIHOOD = {2: 360.3690, 3: 356.8489}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_components", [2, 3])
 def test_poisson_mixture_of_earthquake_counts_reaches_the_published_likelihood(num_components: int) -> None:
     data = _earthquake_counts()

@@ -56,7 +56,7 @@ def test_transform_gives_the_posterior_of_the_codes() -> None:
     expected_mean = (test.x.double() - loc) @ (weights / psi.unsqueeze(-1)) @ expected_covariance
     torch.testing.assert_close(covariance.double(), expected_covariance.expand(len(test), 2, 2), rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(mean.double(), expected_mean, rtol=1e-4, atol=1e-4)
-    sklearn_fit = SklearnFactorAnalysis(2, tol=1e-8, max_iter=5000).fit(train.x.double().numpy())
+    sklearn_fit = SklearnFactorAnalysis(2, tol=1e-5, max_iter=2000).fit(train.x.double().numpy())
     theirs = sklearn_fit.transform(test.x.double().numpy()) @ sklearn_fit.components_
     ours = (mean.double() @ weights.T).numpy()
     assert np.abs(ours - theirs).max() < 0.05 * np.abs(theirs).max()
@@ -100,6 +100,7 @@ def test_bad_input_is_refused() -> None:
         zoo.models.FactorAnalysis(2.5)  # type: ignore[arg-type]
 
 
+@pytest.mark.slow  # its first summary imports ArviZ (seconds)
 def test_cli_fits_factor_analysis_and_refuses_too_many_factors(capsys: pytest.CaptureFixture[str]) -> None:
     from zoo.cli import main
 

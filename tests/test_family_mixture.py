@@ -37,6 +37,7 @@ def _poisson_em(x: np.ndarray, num_components: int, seed: int, num_iterations: i
 PUBLISHED_MINUS_LOG_LIKELIHOOD = {2: 360.3690, 3: 356.8489}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_components", [2, 3])
 def test_poisson_mixture_of_earthquake_counts_reaches_the_published_likelihood(num_components: int) -> None:
     data = _earthquake_counts()
@@ -97,9 +98,36 @@ def test_bad_input_is_refused() -> None:
         zoo.models.Mixture(2, family="student")
 
 
+@pytest.mark.slow  # its first summary imports ArviZ (seconds)
 def test_cli_fits_a_bernoulli_mixture(capsys: pytest.CaptureFixture[str]) -> None:
     from zoo.cli import main
 
     arguments = ["fit", "mixture", "--dataset", "digits", "--binarize", "--num-components", "3", "--family", "bernoulli"]
     assert main(arguments + ["--guide", "delta", "--num-steps", "10", "--quiet"]) == 0
     assert "probs[2, pixel_7_7]" in capsys.readouterr().out
+
+
+def test_mixed_type_rows_score_as_the_product_of_their_columns_densities() -> None:
+    """A mixture over rows with Gaussian, Bernoulli, categorical and count columns: each
+    component's log-density is the sum of scipy's log-pdfs / log-pmfs of the column blocks, and
+    the mixture's the logsumexp over components with the weights."""
+    from scipy import stats
+
+    model, data = zoo.models.Mixture.examples()[-1]
+    prepared = model.prepare(data)
+    params = prepared.initial_values(data)
+    x = data.x.double().numpy()
+    table = []
+    for k in range(2):
+        density = stats.norm.logpdf(x[:, :2], params["gaussian0_locs"][k].double().numpy(), params["gaussian0_scales"][k].double().numpy()).sum(1)
+        density += stats.bernoulli.logpmf(x[:, 2], float(params["bernoulli2_probs"][k, 0]))
+        density += np.log(params["categorical3_probs"][k].double().numpy()[x[:, 3].astype(int)])
+        counts = x[:, 4:6]
+        probs = params["multinomial4_probs"][k].double().numpy()
+        density += stats.multinomial.logpmf(counts, counts.sum(1), probs / probs.sum())
+        table.append(np.log(float(params["weights"][k])) + density)
+    expected = logsumexp(np.stack(table, 1), 1)
+    draws = {name: value.unsqueeze(0) for name, value in params.items()}
+    np.testing.assert_allclose(prepared.log_likelihood(draws, data)[0].double().numpy(), expected, rtol=1e-5, atol=1e-4)
+    with pytest.raises(ValueError, match="features .* goes with family='mixed'"):
+        zoo.models.Mixture(2, family="mixed")

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import pyro.distributions as dist
 import torch
 from pyro.distributions import constraints
+from pyro.poutine.messenger import Messenger
 
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial
+from zoo.models.family import Params
 
-__all__ = ["FAMILIES", "Block", "ColumnLayout", "MixedColumns", "check_features", "column_families", "select_columns"]
+__all__ = ["FAMILIES", "Block", "ColumnLayout", "MixedColumns", "MixedFamily", "check_features", "column_families", "select_columns"]
 
 FAMILIES = ("gaussian", "bernoulli", "categorical", "multinomial")
 
@@ -246,3 +248,119 @@ class MixedColumns(dist.TorchDistribution):
             else:
                 out[..., list(block.columns)] = values.to(out.dtype)
         return out
+
+
+class _Prefix(Messenger):
+    """Renames every sample site inside it to ``{prefix}_{name}``."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        msg["name"] = f"{self.prefix}_{msg['name']}"
+
+
+@dataclass(frozen=True)
+class MixedFamily(Family):
+    """Rows of mixed type as one family: each block of columns scored by its own family.
+
+    The sites of a block are its family's, prefixed by the family's name and the block's first
+    column (``gaussian0_locs``, ``bernoulli4_probs``, ``categorical6_probs``); the density of a
+    row is the product over blocks (:class:`MixedColumns`), its log-density table the sum of the
+    blocks' tables. So any model written against :class:`~zoo.models.family.Family` (a mixture
+    of any family) takes rows of mixed type.
+
+    Parameters
+    ----------
+    blocks : tuple of Block
+        The blocks (:meth:`ColumnLayout.blocks`), their families ready for :meth:`prior`.
+    num_features : int
+        D, all columns.
+    """
+
+    blocks: tuple[Block, ...] = ()
+    num_features: int = 0
+
+    name: ClassVar[str] = "mixed"
+
+    @staticmethod
+    def prefix(block: Block) -> str:
+        return f"{block.family.name}{block.columns[0]}"
+
+    def _block_params(self, params: Params, block: Block) -> Params:
+        prefix = self.prefix(block)
+        return {site: params[f"{prefix}_{site}"] for site in block.family.sites}
+
+    def _site(self, name: str) -> tuple[Block, str]:
+        for block in self.blocks:
+            if name.startswith(self.prefix(block) + "_"):
+                return block, name[len(self.prefix(block)) + 1 :]
+        raise KeyError(name)
+
+    @property
+    def sites(self) -> tuple[str, ...]:
+        return tuple(f"{self.prefix(block)}_{site}" for block in self.blocks for site in block.family.sites)
+
+    def site_event_dims(self, name: str) -> int:
+        block, site = self._site(name)
+        return block.family.site_event_dims(site)
+
+    def dims(self, component: str = "component") -> dict[str, list[str]]:
+        """Each block's dims, its feature and category dims prefixed (they differ in size)."""
+        dims = {}
+        for block in self.blocks:
+            prefix = self.prefix(block)
+            for site, names in block.family.dims(component).items():
+                dims[f"{prefix}_{site}"] = [component] + [f"{prefix}_{name}" for name in names[1:]]
+        return dims
+
+    def coords(self, feature_names: Sequence[Any]) -> dict[str, list[Any]]:
+        """Coordinates of the prefixed dims of :meth:`dims`."""
+        coords: dict[str, list[Any]] = {}
+        for block in self.blocks:
+            prefix, names = self.prefix(block), [feature_names[column] for column in block.columns]
+            coords |= {f"{prefix}_feature": names, f"{prefix}_feature_bis": names}
+            if isinstance(block.family, Categorical):
+                coords[f"{prefix}_category"] = list(range(block.family.num_categories or 0))
+        return coords
+
+    def prior(self, dtype: torch.dtype) -> Params:
+        params = {}
+        for block in self.blocks:
+            with _Prefix(self.prefix(block)):
+                sampled = block.family.prior(dtype)
+            params |= {f"{self.prefix(block)}_{site}": value for site, value in sampled.items()}
+        return params
+
+    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
+        parts = [(block, block.family.distribution(self._block_params(params, block), validate_args)) for block in self.blocks]
+        return MixedColumns(parts, self.num_features)
+
+    def log_density(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The sum over blocks of their families' tables: (S, *data, K)."""
+        return sum(
+            block.family.log_density(self._block_params(params, block), select_columns(x, block.columns)) for block in self.blocks
+        )
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([block.family.features(select_columns(x, block.columns)) for block in self.blocks], -1)
+
+    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
+        params = {}
+        for block in self.blocks:
+            estimated = block.family.estimates(select_columns(x, block.columns), weights)
+            params |= {f"{self.prefix(block)}_{site}": value for site, value in estimated.items()}
+        return params
+
+    def order_key(self, params: Params) -> torch.Tensor:
+        """The first block's."""
+        return self.blocks[0].family.order_key(self._block_params(params, self.blocks[0]))
+
+    def in_support(self, x: torch.Tensor) -> bool:
+        return all(block.family.in_support(select_columns(x, block.columns)) for block in self.blocks)
+
+    def validate(self, x: torch.Tensor) -> None:
+        """Each block's family's check on its columns."""
+        for block in self.blocks:
+            block.family.validate(select_columns(x, block.columns))

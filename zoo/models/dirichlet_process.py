@@ -69,7 +69,7 @@ class DirichletProcessMixture(Mixture):
         T, the number of components kept (>= 2).
     concentration : float
         alpha of the Dirichlet process.
-    family, covariance, component_concentration, num_features, num_categories, prior_center, prior_spread
+    family, features, covariance, component_concentration, num_features, num_categories, prior_center, prior_spread
         As for :class:`~zoo.models.Mixture`.
 
     Examples
@@ -86,16 +86,17 @@ class DirichletProcessMixture(Mixture):
         truncation: int,
         concentration: float = 1.0,
         family: str = "gaussian",
+        features: list[str] | None = None,
         covariance: str = "diag",
         component_concentration: float = 1.0,
         num_features: int | None = None,
-        num_categories: int | None = None,
+        num_categories: int | list[int] | None = None,
         prior_center: list[float] | None = None,
         prior_spread: list[float] | None = None,
     ) -> None:
         check_positive_int(truncation, "truncation", minimum=2)
         super().__init__(
-            truncation, family, covariance, 1.0, component_concentration, num_features, num_categories, prior_center, prior_spread
+            truncation, family, features, covariance, 1.0, component_concentration, num_features, num_categories, prior_center, prior_spread
         )
         self.truncation = truncation
         self.concentration = check_positive_float(concentration, "concentration")

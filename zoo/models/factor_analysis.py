@@ -24,15 +24,15 @@ The codes are integrated out exactly: the collapsed likelihood is
 
 Sample sites
 ------------
-===============  ==========  ===========================================================
-name             shape       support
-===============  ==========  ===========================================================
-``loc``          (D,)        real
-``weights``      (D, L)      real; identified only up to a rotation (see below)
-``noise_scale``  (D,) / (1,) positive (diagonal / isotropic noise)
-``z``            (N, L)      real; integrated out (``integrated_sites``)
-``x``            (N, D)      observed
-===============  ==========  ===========================================================
+===============  ============  ===========================================================
+name             shape         support
+===============  ============  ===========================================================
+``loc``          (D,)          real
+``weights``      (D, L)        real; identified only up to a rotation (see below)
+``noise_scale``  (D,) / (1,)   positive (diagonal / isotropic noise)
+``z``            (N, L)        real; integrated out (``integrated_sites``)
+``x``            (N, D)        observed
+===============  ============  ===========================================================
 
 Rotation
 --------

@@ -3,7 +3,8 @@ r"""Mixtures of any family: K components of one shared emission family, the assi
 Generative story
 ----------------
 For N points, K components and one family of :mod:`zoo.models.families` (Gaussian, Poisson,
-Bernoulli, categorical, multinomial)::
+Bernoulli, categorical, multinomial), or rows of mixed type (``family="mixed"``: each block of
+columns its own family, :class:`~zoo.models.columns.MixedFamily`)::
 
     weights          ~ Dirichlet(weight_concentration * 1_K)
     for k in 1..K:                                                   (component plate)
@@ -26,7 +27,8 @@ name            shape            support
 ``weights``     (K,)             simplex
 family sites    (K, ...)         ``locs``, ``scales``, ``corr_cholesky`` (Gaussian),
                                  ``rates`` (Poisson), ``probs`` (Bernoulli,
-                                 categorical, multinomial): the family's table
+                                 categorical, multinomial): the family's table;
+                                 prefixed by block for "mixed" (``gaussian0_locs``)
 ``assignment``  (N,)             {0, ..., K-1}; enumerated, never seen by a guide
 ``x``           (N, D)           observed; a category index in one column for the
                                  categorical family
@@ -41,6 +43,7 @@ feature's location or rate, the mean probability, the expected category).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -52,13 +55,14 @@ from zoo.checks import check_choice, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
+from zoo.models.columns import ColumnLayout, MixedFamily, check_features, select_columns
 from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial, Poisson
 from zoo.models.registry import register
 from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 
 __all__ = ["Mixture", "FAMILY_NAMES"]
 
-FAMILY_NAMES = ("gaussian", "poisson", "bernoulli", "categorical", "multinomial")
+FAMILY_NAMES = ("gaussian", "poisson", "bernoulli", "categorical", "multinomial", "mixed")
 
 
 @register("mixture")
@@ -69,8 +73,13 @@ class Mixture(Model):
     ----------
     num_components : int
         K (>= 1).
-    family : {"gaussian", "poisson", "bernoulli", "categorical", "multinomial"}
-        The components' family (:mod:`zoo.models.families`).
+    family : {"gaussian", "poisson", "bernoulli", "categorical", "multinomial", "mixed"}
+        The components' family (:mod:`zoo.models.families`); "mixed" for rows of mixed type,
+        each column's family named by ``features``
+        (:class:`~zoo.models.columns.MixedFamily`).
+    features : list of str, optional
+        With ``family="mixed"``: the family of every column, one of "gaussian", "bernoulli",
+        "categorical", "multinomial" (the multinomial columns form one vector of counts).
     covariance : {"diag", "full"}
         Gaussian family only.
     weight_concentration : float
@@ -80,11 +89,12 @@ class Mixture(Model):
         multinomial).
     num_features : int, optional
         D; set from the data when fitted.
-    num_categories : int, optional
-        C of the categorical family; default: the largest category in the training data + 1.
+    num_categories : int or list of int, optional
+        C of the categorical family (one per categorical column for "mixed"); default: the
+        largest category in the training data + 1.
     prior_center, prior_spread : list of float, optional
-        Per-feature prior centre and spread (Gaussian), or median rate (Poisson, ``prior_center``
-        only); default: from the training data.
+        Per-feature prior centre and spread (Gaussian; the Gaussian columns for "mixed"), or
+        median rate (Poisson, ``prior_center`` only); default: from the training data.
 
     Examples
     --------
@@ -102,11 +112,12 @@ class Mixture(Model):
         self,
         num_components: int,
         family: str = "gaussian",
+        features: list[str] | None = None,
         covariance: str = "diag",
         weight_concentration: float = 1.0,
         component_concentration: float = 1.0,
         num_features: int | None = None,
-        num_categories: int | None = None,
+        num_categories: int | list[int] | None = None,
         prior_center: list[float] | None = None,
         prior_spread: list[float] | None = None,
     ) -> None:
@@ -123,7 +134,11 @@ class Mixture(Model):
         self.num_categories = num_categories
         self.prior_center = None if prior_center is None else [float(c) for c in prior_center]
         self.prior_spread = None if prior_spread is None else [float(s) for s in prior_spread]
-        self.components  # the family checks its own hyperparameters  # noqa: B018
+        self.features = None if features is None else check_features(list(features))
+        if (family == "mixed") != (features is not None):
+            raise ValueError("features (the family of every column) goes with family='mixed', and only with it")
+        if family != "mixed" or self.num_categories is not None or "categorical" not in (self.features or []):
+            self.components  # the family checks its own hyperparameters  # noqa: B018
 
     @functools.cached_property
     def components(self) -> Family:
@@ -138,8 +153,27 @@ class Mixture(Model):
         if self.family == "bernoulli":
             return Bernoulli(num_features=self.num_features, concentration=concentration)
         if self.family == "categorical":
-            return Categorical(num_categories=self.num_categories, concentration=concentration)
+            return Categorical(num_categories=self.num_categories, concentration=concentration)  # type: ignore[arg-type]
+        if self.family == "mixed":
+            return self._mixed_family()
         return Multinomial(num_features=self.num_features, concentration=concentration)
+
+    def _layout(self) -> ColumnLayout:
+        return ColumnLayout.of(list(self.features or []), self.num_categories or ())  # type: ignore[arg-type]
+
+    def _mixed_family(self) -> MixedFamily:
+        """Each block's family with this model's hyperparameters (the Gaussian block's prior
+        centre and spread, the others' concentration)."""
+        blocks = []
+        for block in self._layout().blocks():
+            if isinstance(block.family, Gaussian):
+                center = None if self.prior_center is None else tuple(self.prior_center)
+                spread = None if self.prior_spread is None else tuple(self.prior_spread)
+                family: Family = dataclasses.replace(block.family, covariance=self.covariance, center=center, spread=spread)
+            else:
+                family = dataclasses.replace(block.family, concentration=self.component_concentration)
+            blocks.append(block._replace(family=family))
+        return MixedFamily(tuple(blocks), len(self.features or []))
 
     # ------------------------------------------------------------------ declarations
     @classmethod
@@ -157,14 +191,22 @@ class Mixture(Model):
         counts = torch.poisson(torch.tensor([2.0, 9.0]).repeat(30).unsqueeze(-1).expand(60, 2).contiguous(), generator=generator)
         variants += [(cls(2, family="poisson"), Dataset(counts, name="counts")), (cls(2, family="multinomial"), Dataset(counts, name="counts"))]
         categories = torch.randint(4, (60, 1), generator=generator).float()
-        return variants + [(cls(2, family="categorical"), Dataset(categories, name="categories"))]
+        variants.append((cls(2, family="categorical"), Dataset(categories, name="categories")))
+        rows = torch.cat([gaussian.x, (gaussian.x[:, :1] > 0).float(), categories, counts], -1)
+        mixed = ["gaussian", "gaussian", "bernoulli", "categorical", "multinomial", "multinomial"]
+        return variants + [(cls(2, family="mixed", features=mixed), Dataset(rows, name="mixed"))]
 
     def validate(self, data: Dataset) -> None:
         if data.x.dim() != 2:
             raise ValueError(f"data.x must be 2-D (num_data, num_features) for a mixture, got shape {tuple(data.x.shape)}")
         if data.lengths is not None:
             raise ValueError("a mixture takes independent points, not sequences (lengths given)")
-        self.components.validate(data.x)
+        if self.family == "mixed" and len(self.features or []) != data.num_features:
+            raise ValueError(f"features names {len(self.features or [])} columns but the data has {data.num_features}")
+        if self.family == "mixed" and self.num_categories is None:
+            self._layout().validate(data.x)  # no alphabet yet: category indices, 0/1, counts
+        else:
+            self.components.validate(data.x)
         if self.num_features is not None and data.num_features != self.num_features:
             raise ValueError(f"data has {data.num_features} features but the model was set up for {self.num_features}")
 
@@ -179,6 +221,11 @@ class Mixture(Model):
             config["prior_center"], config["prior_spread"] = Gaussian.empirical_prior(data.x)
         if self.family == "poisson" and config["prior_center"] is None:
             config["prior_center"] = Poisson.empirical_prior(data.x)
+        layout = self._layout()
+        if self.family == "mixed" and config["num_categories"] is None:
+            config["num_categories"] = [max(2, int(data.x[:, column].max()) + 1) for column in layout.categorical]
+        if self.family == "mixed" and config["prior_center"] is None and layout.gaussian:
+            config["prior_center"], config["prior_spread"] = Gaussian.empirical_prior(select_columns(data.x, layout.gaussian))
         return type(self)(**config)
 
     def dims(self) -> dict[str, list[str]]:
@@ -187,12 +234,10 @@ class Mixture(Model):
     def coords(self, data: Dataset | None = None) -> dict[str, list[Any]]:
         num_features = self.num_features or (data.num_features if data is not None else 1)
         names = list(data.feature_names) if data is not None and data.feature_names else list(range(num_features))
-        return {
-            "component": list(range(self.num_components)),
-            "feature": names,
-            "feature_bis": names,
-            "category": list(range(self.num_categories or 0)),
-        }
+        coords = {"component": list(range(self.num_components)), "feature": names, "feature_bis": names}
+        if self.family == "mixed":
+            return coords | self.components.coords(names)  # type: ignore[attr-defined]
+        return coords | {"category": list(range(self.num_categories or 0))}  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ the model
     def sample_weights(self) -> dict[str, torch.Tensor]:

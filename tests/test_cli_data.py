@@ -166,6 +166,12 @@ def test_compare_and_select_commands_mirror_the_functions(tmp_path: Path, capsys
     table = pd.read_csv(tmp_path / "out" / "selection.csv", index_col=0)
     assert table.index.name == "num_components" and list(table.index) == [1, 2]
     assert table.loc[2, "test_log_lik"] > table.loc[1, "test_log_lik"]  # two eruption types
+    # MAP fits are ranked by BIC (LOO refuses them): --criterion
+    code = main(["select", "gmm", "--dataset", "old_faithful", "--values", "1,2", "--method", "svi:delta",
+                 "--criterion", "bic", "--out", str(tmp_path / "bic")])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "bic" / "selection.csv", index_col=0)
+    assert table["bic"].idxmin() == 2
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
@@ -201,3 +207,11 @@ def test_errors_are_one_line_with_exit_status_2(
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1, error
     assert re.search(re.escape(message), error), error
+
+
+def test_a_model_argument_named_like_a_cli_option_is_offered_with_a_model_prefix() -> None:
+    """The diffusion model's ``num_steps`` (its noise steps) against SVI's ``--num-steps``."""
+    from zoo.cli import build_parser
+
+    arguments = build_parser().parse_args(["fit", "diffusion", "--dataset", "digits", "--model-num-steps", "7", "--num-steps", "3"])
+    assert arguments.model_num_steps == 7 and arguments.num_steps == 3

@@ -46,6 +46,16 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: The CLI's own options (methods, data, output). A model constructor argument of the same name
+#: (the diffusion model's ``num_steps``, its noise steps) is offered as ``--model-NAME`` instead.
+CLI_OPTIONS = frozenset({
+    "method", "guide", "num_steps", "learning_rate", "batch_size", "num_epochs", "num_threads",
+    "num_posterior_samples", "device", "distributed", "num_warmup", "num_samples", "num_chains",
+    "out", "quiet", "methods", "reference", "values", "criterion", "dataset", "data", "columns",
+    "label", "sequence_id", "time", "binarize", "seed", "test_fraction", "fast",
+})
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (and exit status 2, as argparse's)."""
 
@@ -82,7 +92,7 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclu
             continue  # lists and other structures are not command-line material
         required = default is inspect.Parameter.empty
         parser.add_argument(
-            _option(name),
+            _option(f"model_{name}" if name in CLI_OPTIONS else name),
             dest=f"model_{name}",
             type=kind,
             required=required,
@@ -279,7 +289,7 @@ def command_select(arguments: argparse.Namespace) -> int:
     values = [kind(word) for word in words]
     _, train, test = _data(arguments, model_class)
     table = select(lambda value: _model(arguments, **{parameter: value}), train, test, values=values,
-                   method=arguments.method, name=parameter)
+                   method=arguments.method, name=parameter, criterion=arguments.criterion)
     print(f"{model_class.__name__}: {parameter} in {values}, fitted by {arguments.method}; "
           f"{len(train)} training rows, {len(test)} held out\n")
     _print_table(table, arguments.out, "selection.csv")
@@ -372,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--methods", default="svi:delta,svi:normal,svi:mvn,nuts",
                          help="comma-separated methods, e.g. svi:delta,svi:mvn,nuts (default: %(default)s)")
         sub.add_argument("--reference", default=None,
-                         help="the reference posterior's method (default: exact where the model takes it, else a long nuts run)")
+                         help="the reference posterior's method (default: exact where the model takes it, else nuts with 2 chains x 1000 draws)")
         sub.add_argument("--out", default=None, help="folder for the table (comparison.csv)")
 
     select_help = "compare numbers of components or states by LOO and held-out data (zoo.select)"
@@ -380,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
         varied = sub.get_default("parameter")
         sub.add_argument("--values", default="1,2,3,4", help=f"the values of {varied} to try, comma-separated (default: %(default)s)")
         sub.add_argument("--method", default="svi:mvn", help="how each model is fitted (default: %(default)s)")
+        sub.add_argument("--criterion", default="loo", choices=("loo", "bic", "aic", "test"),
+                         help="what ranks the rows: loo (fits with a posterior), bic or aic (MAP fits, "
+                         "--method svi:delta), test (held-out log-likelihood, any fit) (default: %(default)s)")
         sub.add_argument("--out", default=None, help="folder for the table (selection.csv)")
 
     touring = commands.add_parser("tour", help="fit every model on its bundled data; write a report")

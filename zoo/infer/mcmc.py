@@ -333,7 +333,7 @@ def run_nuts(model: Model, data: Dataset, method: NUTS) -> Fit:
         warnings.warn(
             f"NUTS on {type(model).__name__}: the chains did not mix ({'; '.join(problems)}): do not trust "
             "this posterior yet. Try more num_warmup/num_samples, target_accept_prob=0.95 (divergences), "
-            "dense_mass=True (correlated posterior), or a model with fewer components.",
+            "dense_mass=True (correlated posterior), or, for a mixture or an HMM, fewer components or states.",
             stacklevel=3,
         )
     return Fit(

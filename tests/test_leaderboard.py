@@ -10,6 +10,7 @@ import pytest
 
 import zoo
 from zoo.cli import main
+from zoo.leaderboard import COLUMNS
 
 
 @pytest.mark.slow
@@ -17,7 +18,7 @@ def test_leaderboard_command_writes_one_table(tmp_path: Path, capsys: pytest.Cap
     assert main(["leaderboard", "--fast", "--out", str(tmp_path)]) == 0
     assert "Leaderboard finished" in capsys.readouterr().out
     table = pd.read_csv(tmp_path / "leaderboard.csv")
-    assert list(table.columns) == zoo.leaderboard.__globals__["COLUMNS"]
+    assert list(table.columns) == COLUMNS
     assert set(table["data"]) == {"two_moons", "ring", "digits (17 levels)"}
     assert len(table) == 2 * 4 + 5
     gan = table[table["model"] == "gan"]

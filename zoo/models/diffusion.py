@@ -170,7 +170,7 @@ class Diffusion(ShapedNetworkModel):
 
     methods = ("svi",)
     default_guide = "forward_process"
-    num_threads = None
+    num_threads = 1  # small networks, many small operations: one thread, no contention
     analytic_kl = True
     unsupported_guides = ("delta", "normal", "mvn", "lowrank", "laplace", "iaf")
     unsupported_guides_reason = (

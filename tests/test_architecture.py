@@ -50,7 +50,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # figures, tables and sample-based metrics of fits
     ("zoo.plots", "zoo.report", "zoo.metrics", "zoo.units"),
     # workflows built on zoo.fit and Fit (zoo.sklearn: the scikit-learn estimators, being written)
-    ("zoo.comparison", "zoo.sbc", "zoo.selection", "zoo.tour", "zoo.amortization", "zoo.sklearn"),
+    ("zoo.comparison", "zoo.sbc", "zoo.selection", "zoo.tour", "zoo.amortization", "zoo.sklearn", "zoo.leaderboard"),
     # the command line
     ("zoo.cli",),
     # the public API, and `python -m zoo`

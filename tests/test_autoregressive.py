@@ -71,7 +71,7 @@ def test_bad_input_is_refused_with_what_is_expected() -> None:
         zoo.fit(binary, torch.full((10, 4), 0.5), zoo.SVI(num_steps=1, progress=False))
     with pytest.raises(ValueError, match=r"holds 3.*integer pixels 0..1"):
         zoo.fit(binary, torch.full((10, 4), 3.0), zoo.SVI(num_steps=1, progress=False))
-    with pytest.raises(ValueError, match="at least D - 1 = 63"):
+    with pytest.raises(ValueError, match="at least D = 64"):
         zoo.models.Autoregressive(hidden_sizes=[16], image_shape=[8, 8])
     with pytest.raises(ValueError, match="num_categories"):
         zoo.models.Autoregressive(num_categories=1)

@@ -210,8 +210,18 @@ def test_errors_are_one_line_with_exit_status_2(
 
 
 def test_a_model_argument_named_like_a_cli_option_is_offered_with_a_model_prefix() -> None:
-    """The diffusion model's ``num_steps`` (its noise steps) against SVI's ``--num-steps``."""
-    from zoo.cli import build_parser
+    """A constructor argument ``num_steps`` (say, a diffusion's noise steps) beside SVI's
+    ``--num-steps``: the model's becomes ``--model-num-steps`` and both parse."""
+    import argparse
 
-    arguments = build_parser().parse_args(["fit", "diffusion", "--dataset", "digits", "--model-num-steps", "7", "--num-steps", "3"])
-    assert arguments.model_num_steps == 7 and arguments.num_steps == 3
+    from zoo.cli import _add_model_options
+
+    class Stepped:
+        def __init__(self, num_steps: int = 10, width: int = 2) -> None:
+            pass
+
+    parser = argparse.ArgumentParser()
+    assert _add_model_options(parser, Stepped) == ["num_steps", "width"]
+    parser.add_argument("--num-steps", type=int, default=2000)
+    arguments = parser.parse_args(["--model-num-steps", "7", "--num-steps", "3", "--width", "4"])
+    assert (arguments.model_num_steps, arguments.num_steps, arguments.model_width) == (7, 3, 4)

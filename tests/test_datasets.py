@@ -18,7 +18,7 @@ DATA = Path(datasets.__file__).parent / "data"
 
 REAL = ["old_faithful", "old_faithful_sequence", "iris", "wine", "breast_cancer", "digits",
         "mnist", "earthquakes", "galaxies", "jsb_chorales"]
-SIMULATED = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring"]
+SIMULATED = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring", "two_moons"]
 
 
 # --------------------------------------------------------------------------- registry
@@ -348,3 +348,16 @@ def test_ring_truth() -> None:
     residual = data.x - locs[data.truth["assignment"]]
     assert abs(float(residual.std()) - 0.05) < 0.005
     assert torch.bincount(data.truth["assignment"], minlength=8).min() > 60  # equal weights
+
+
+def test_two_moons_lie_on_their_half_circles() -> None:
+    """Without noise every point is on its moon's unit half circle: the upper centred at (0, 0)
+    with y >= 0, the lower centred at (1, 0.5) with y <= 0.5 (scikit-learn's make_moons)."""
+    moons = load("two_moons", num_data=101, noise=1e-9, seed=3)
+    upper, lower = moons.x[moons.y == 0], moons.x[moons.y == 1]
+    assert len(upper) == 51 and len(lower) == 50
+    torch.testing.assert_close(upper.norm(dim=-1), torch.ones(51), atol=1e-5, rtol=0)
+    torch.testing.assert_close((lower - torch.tensor([1.0, 0.5])).norm(dim=-1), torch.ones(50), atol=1e-5, rtol=0)
+    assert (upper[:, 1] >= -1e-5).all() and (lower[:, 1] <= 0.5 + 1e-5).all()
+    with pytest.raises(ValueError, match="noise must be a finite number > 0"):
+        load("two_moons", noise=0.0)

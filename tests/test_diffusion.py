@@ -31,7 +31,7 @@ def test_elbo_is_the_hand_computed_sum_of_kl_terms() -> None:
     """T = 3, D = 2: at the chain the forward process drew, -KL(q(z_T|x_0) || N(0, I)) - sum_t
     KL(q(z_{t-1}|z_t, x_0) || p(z_{t-1}|z_t)) + log p(x_0|z_1), with q's posterior written out
     here from the schedule; and Pyro's TraceMeanField_ELBO (what SVI minimises) is minus its sum."""
-    model = zoo.models.Diffusion(num_steps=3, hidden_sizes=[8], image_shape=[2], init_seed=3)
+    model = zoo.models.Diffusion(num_timesteps=3, hidden_sizes=[8], image_shape=[2], init_seed=3)
     x = torch.tensor([[0.5, -1.0], [2.0, 0.3], [-0.7, 0.1]])
     terms = model.elbo_terms(x, seed=4)
     betas, alpha_bars = _schedule(3)
@@ -60,7 +60,7 @@ def test_bound_does_not_exceed_the_exact_likelihood_of_a_linear_gaussian_chain()
     """D = 1, no hidden layer: eps_W is affine in z, so the reverse chain is linear-Gaussian and
     p(x_0) is a Normal whose moments are propagated here; the ELBO averaged over 4000 chains per
     datum lies below log p(x_0) (within 3 of its standard errors), and not on it (a real gap)."""
-    model = zoo.models.Diffusion(num_steps=4, hidden_sizes=[], image_shape=[1], init_seed=0)
+    model = zoo.models.Diffusion(num_timesteps=4, hidden_sizes=[], image_shape=[1], init_seed=0)
     points = torch.tensor([-1.5, 0.0, 0.8])
     with torch.no_grad():
         mean, variance = torch.zeros(()), torch.ones(())

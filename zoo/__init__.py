@@ -16,6 +16,7 @@ from zoo import metrics  # isort: skip
 from zoo import units  # isort: skip
 from zoo.amortization import amortization_gap
 from zoo.comparison import compare
+from zoo.leaderboard import leaderboard
 from zoo.sbc import SBCResult, sbc  # the function zoo.sbc shadows the module: from zoo.sbc import ...
 from zoo.selection import select
 
@@ -32,4 +33,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "units", "models", "compare", "sbc", "SBCResult", "select", "amortization_gap"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "units", "models", "compare", "leaderboard", "sbc", "SBCResult", "select", "amortization_gap"]

@@ -31,6 +31,7 @@ from zoo.infer import METHODS
 from zoo.infer import fit as run_fit
 from zoo.infer.guides import GUIDES
 from zoo.infer.methods import NUTS, SVI
+from zoo.leaderboard import leaderboard
 from zoo.models import HiddenMarkovModel
 from zoo.models import get as model_class_named
 from zoo.models import names as model_names
@@ -345,6 +346,19 @@ def command_tour(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def command_leaderboard(arguments: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    table = leaderboard(fast=arguments.fast, seed=arguments.seed)
+    print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+    if arguments.out:
+        folder = Path(arguments.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        table.to_csv(folder / "leaderboard.csv", index=False)
+        print(f"table written to {folder / 'leaderboard.csv'}")
+    print(f"\nLeaderboard finished in {time.perf_counter() - start:.1f} s (wall time on this machine)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="zoo", description="Classic generative models in Pyro.")
     parser.add_argument("--version", action="version", version=f"zoo {_version()}")
@@ -400,6 +414,12 @@ def build_parser() -> argparse.ArgumentParser:
     touring.add_argument("--fast", action="store_true", help="small budgets (for tests)")
     touring.add_argument("--quiet", action="store_true", help="no progress bars")
     touring.set_defaults(handler=command_tour)
+
+    ranking = commands.add_parser("leaderboard", help="fit every explicit and implicit model on the same data; one table")
+    ranking.add_argument("--fast", action="store_true", help="small budgets (seconds; for tests)")
+    ranking.add_argument("--seed", type=int, default=0)
+    ranking.add_argument("--out", default=None, help="folder for the table (leaderboard.csv)")
+    ranking.set_defaults(handler=command_leaderboard)
     return parser
 
 

@@ -35,6 +35,7 @@ _REGISTRY: dict[str, tuple[Callable[..., Dataset], str]] = {
     "hidden_markov": (simulate.hidden_markov, "simulated"),
     "naive_bayes": (simulate.naive_bayes, "simulated"),
     "ring": (simulate.ring, "simulated"),
+    "two_moons": (simulate.two_moons, "simulated"),
 }
 
 

@@ -15,7 +15,7 @@ import torch
 
 from .dataset import Dataset
 
-__all__ = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring", "HMM_EMISSIONS", "NAIVE_BAYES_FEATURES"]
+__all__ = ["gaussian_mixture", "hidden_markov", "naive_bayes", "ring", "two_moons", "HMM_EMISSIONS", "NAIVE_BAYES_FEATURES"]
 
 HMM_EMISSIONS: tuple[str, ...] = ("gaussian", "poisson", "categorical", "bernoulli")
 NAIVE_BAYES_FEATURES: tuple[str, ...] = ("gaussian", "bernoulli", "categorical")
@@ -442,4 +442,42 @@ def ring(
             "weights": torch.full((num_modes,), 1.0 / num_modes),
             "assignment": assignment,
         },
+    )
+
+
+# --------------------------------------------------------------------------- two moons
+def two_moons(num_data: int = 2000, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Two interleaved half circles with Gaussian noise (scikit-learn's ``make_moons`` recipe).
+
+    Parameters
+    ----------
+    num_data : int
+        Number of points N (the upper moon gets the first ceil(N / 2)).
+    noise : float
+        Standard deviation of the Gaussian noise added to each coordinate (> 0).
+    seed : int
+        Seed of the local random generator.
+
+    Returns
+    -------
+    Dataset
+        ``x`` of shape (N, 2), float32; ``y`` the moon of each point (0 upper, 1 lower).
+    """
+    num_data = _count(num_data, "num_data")
+    if isinstance(noise, bool) or not isinstance(noise, numbers.Real) or not 0 < noise < float("inf"):
+        raise ValueError(f"noise must be a finite number > 0, got {noise!r}")
+    generator = _generator(seed)
+    upper = (num_data + 1) // 2
+    angles = torch.pi * torch.rand(num_data, generator=generator)
+    moon = (torch.arange(num_data) >= upper).long()
+    first = torch.stack([angles.cos(), angles.sin()], -1)
+    second = torch.stack([1 - angles.cos(), 0.5 - angles.sin()], -1)
+    x = torch.where(moon.unsqueeze(-1).bool(), second, first) + float(noise) * torch.randn(num_data, 2, generator=generator)
+    return Dataset(
+        x=x,
+        y=moon,
+        name="two_moons",
+        description=f"{num_data} points on two interleaved half circles with Gaussian noise of standard deviation {noise:g}.",
+        source=_SOURCE.format(seed=seed),
+        feature_names=("x0", "x1"),
     )

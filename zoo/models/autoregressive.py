@@ -139,8 +139,8 @@ class Autoregressive(NetworkDensity):
         K, the number of values a pixel takes (0..K-1): 2 for binary images, 17 for the 8x8
         digits' grey levels.
     hidden_sizes : sequence of int
-        Hidden layer sizes of the masked network (each at least D - 1, so that every pixel
-        can see all those before it).
+        Hidden layer sizes of the masked network (at least one, each at least D, as Pyro's
+        :class:`~pyro.nn.AutoRegressiveNN` needs).
     image_shape : sequence of int, optional
         Shape of one datum; default: taken from the training data by ``zoo.fit``.
     init_seed : int
@@ -177,10 +177,11 @@ class Autoregressive(NetworkDensity):
         width = math.prod(shape)
         if width < 2:
             raise ValueError(f"an Autoregressive model needs at least 2 pixels per datum, got shape {tuple(shape)}")
-        if min(self.hidden_sizes) < width - 1:
+        if not self.hidden_sizes or min(self.hidden_sizes) < width:
             raise ValueError(
-                f"hidden_sizes must each be at least D - 1 = {width - 1} for images of {width} pixels (so "
-                f"every pixel's output can see all pixels before it), got {self.hidden_sizes}"
+                f"hidden_sizes must each be at least D = {width} for images of {width} pixels (Pyro's masked "
+                f"network needs as many hidden units as inputs, so that every pixel's output can see all "
+                f"pixels before it), got {self.hidden_sizes}"
             )
 
     def build_networks(self, shape: list[int]) -> None:
@@ -220,8 +221,13 @@ class Autoregressive(NetworkDensity):
 
     @classmethod
     def example(cls) -> tuple["Autoregressive", Dataset]:
-        return cls(hidden_sizes=[64]), real.digits(binarize=True).subset(list(range(40)))
+        return cls(hidden_sizes=[16]), _middle_rows(real.digits(binarize=True))
 
     @classmethod
     def examples(cls) -> list[tuple["Autoregressive", Dataset]]:
-        return [cls.example(), (cls(num_categories=17, hidden_sizes=[64]), real.digits().subset(list(range(40))))]
+        return [cls.example(), (cls(num_categories=17, hidden_sizes=[16]), _middle_rows(real.digits()))]
+
+
+def _middle_rows(digits: Dataset) -> Dataset:
+    """40 digits, the 16 pixels of their two middle rows (where the strokes are): a small example."""
+    return Dataset(x=digits.x[:40, 24:40], name=digits.name, description="the middle two rows of 40 digits")

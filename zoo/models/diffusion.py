@@ -123,14 +123,14 @@ class _NoisePredictor(nn.Module):
     """eps_W(z, t): an MLP of z and sinusoidal features of t. Maps (..., D) and an integer t to
     (..., D). Without hidden layers it is affine in z (a linear reverse process)."""
 
-    def __init__(self, width: int, hidden_sizes: Sequence[int], num_steps: int) -> None:
+    def __init__(self, width: int, hidden_sizes: Sequence[int], num_timesteps: int) -> None:
         super().__init__()
-        self.num_steps = num_steps
+        self.num_timesteps = num_timesteps
         self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(num_steps), _EMBEDDING // 2)))
+        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
 
     def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
-        angle = step * math.pi / self.num_steps / self.frequencies
+        angle = step * math.pi / self.num_timesteps / self.frequencies
         features = torch.cat([angle.sin(), angle.cos()]).expand(*z.shape[:-1], _EMBEDDING)
         return self.mlp(torch.cat([z, features], -1))
 
@@ -141,7 +141,7 @@ class Diffusion(ShapedNetworkModel):
 
     Parameters
     ----------
-    num_steps : int
+    num_timesteps : int
         T, the diffusion steps (>= 1).
     hidden_sizes : sequence of int
         Hidden layer sizes of the noise predictor eps_W (empty: a linear reverse process).
@@ -160,7 +160,7 @@ class Diffusion(ShapedNetworkModel):
     --------
     >>> import zoo
     >>> ring = zoo.datasets.load("ring", num_data=200)
-    >>> fit = zoo.fit(zoo.models.Diffusion(num_steps=10, hidden_sizes=[32]), ring,
+    >>> fit = zoo.fit(zoo.models.Diffusion(num_timesteps=10, hidden_sizes=[32]), ring,
     ...               zoo.SVI(batch_size=100, num_epochs=2, progress=False))
     >>> fit.log_prob(ring).shape         # the ELBO per datum: a lower bound on log p(x)
     torch.Size([200])
@@ -170,7 +170,7 @@ class Diffusion(ShapedNetworkModel):
 
     methods = ("svi",)
     default_guide = "forward_process"
-    num_threads = None
+    num_threads = 1  # small networks, many small operations: one thread, no contention
     analytic_kl = True
     unsupported_guides = ("delta", "normal", "mvn", "lowrank", "laplace", "iaf")
     unsupported_guides_reason = (
@@ -180,7 +180,7 @@ class Diffusion(ShapedNetworkModel):
 
     def __init__(
         self,
-        num_steps: int = 20,
+        num_timesteps: int = 20,
         hidden_sizes: Sequence[int] = (128, 128),
         num_levels: int | None = None,
         beta_start: float = 1e-4,
@@ -188,7 +188,7 @@ class Diffusion(ShapedNetworkModel):
         image_shape: Sequence[int] | None = None,
         init_seed: int = 0,
     ) -> None:
-        check_positive_int(num_steps, "num_steps")
+        check_positive_int(num_timesteps, "num_timesteps")
         if num_levels is not None:
             check_positive_int(num_levels, "num_levels", minimum=2)
         check_positive_float(beta_start, "beta_start")
@@ -196,7 +196,7 @@ class Diffusion(ShapedNetworkModel):
         if not beta_start <= beta_end < 1:
             raise ValueError(f"need beta_start <= beta_end < 1, got {beta_start} and {beta_end}")
         super().__init__(hidden_sizes, init_seed)
-        self.num_steps = num_steps
+        self.num_timesteps = num_timesteps
         self.num_levels = num_levels
         self.beta_start = beta_start
         self.beta_end = beta_end
@@ -205,7 +205,7 @@ class Diffusion(ShapedNetworkModel):
 
     @property
     def local_sites(self) -> tuple[str, ...]:  # type: ignore[override]
-        return tuple(f"z_{step}" for step in range(self.num_steps, 0, -1))
+        return tuple(f"z_{step}" for step in range(self.num_timesteps, 0, -1))
 
     def check_shape(self, shape: list[int]) -> None:
         if len(shape) != 1:
@@ -214,11 +214,11 @@ class Diffusion(ShapedNetworkModel):
             )
 
     def build_networks(self, shape: list[int]) -> None:
-        self.noise_predictor = _NoisePredictor(shape[0], self.hidden_sizes, self.num_steps)
+        self.noise_predictor = _NoisePredictor(shape[0], self.hidden_sizes, self.num_timesteps)
         # Ho et al.'s linear schedule over 1000 steps, respaced to T (Nichol and Dhariwal, 2021):
         # abar at T evenly spaced steps of it, and the betas that give those abar.
         fine = torch.cumprod(1.0 - torch.linspace(self.beta_start, self.beta_end, 1000, dtype=torch.float64), 0)
-        alpha_bars = fine[torch.linspace(0, 999, self.num_steps, dtype=torch.float64).round().long()]
+        alpha_bars = fine[torch.linspace(0, 999, self.num_timesteps, dtype=torch.float64).round().long()]
         previous = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bars[:-1]])
         betas = 1.0 - alpha_bars / previous
         self.register_buffer("betas", betas.float())
@@ -289,8 +289,8 @@ class Diffusion(ShapedNetworkModel):
         device = self.betas.device
         width = self.event_shape[0]
         with pyro.plate(self.data_plate, size, subsample_size=batch_size, device=device) as index:
-            z = pyro.sample(f"z_{self.num_steps}", dist.Normal(torch.zeros(width, device=device), 1.0).to_event(1))
-            for step in pyro.markov(range(self.num_steps, 1, -1)):
+            z = pyro.sample(f"z_{self.num_timesteps}", dist.Normal(torch.zeros(width, device=device), 1.0).to_event(1))
+            for step in pyro.markov(range(self.num_timesteps, 1, -1)):
                 scale = math.sqrt(float(self.betas[step - 1]))
                 z = pyro.sample(f"z_{step - 1}", dist.Normal(self.reverse_mean(z, step, network), scale).to_event(1))
             observed = None if x is None else x.index_select(0, index)
@@ -307,9 +307,9 @@ class Diffusion(ShapedNetworkModel):
             x0 = self.to_unit(x.index_select(0, index))
             alpha_bar = float(self.alpha_bars[-1])
             z = pyro.sample(
-                f"z_{self.num_steps}", dist.Normal(math.sqrt(alpha_bar) * x0, math.sqrt(1.0 - alpha_bar)).to_event(1)
+                f"z_{self.num_timesteps}", dist.Normal(math.sqrt(alpha_bar) * x0, math.sqrt(1.0 - alpha_bar)).to_event(1)
             )
-            for step in pyro.markov(range(self.num_steps, 1, -1)):
+            for step in pyro.markov(range(self.num_timesteps, 1, -1)):
                 mean, scale = self.posterior(z, x0, step)
                 z = pyro.sample(f"z_{step - 1}", dist.Normal(mean, scale).to_event(1))
 
@@ -375,10 +375,10 @@ class Diffusion(ShapedNetworkModel):
 
     @classmethod
     def example(cls) -> tuple["Diffusion", Dataset]:
-        return cls(num_steps=4, hidden_sizes=[8]), simulate.ring(num_data=40, seed=0)
+        return cls(num_timesteps=4, hidden_sizes=[8]), simulate.ring(num_data=40, seed=0)
 
     @classmethod
     def examples(cls) -> list[tuple["Diffusion", Dataset]]:
         ring = simulate.ring(num_data=40, seed=0)
         levels = Dataset(x=((ring.x + 3.0).clamp(0, 6)).round())
-        return [cls.example(), (cls(num_steps=4, hidden_sizes=[8], num_levels=7), levels)]
+        return [cls.example(), (cls(num_timesteps=4, hidden_sizes=[8], num_levels=7), levels)]

@@ -481,7 +481,7 @@ class NetworkDensity(ShapedNetworkModel):
 
     methods = ("svi",)
     default_guide = "delta"
-    num_threads = None
+    num_threads = 1  # small networks, many small operations: one thread, no contention
     unsupported_guides = ("normal", "mvn", "lowrank", "laplace", "iaf")
     unsupported_guides_reason = (
         "this model has no latent site: its weights are point estimates (guide 'delta', maximum "

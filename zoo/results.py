@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from zoo.checks import check_count, check_memory, check_options, check_positive_int, check_seed
+from zoo.checks import check_count, check_memory, check_options, check_output_file, check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.diagnostics import DATUM, METHOD, POSTERIOR_KIND, TRAINING_DATA, inference_data
 from zoo.diagnostics import summary as arviz_summary
@@ -560,6 +560,7 @@ class Fit:
         ValueError
             If the method cannot be saved (an SVI guide given as a callable).
         """
+        path = check_output_file(path, "path")  # before anything is gathered
         train = self.train
         metadata = {
             "model": {"name": type(self.model).registry_name, "config": self.model.config()},

@@ -455,3 +455,39 @@ def test_one_sequence_without_lengths_splits_in_time() -> None:
     for train, test in (series.split(test_fraction=0.2), series.split_time(0.2)):
         assert train.x.shape == (1, 40, 1) and test.x.shape == (1, 10, 1)
         assert torch.equal(test.x[0, :, 0], torch.arange(40.0, 50.0))
+
+
+# ---------------------------------------------------------------------- smaller messages
+def test_a_guide_the_model_refuses_is_named_as_such() -> None:
+    model, data = zoo.models.VAE.example()
+    with pytest.raises(ValueError, match="guide 'mvn' does not apply to VAE; it takes: delta, normal, amortized"):
+        zoo.fit(model, data, zoo.SVI(guide="mvn", num_steps=2, progress=False))
+
+
+def test_a_bad_held_out_is_named_held_out() -> None:
+    model, data = zoo.models.GaussianMixture.example()
+    with pytest.raises(ValueError, match="^held_out: .*3 features"):
+        zoo.fit(model, data, zoo.SVI(num_steps=2, progress=False), held_out=torch.zeros(5, 3))
+
+
+def test_the_summary_of_a_fit_without_draws_says_why() -> None:
+    model, data = zoo.models.VAE.example()
+    fit = zoo.fit(model, data, zoo.SVI(num_steps=2, progress=False, jit=False))
+    with pytest.raises(ValueError, match="holds no posterior draws"):
+        fit.summary()
+
+
+@pytest.mark.slow
+def test_to_arviz_refuses_bad_data_before_importing_arviz() -> None:
+    """In a fresh process: the refusal must not wait for arviz's import (seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zoo\n"
+        "model, data = zoo.models.GaussianMixture.example()\n"
+        "fit = zoo.fit(model, data, zoo.SVI(guide='delta', num_steps=2, progress=False))\n"
+        "try:\n    fit.to_arviz('abc')\nexcept TypeError:\n    print('arviz' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr

@@ -519,6 +519,11 @@ class Fit:
         the fit's repr shows (R-hat, ESS and divergences of a sampler; for SVI, whether its
         loss stopped trending, see ``fit.diagnostics["convergence_test"]``), and a fit that did
         not converge or mix says so in a ``UserWarning``."""
+        if not self.draws:
+            raise ValueError(
+                f"this {type(self.model).__name__} fit holds no posterior draws (the model has no global latent "
+                "site: its networks are point estimates), so there is no posterior to summarise; see fit.losses"
+            )
         table = arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
         problem = self.convergence_problem()
         table.attrs["convergence"] = self._mixing().lstrip(", ") or "converged"

@@ -36,6 +36,7 @@ from zoo.models import get as model_class_named
 from zoo.models import names as model_names
 from zoo.plots import plot_losses, plot_mixture
 from zoo.report import comparison_table
+from zoo.results import one_line
 from zoo.selection import select
 from zoo.tour import run as run_tour
 
@@ -390,22 +391,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    """The error as one line: its message's lines joined; its type named where the message
-    alone would not say what went wrong (anything but a ValueError or TypeError)."""
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or repr(error)
-    if isinstance(error, (ValueError, TypeError)):
-        return message
-    return f"{type(error).__name__}: {message}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
         return int(arguments.handler(arguments))
     except Exception as error:  # a command line shows no traceback: one line, exit status 2
-        print(f"zoo: error: {_one_line(error)}", file=sys.stderr)
+        print(f"zoo: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

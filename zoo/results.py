@@ -688,6 +688,16 @@ class FitError(RuntimeError):
         self.step = step
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line, for a table cell or a command line: its message's lines joined,
+    its type named where the message alone would not say what went wrong (anything but a
+    ValueError or TypeError: "FitError: the loss became NaN ...")."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or repr(error)
+    if isinstance(error, (ValueError, TypeError)) and not isinstance(error, FitError):
+        return message
+    return f"{type(error).__name__}: {message}"
+
+
 def load(path: str | Path) -> Fit:
     """Load a Fit saved by :meth:`Fit.save` (``zoo.load``).
 

@@ -61,6 +61,15 @@ def _version() -> str:
         return "(not installed)"
 
 
+#: The options of the commands themselves, which a model argument's option may not take.
+COMMAND_OPTIONS = frozenset({
+    "seed", "method", "guide", "num_steps", "learning_rate", "batch_size", "num_epochs", "num_threads",
+    "num_posterior_samples", "device", "distributed", "num_warmup", "num_samples", "num_chains", "out",
+    "quiet", "dataset", "data", "columns", "label", "sequence_id", "time", "binarize", "test_fraction",
+    "methods", "reference", "values", "criterion", "help", "version", "fast",
+})
+
+
 def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclude: tuple[str, ...] = ()) -> list[str]:
     """One option per constructor argument of ``model_class`` with a simple type (but ``exclude``)."""
     names = []
@@ -82,8 +91,11 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclu
         else:
             continue  # lists and other structures are not command-line material
         required = default is inspect.Parameter.empty
+        # a model argument named like a command option (a diffusion model's num_steps) is
+        # --model-NAME, so neither hides the other
+        option = _option(f"model_{name}") if name in COMMAND_OPTIONS else _option(name)
         parser.add_argument(
-            _option(name),
+            option,
             dest=f"model_{name}",
             type=kind,
             required=required,

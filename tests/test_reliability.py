@@ -3,6 +3,7 @@ files, grad mode. The per-model catalogue of bad inputs is tests/test_catalogue.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -363,10 +364,13 @@ def test_an_interrupt_at_any_moment_leaves_the_session_as_it_was(where: str, mon
     from zoo.infer import svi
 
     model, data = zoo.models.GaussianMixture.example()
-    targets = {"set-up": (svi, "_make_optimizer"), "training": (optimizers.Adam, "step"), "drawing": (svi, "Predictive")}
+    targets = {"set-up": (svi, "_make_optimizer"), "training": (optimizers.Adam, "step"), "drawing": (svi, "_posterior_draws")}
     owner, name = targets[where]
+    original = getattr(owner, name)
 
-    def interrupt(*arguments: object, **options: object) -> None:
+    def interrupt(*arguments: object, **options: object) -> object:
+        if options.get("point_only"):  # the fallback after the interrupt: the trained point
+            return original(*arguments, **options)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(owner, name, interrupt)
@@ -455,3 +459,116 @@ def test_one_sequence_without_lengths_splits_in_time() -> None:
     for train, test in (series.split(test_fraction=0.2), series.split_time(0.2)):
         assert train.x.shape == (1, 40, 1) and test.x.shape == (1, 10, 1)
         assert torch.equal(test.x[0, :, 0], torch.arange(40.0, 50.0))
+
+
+# ---------------------------------------------------------------------- smaller messages
+def test_a_guide_the_model_refuses_is_named_as_such() -> None:
+    model, data = zoo.models.VAE.example()
+    with pytest.raises(ValueError, match="guide 'mvn' does not apply to VAE; it takes: delta, normal, amortized"):
+        zoo.fit(model, data, zoo.SVI(guide="mvn", num_steps=2, progress=False))
+
+
+def test_a_bad_held_out_is_named_held_out() -> None:
+    model, data = zoo.models.GaussianMixture.example()
+    with pytest.raises(ValueError, match="^held_out: .*3 features"):
+        zoo.fit(model, data, zoo.SVI(num_steps=2, progress=False), held_out=torch.zeros(5, 3))
+
+
+def test_the_summary_of_a_fit_without_draws_says_why() -> None:
+    model, data = zoo.models.VAE.example()
+    fit = zoo.fit(model, data, zoo.SVI(num_steps=2, progress=False, jit=False))
+    with pytest.raises(ValueError, match="holds no posterior draws"):
+        fit.summary()
+
+
+@pytest.mark.slow
+def test_to_arviz_refuses_bad_data_before_importing_arviz() -> None:
+    """In a fresh process: the refusal must not wait for arviz's import (seconds)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, zoo\n"
+        "model, data = zoo.models.GaussianMixture.example()\n"
+        "fit = zoo.fit(model, data, zoo.SVI(guide='delta', num_steps=2, progress=False))\n"
+        "try:\n    fit.to_arviz('abc')\nexcept TypeError:\n    print('arviz' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+# ---------------------------------------------------------------------- workflows survive a failed member
+DIVERGING_SVI = "svi:normal:num_steps=20:learning_rate=1e10"
+
+
+def test_compare_records_a_failed_method_as_a_row_and_keeps_the_others() -> None:
+    model, data = zoo.models.GaussianMixture.example()
+    train, test = data.split(seed=0)
+    table, fits, _ = zoo.compare(
+        model, train, test, methods=["svi:delta:num_steps=20", DIVERGING_SVI], reference="svi:delta:num_steps=20",
+        return_fits=True,
+    )
+    assert list(table.index) == ["svi:delta", "svi:normal"] and list(fits) == ["svi:delta"]
+    assert table.loc["svi:normal", "error"].startswith("FitError: the loss became NaN")
+    assert table.loc["svi:delta", "error"] == "" and math.isfinite(table.loc["svi:delta", "test_log_lik"])
+    assert math.isnan(table.loc["svi:normal", "test_log_lik"])
+
+
+@pytest.mark.slow  # LOO imports arviz (seconds in a fresh process)
+def test_select_records_a_failed_value_as_a_row_and_ranks_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoo import comparison
+
+    model, data = zoo.models.GaussianMixture.example()
+    train, test = data.split(seed=0)
+    original = comparison.run_fit
+
+    def failing_for_three(model: zoo.models.Model, *arguments: object) -> zoo.Fit:
+        if model.num_components == 3:
+            raise zoo.FitError("the loss became NaN or infinite at step 4 of SVI")
+        return original(model, *arguments)
+
+    monkeypatch.setattr(comparison, "run_fit", failing_for_three)
+    table = zoo.select(lambda k: zoo.models.GaussianMixture(k), train, test, values=[1, 2, 3], method="svi:delta:num_steps=20",
+                        criterion="test")
+    assert table.loc[3, "error"] == "FitError: the loss became NaN or infinite at step 4 of SVI"
+    assert sorted(table.loc[[1, 2], "rank"].tolist()) == [0, 1] and math.isnan(table.loc[3, "rank"])
+
+
+def test_sbc_records_failed_rounds_and_ranks_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    sbc_module = importlib.import_module("zoo.sbc")  # zoo.sbc is also the function's name
+
+    original, calls = sbc_module.run_fit, {"count": 0}
+
+    def second_fails(*arguments: object) -> zoo.Fit:
+        calls["count"] += 1
+        if calls["count"] == 2:
+            raise zoo.FitError("the loss became NaN or infinite at step 1 of SVI")
+        return original(*arguments)
+
+    monkeypatch.setattr(sbc_module, "run_fit", second_fails)
+    model, data = zoo.models.NaiveBayes.example()
+    with pytest.warns(UserWarning, match="1 of 4 SBC fits failed"):
+        result = zoo.sbc(model.prepare(data), "exact", num_simulations=4, num_data=30, num_draws=9, processes=1)
+    assert len(result.failures) == 1
+    assert result.failures[0].endswith(": FitError: the loss became NaN or infinite at step 1 of SVI")
+    assert result.num_simulations == 3
+
+
+def test_the_tour_writes_a_failed_stop_as_its_error_and_goes_on(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pandas as pd
+
+    from zoo import tour
+
+    def broken_stop(out: object, fast: bool, progress: bool) -> tour.Section:
+        raise zoo.FitError("the loss became NaN or infinite at step 3 of SVI")
+
+    def small_stop(out: object, fast: bool, progress: bool) -> tour.Section:
+        return tour.Section(title="small", text="fine", table=pd.DataFrame({"test_log_lik": [-1.0]}, index=["a"]))
+
+    monkeypatch.setattr(tour, "STOPS", [broken_stop, small_stop])
+    sections = tour.run(tmp_path, fast=True, progress=False)  # type: ignore[arg-type]
+    assert [section.title for section in sections] == ["broken (failed)", "small"]
+    report = (tmp_path / "index.md").read_text()  # type: ignore[operator]
+    assert "FitError: the loss became NaN or infinite at step 3 of SVI" in report and "## small" in report

@@ -37,6 +37,7 @@ from zoo.models import get as model_class_named
 from zoo.models import names as model_names
 from zoo.plots import plot_losses, plot_mixture
 from zoo.report import comparison_table
+from zoo.results import one_line
 from zoo.selection import select
 from zoo.tour import run as run_tour
 
@@ -45,16 +46,6 @@ __all__ = ["main"]
 
 def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
-
-
-#: The CLI's own options (methods, data, output). A model constructor argument of the same name
-#: (the diffusion model's ``num_steps``, its noise steps) is offered as ``--model-NAME`` instead.
-CLI_OPTIONS = frozenset({
-    "method", "guide", "num_steps", "learning_rate", "batch_size", "num_epochs", "num_threads",
-    "num_posterior_samples", "device", "distributed", "num_warmup", "num_samples", "num_chains",
-    "out", "quiet", "methods", "reference", "values", "criterion", "dataset", "data", "columns",
-    "label", "sequence_id", "time", "binarize", "seed", "test_fraction", "fast",
-})
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,6 +60,15 @@ def _version() -> str:
         return importlib.metadata.version("zoo")
     except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
         return "(not installed)"
+
+
+#: The options of the commands themselves, which a model argument's option may not take.
+COMMAND_OPTIONS = frozenset({
+    "seed", "method", "guide", "num_steps", "learning_rate", "batch_size", "num_epochs", "num_threads",
+    "num_posterior_samples", "device", "distributed", "num_warmup", "num_samples", "num_chains", "out",
+    "quiet", "dataset", "data", "columns", "label", "sequence_id", "time", "binarize", "test_fraction",
+    "methods", "reference", "values", "criterion", "help", "version", "fast",
+})
 
 
 def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclude: tuple[str, ...] = ()) -> list[str]:
@@ -92,8 +92,11 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclu
         else:
             continue  # lists and other structures are not command-line material
         required = default is inspect.Parameter.empty
+        # a model argument named like a command option (a diffusion model's num_steps) is
+        # --model-NAME, so neither hides the other
+        option = _option(f"model_{name}") if name in COMMAND_OPTIONS else _option(name)
         parser.add_argument(
-            _option(f"model_{name}" if name in CLI_OPTIONS else name),
+            option,
             dest=f"model_{name}",
             type=kind,
             required=required,
@@ -423,22 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _one_line(error: BaseException) -> str:
-    """The error as one line: its message's lines joined; its type named where the message
-    alone would not say what went wrong (anything but a ValueError or TypeError)."""
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or repr(error)
-    if isinstance(error, (ValueError, TypeError)):
-        return message
-    return f"{type(error).__name__}: {message}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     arguments = parser.parse_args(argv)
     try:
         return int(arguments.handler(arguments))
     except Exception as error:  # a command line shows no traceback: one line, exit status 2
-        print(f"zoo: error: {_one_line(error)}", file=sys.stderr)
+        print(f"zoo: error: {one_line(error)}", file=sys.stderr)
         return 2
 
 

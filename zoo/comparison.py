@@ -42,7 +42,7 @@ from zoo.infer.methods import NUTS, Exact, parse_method  # parse_method: re-expo
 from zoo.models.base import Model
 from zoo.report import COLUMNS as _REPORT_COLUMNS
 from zoo.report import comparison_table
-from zoo.results import Fit
+from zoo.results import Fit, one_line
 
 __all__ = [
     "compare",
@@ -129,6 +129,28 @@ def posterior_errors(fit: Fit, reference: Fit) -> tuple[float, float]:
     return float(z.pow(2).mean().sqrt()), float(ratio.pow(2).mean().sqrt())
 
 
+def attempt_fit(model: Model, data: Any, method: Any) -> tuple[Fit | None, str | None]:
+    """``zoo.fit``, or the error that stopped it as one line: a workflow over many fits
+    (:func:`compare`, ``zoo.select``, ``zoo.sbc``, the tour) records a failed member and goes
+    on. Ctrl-C is not an error of a member: it stops the workflow."""
+    try:
+        return run_fit(model, data, method), None
+    except Exception as error:  # noqa: BLE001 - any failure of one member is that member's row
+        return None, one_line(error)
+
+
+def _with_failures(table: pd.DataFrame, failures: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    """``table`` with an ``error`` column ("" for the fits that ran) and a row per failed member
+    (its method, its error, NaN elsewhere), in the order given."""
+    if not failures:
+        return table
+    table = table.copy()
+    table["error"] = ""
+    for label, (method, error) in failures.items():
+        table.loc[label] = {**{column: math.nan for column in table.columns}, "method": method, "error": error}
+    return table
+
+
 def compare_fits(fits: dict[str, Fit], test: Any, reference: "Fit | None" = None) -> pd.DataFrame:
     """The comparison table of fits already made (see :func:`compare` for the columns)."""
     if not isinstance(fits, dict) or not fits:
@@ -210,6 +232,12 @@ def compare(
 
         ``table.attrs["reference"]`` is the reference's label.
 
+        A method whose fit fails (a ``FitError``: its loss became NaN) does not stop the others:
+        it gets a row of its own, NaN but for ``method`` and an ``error`` column holding the
+        error in one line (the column is there only when a fit failed; "" for the fits that
+        ran). A failed reference leaves ``mean_error`` and ``sd_error`` NaN and its error in
+        ``table.attrs["reference_error"]``.
+
     Raises
     ------
     TypeError, ValueError
@@ -234,14 +262,31 @@ def compare(
     model.validate(train)
     model.validate(test)
 
-    reference_fit = reference if isinstance(reference, Fit) else run_fit(model, train, reference)
+    reference_error = None
+    if isinstance(reference, Fit):
+        reference_fit = reference
+    else:  # a failed reference leaves the errors against it NaN; the fits go on
+        reference_fit, reference_error = attempt_fit(model, train, reference)
     fits: dict[str, Fit] = {}
+    failures: dict[str, tuple[str, str]] = {}
+    order: list[str] = []
     for config in configs:
-        result = run_fit(model, train, config)
-        label, number = result.method_name, 2
-        while label in fits:
-            label, number = f"{result.method_name}#{number}", number + 1
-        fits[label] = result
-    table = compare_fits(fits, test, reference_fit)
-    table.attrs["reference"] = reference_fit.method_name
+        result, error = attempt_fit(model, train, config)
+        name = config.label(model) if result is None else result.method_name
+        label, number = name, 2
+        while label in fits or label in failures:
+            label, number = f"{name}#{number}", number + 1
+        order.append(label)
+        if result is None:
+            failures[label] = (name, str(error))
+        else:
+            fits[label] = result
+    if fits:
+        table = _with_failures(compare_fits(fits, test, reference_fit), failures)
+    else:
+        table = _with_failures(pd.DataFrame(columns=list(COLUMNS), index=pd.Index([], name="fit")), failures)
+    table = table.loc[order]  # the methods' order, failed ones in their place
+    table.attrs["reference"] = reference_fit.method_name if reference_fit is not None else reference.label(model)
+    if reference_error is not None:
+        table.attrs["reference_error"] = reference_error
     return (table, fits, reference_fit) if return_fits else table

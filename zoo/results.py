@@ -51,7 +51,7 @@ from typing import Any
 
 import torch
 
-from zoo.checks import check_count, check_memory, check_options, check_positive_int, check_seed
+from zoo.checks import check_count, check_memory, check_options, check_output_file, check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.diagnostics import DATUM, METHOD, POSTERIOR_KIND, TRAINING_DATA, inference_data
 from zoo.diagnostics import summary as arviz_summary
@@ -523,6 +523,11 @@ class Fit:
         the fit's repr shows (R-hat, ESS and divergences of a sampler; for SVI, whether its
         loss stopped trending, see ``fit.diagnostics["convergence_test"]``), and a fit that did
         not converge or mix says so in a ``UserWarning``."""
+        if not self.draws:
+            raise ValueError(
+                f"this {type(self.model).__name__} fit holds no posterior draws (the model has no global latent "
+                "site: its networks are point estimates), so there is no posterior to summarise; see fit.losses"
+            )
         table = arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
         problem = self.convergence_problem()
         table.attrs["convergence"] = self._mixing().lstrip(", ") or "converged"
@@ -564,6 +569,7 @@ class Fit:
         ValueError
             If the method cannot be saved (an SVI guide given as a callable).
         """
+        path = check_output_file(path, "path")  # before anything is gathered
         train = self.train
         metadata = {
             "model": {"name": type(self.model).registry_name, "config": self.model.config()},
@@ -686,6 +692,16 @@ class FitError(RuntimeError):
         self.step = step
 
 
+def one_line(error: BaseException) -> str:
+    """An error as one line, for a table cell or a command line: its message's lines joined,
+    its type named where the message alone would not say what went wrong (anything but a
+    ValueError or TypeError: "FitError: the loss became NaN ...")."""
+    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip()) or repr(error)
+    if isinstance(error, (ValueError, TypeError)) and not isinstance(error, FitError):
+        return message
+    return f"{type(error).__name__}: {message}"
+
+
 def load(path: str | Path) -> Fit:
     """Load a Fit saved by :meth:`Fit.save` (``zoo.load``).
 
@@ -708,9 +724,12 @@ def load(path: str | Path) -> Fit:
         config = {key: value for key, value in metadata["model"]["config"].items() if key not in retired}
         method = CONFIGS[metadata["method"]["kind"]](**metadata["method"]["config"])
         described = metadata["train"]
-        _check_state(path, model_class, config, tensors)
+        _check_records(path, tensors)
+        checked = _check_state(path, model_class, config, tensors, declared_state)
         # Built for real only now: its state matches the file's, so it takes no more memory.
         model = model_class(**config)
+        if not checked:  # a constructor that reads numbers off its tensors cannot run on the meta device
+            _check_state(path, model_class, config, tensors, lambda *_: _state_of(model))
         model.load_state_dict(tensors["model_state"])
         _check_draws(path, model, tensors)
         train = Dataset(
@@ -745,10 +764,8 @@ def load(path: str | Path) -> Fit:
         raise damaged(path, f"{type(error).__name__}: {error}") from None
 
 
-def _check_state(path: str | Path, model_class: type[Model], config: dict[str, Any], tensors: dict[str, Any]) -> None:
-    """Raise ``damaged`` unless the file has its record groups and a model state that is the
-    state of the model it declares, read off a copy built on the meta device
-    (:func:`~zoo.infer.evaluate.declared_state`), before anything is allocated."""
+def _check_records(path: str | Path, tensors: dict[str, Any]) -> None:
+    """Raise ``damaged`` unless the file has every record group a fit file has."""
     for group in ("model_state", "draws", "point", "sample_stats", "train"):
         if not isinstance(tensors.get(group), dict):
             raise damaged(path, f"its record {group!r} is missing or not a group of named tensors")
@@ -756,9 +773,29 @@ def _check_state(path: str | Path, model_class: type[Model], config: dict[str, A
         raise damaged(path, "its record 'losses' is missing or not a tensor")
     if "x" not in tensors["train"]:
         raise damaged(path, "its training data (record 'train/x') is missing")
+
+
+def _state_of(model: Model) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    return {name: (tuple(value.shape), value.dtype) for name, value in model.state_dict().items()}
+
+
+def _check_state(
+    path: str | Path,
+    model_class: type[Model],
+    config: dict[str, Any],
+    tensors: dict[str, Any],
+    declared: Callable[[type[Model], dict[str, Any]], dict[str, tuple[tuple[int, ...], torch.dtype]]],
+) -> bool:
+    """Raise ``damaged`` unless the file's model state is the state of the model it declares,
+    as ``declared`` gives it: read off a copy built on the meta device
+    (:func:`~zoo.infer.evaluate.declared_state`), before anything is allocated. Return False
+    (nothing checked) where the model's constructor cannot run on the meta device (it reads a
+    number off a tensor): the caller then checks the real model's state once built."""
     try:
-        state = declared_state(model_class, config)
+        state = declared(model_class, config)
     except Exception as error:  # the model's constructor refuses the configuration, in its words
+        if "meta" in str(error):
+            return False
         raise damaged(path, f"its model configuration is refused: {type(error).__name__}: {error}") from None
     found = {name: (tuple(value.shape), value.dtype) for name, value in tensors["model_state"].items()}
     if found != state:
@@ -768,6 +805,7 @@ def _check_state(path: str | Path, model_class: type[Model], config: dict[str, A
     for name, value in tensors["model_state"].items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise damaged(path, f"model_state {name!r} holds NaN or infinite values")
+    return True
 
 
 def _check_draws(path: str | Path, model: Model, tensors: dict[str, Any]) -> None:

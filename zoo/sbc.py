@@ -72,6 +72,7 @@ from zoo.infer.guides import POINT_MASS_GUIDES
 from zoo.infer.methods import parse_method
 from zoo.infer.runtime import isolated
 from zoo.models.base import Model
+from zoo.results import FitError, one_line
 
 __all__ = ["sbc", "SBCResult", "prior_draw", "chi_square_sf"]
 
@@ -106,6 +107,10 @@ class SBCResult:
         for MCMC, whose draws are autocorrelated; NaN for methods whose draws are independent
         (Exact, SVI). Ranks are only uniform for a correct sampler when it is at least
         ``num_draws`` (see the module's docs).
+    failures : list of str
+        The rounds whose fit failed ("round 3: FitError: ..."), left out of the ranks. A fit
+        that fails more often for some true values than for others biases the ranks: a
+        failure is a finding of its own, not noise to drop.
     """
 
     ranks: dict[str, torch.Tensor]
@@ -115,6 +120,7 @@ class SBCResult:
     wall_time: float = 0.0
     fit_times: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
     ess: torch.Tensor = field(default_factory=lambda: torch.zeros(0))
+    failures: list[str] = field(default_factory=list)
 
     @property
     def num_simulations(self) -> int:
@@ -258,7 +264,8 @@ def _ranks(draws: torch.Tensor, truth: torch.Tensor, generator: torch.Generator)
 
 
 #: What one round returns: ranks and true values per site, the fit's seconds and its ESS.
-Round = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float, float]
+#: (ranks, truth, fit seconds, ESS, the failed fit's error in one line or None)
+Round = tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], float, float, "str | None"]
 
 
 def _effective_sample_size(method: Any, diagnostics: dict[str, Any]) -> float:
@@ -299,6 +306,8 @@ def _simulate(model: Model, method: Any, index: int, seed: int, num_data: int, n
         try:
             result = run_fit(model, data, method)
             break
+        except FitError as error:  # the fit failed: a round of its own, recorded, not a crash
+            return {}, {}, math.nan, math.nan, one_line(error)
         except ValueError:  # data the method refuses (a class with no row): draw again
             if attempt == MAX_ATTEMPTS - 1:
                 raise
@@ -318,7 +327,7 @@ def _simulate(model: Model, method: Any, index: int, seed: int, num_data: int, n
         # (a point mass's one draw is taken num_draws times: the truth ranks 0 or num_draws)
         chosen = torch.linspace(0, flat.shape[0] - 1, num_draws).round().long()
         ranks[name] = _ranks(flat[chosen].double(), value.double(), generator)
-    return ranks, truth, float(result.wall_time), _effective_sample_size(method, result.diagnostics)
+    return ranks, truth, float(result.wall_time), _effective_sample_size(method, result.diagnostics), None
 
 
 def _worker(arguments: tuple[Any, ...]) -> Round:
@@ -404,9 +413,15 @@ def sbc(
         model = model.prepare(as_dataset(pilot, "pilot"))
     labels = _label_site(model, labels)
     try:  # a dry run: the prior must be resolved and the method must take the simulated data
-        with isolated(seed=seed):
-            _, data = prior_draw(model, num_data, labels)
-        method.validate(model.prepare(data), data)
+        for attempt in range(MAX_ATTEMPTS):  # as a round draws again (a class with no row)
+            with isolated(seed=(seed + attempt * 7_919_000_003) % (2**31)):
+                _, data = prior_draw(model, num_data, labels)
+            try:
+                method.validate(model.prepare(data), data)
+                break
+            except ValueError:
+                if attempt == MAX_ATTEMPTS - 1:
+                    raise
     except ValueError as error:
         raise ValueError(
             f"model cannot simulate from its prior ({error}); pass a prepared model "
@@ -423,6 +438,17 @@ def sbc(
         context = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
             outputs = list(pool.map(_worker, jobs, chunksize=max(1, num_simulations // (4 * processes))))
+    failures = [f"round {index}: {output[4]}" for index, output in enumerate(outputs) if output[4] is not None]
+    outputs = [output for output in outputs if output[4] is None]
+    if not outputs:
+        raise FitError(f"every one of the {num_simulations} SBC fits failed; the first: {failures[0]}")
+    if failures:
+        warnings.warn(
+            f"{len(failures)} of {num_simulations} SBC fits failed and are left out of the ranks "
+            f"(result.failures); the first: {failures[0]}",
+            UserWarning,
+            stacklevel=2,
+        )
     names = list(outputs[0][0])
     ranks = {name: torch.stack([output[0][name] for output in outputs]) for name in names}
     truth = {name: torch.stack([output[1][name] for output in outputs]) for name in names}
@@ -446,4 +472,5 @@ def sbc(
         wall_time=time.perf_counter() - start,
         fit_times=times,
         ess=ess,
+        failures=failures,
     )

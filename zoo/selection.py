@@ -39,9 +39,9 @@ import torch
 from torch.distributions import biject_to
 
 from zoo.checks import check_choice
+from zoo.comparison import attempt_fit
 from zoo.datasets.dataset import as_dataset
 from zoo.diagnostics import PointMassError, compare, loo, point_mass_message
-from zoo.infer import fit as run_fit
 from zoo.infer.guides import POINT_MASS_GUIDES
 from zoo.infer.methods import parse_method
 from zoo.models.base import Model
@@ -120,6 +120,9 @@ def select(
         MAP). Then ``test_log_lik`` (held-out, mean per datum), ``datum`` (what a datum is),
         ``num_train``, ``wall_time_s`` and ``flags``; ``test_log_lik_per_step`` for
         sequences. ``table.attrs["criterion"]`` names the criterion.
+        A value whose fit fails (a ``FitError``) does not stop the others: its row is NaN,
+        with the error in one line in an ``error`` column (present only when a fit failed);
+        the others are ranked among themselves, and the fits returned are those that ran.
 
     Raises
     ------
@@ -164,8 +167,25 @@ def select(
             "posterior: use criterion='loo' or 'test'"
         )
 
-    fits = {value: run_fit(model, train, method) for value, model in models.items()}
-    table = _table(fits, train, test, criterion)
+    fits: dict[Any, Fit] = {}
+    failures: dict[Any, str] = {}
+    for value, model in models.items():  # a failed fit is a row with its error; the others go on
+        result, error = attempt_fit(model, train, method)
+        if result is None:
+            failures[value] = str(error)
+        else:
+            fits[value] = result
+    if not failures:
+        table = _table(fits, train, test, criterion)
+    else:
+        ranked = criterion if criterion != "loo" or len(fits) >= 2 else "test"  # LOO ranks two fits or more
+        columns = list(COLUMNS[criterion]) + (["test_log_lik_per_step"] if test.lengths is not None else [])
+        table = _table(fits, train, test, ranked) if fits else pd.DataFrame(columns=columns)
+        if ranked != criterion:
+            table["rank"] = math.nan
+        table = table.reindex(index=list(values), columns=columns)
+        table["num_train"] = len(train)
+        table["error"] = [failures.get(value, "") for value in values]
     table.index = pd.Index(list(values), name=name)
     table.attrs["criterion"] = criterion
     return (table, fits) if return_fits else table

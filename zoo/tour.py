@@ -27,6 +27,7 @@ from zoo.models.naive_bayes import predict
 from zoo.models.vae import decode, reconstruct
 from zoo.plots import plot_losses, plot_mixture
 from zoo.report import comparison_table
+from zoo.results import one_line
 
 __all__ = [
     "Section",
@@ -129,12 +130,24 @@ def gaussian_mixture_stop(out: Path, fast: bool, progress: bool) -> Section:
 STOPS: list[Callable[[Path, bool, bool], Section]] = [gaussian_mixture_stop]
 
 
+def _attempt_stop(stop: Callable[[Path, bool, bool], Section], out: Path, fast: bool, progress: bool) -> Section:
+    """The stop's section or, if one of its fits fails (a ``FitError``), a section saying so:
+    one failed stop does not lose the others."""
+    try:
+        return stop(out, fast, progress)
+    except Exception as error:  # noqa: BLE001 - any failure of one stop is that stop's section
+        title = stop.__name__.removesuffix("_stop").replace("_", " ")
+        message = one_line(error)
+        table = pd.DataFrame({"error": [message]}, index=pd.Index([title], name="fit"))
+        return Section(title=f"{title} (failed)", text=f"This stop failed: {message}", table=table)
+
+
 def run(out: Path, fast: bool = False, progress: bool = True) -> list[Section]:
     """Run every stop, print the tables, and write the report into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     sections = []
     for stop in STOPS:
-        section = stop(out, fast, progress)
+        section = _attempt_stop(stop, out, fast, progress)
         sections.append(section)
         print(f"\n== {section.title}\n")
         print(section.table.to_string(float_format=lambda value: f"{value:.4f}"))

@@ -166,10 +166,11 @@ def _prepare_and_run(
         prepared = model.prepare(data)
         method.validate(prepared, data)
         if held_out is not None:
-            prepared.validate(held_out)
-            check_data_options(prepared, held_out)
-        if fixed is not None:
-            prepared.fix(_fixed_values(prepared, kind, fixed))
+            try:
+                prepared.validate(held_out)
+                check_data_options(prepared, held_out)
+            except (TypeError, ValueError) as error:  # the model's words say "data": name the argument
+                raise type(error)(f"held_out: {error}") from None
     run = METHODS[kind][1]
     if prepared.fixed and set(prepared.fixed) == set(global_sites(prepared)):
         # nothing left to infer: the fit is the given point, its likelihood that of the data there

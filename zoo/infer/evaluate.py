@@ -137,15 +137,7 @@ def declared_state(model_class: type[Model], config: dict[str, Any]) -> dict[str
     Exception
         Whatever the model's constructor raises for a configuration it refuses.
     """
-    try:
-        with torch.device("meta"):
-            model = model_class(**config)
-    except RuntimeError as error:
-        if "meta" not in str(error):
-            raise
-        # A constructor that reads a value back (Pyro's AutoRegressiveNN calls .item() on a
-        # tensor it builds) cannot run on the meta device: build it for real. The guard against
-        # huge configurations is then the model's own argument checks.
+    with torch.device("meta"):
         model = model_class(**config)
     return {name: (tuple(value.shape), value.dtype) for name, value in model.state_dict().items()}
 

@@ -192,7 +192,12 @@ def make_guide(
         raise TypeError(f"guide must be a name or a callable, got {type(guide).__name__}")
     valid = guide_names(model)
     if guide not in valid:
-        reason = f" ({model.unsupported_guides_reason})" if guide in model.unsupported_guides else ""
+        why = getattr(model, "unsupported_guides_reason", "")
+        reason = f" ({why})" if why and guide in model.unsupported_guides else ""
+        if guide in GUIDES:  # a guide zoo has, which this model refuses
+            raise ValueError(
+                f"guide {guide!r} does not apply to {type(model).__name__}{reason}; it takes: {', '.join(valid)}"
+            )
         raise ValueError(
             f"unknown guide {guide!r} for {type(model).__name__}; valid guides: {', '.join(valid)}{reason}"
         )

@@ -453,6 +453,9 @@ class Exact(MethodConfig, kind="exact"):
         super().validate(model, data)
         if not callable(getattr(model, "exact_posterior", None)):
             raise ValueError(f"{type(model).__name__} has no closed-form posterior (exact_posterior)")
+        check = getattr(model, "check_exact", None)  # the model's conditions on the data, if it states them
+        if callable(check):
+            check(data)
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class Autoencoder(NetworkModel):
                 raise ValueError(
                     f"data.x holds values in [{low:g}, {high:g}], outside [0, 1]: the "
                     f"{self.likelihood} likelihood takes pixel intensities in [0, 1]. Scale the data "
-                    "(e.g. digits / 16, or zoo.datasets.digits(binarize=True)) or use "
+                    "(e.g. digits / 16, or zoo.datasets.load('digits', binarize=True)) or use "
                     "likelihood='gaussian'"
                 )
 

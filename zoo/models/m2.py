@@ -91,7 +91,7 @@ class SemiSupervisedVAE(Autoencoder):
     --------
     >>> import zoo
     >>> from zoo.models import m2
-    >>> train, test = zoo.datasets.digits(binarize=True).split(test_fraction=0.2)
+    >>> train, test = zoo.datasets.load("digits", binarize=True).split(test_fraction=0.2)
     >>> labels = torch.full_like(train.y, -1); labels[:100] = train.y[:100]   # keep 100 labels
     >>> fit = zoo.fit(zoo.models.SemiSupervisedVAE(10, latent_dim=8), train.replace(y=labels),
     ...               zoo.SVI(batch_size=100, num_epochs=100))

@@ -404,14 +404,9 @@ class NaiveBayes(Model):
             precision_rate=self.precision_shape * torch.tensor(self.prior_scale, dtype=x.dtype).square() if gaussian else None,
         )
 
-    def exact_posterior(self, data: Dataset) -> NaiveBayesPosterior:
-        """The conjugate posterior given fully labeled ``data`` (the table in the module docs).
-
-        Raises
-        ------
-        ValueError
-            If ``data`` has no labels, unlabeled rows, or a class with no labeled row.
-        """
+    def check_exact(self, data: Dataset) -> None:
+        """Raise ValueError unless ``data`` can be fitted by ``zoo.Exact``: every row labeled and
+        every class present (``zoo.Exact`` asks this before any work)."""
         if getattr(self, "_validated", None) is not data:  # prepare() has checked these rows
             self.validate(data)
         if data.y is None:
@@ -429,6 +424,16 @@ class NaiveBayes(Model):
                 f"zoo.Exact needs at least one labeled row of every class, but y has none of class(es) "
                 f"{missing} (num_classes={self.num_classes})"
             )
+
+    def exact_posterior(self, data: Dataset) -> NaiveBayesPosterior:
+        """The conjugate posterior given fully labeled ``data`` (the table in the module docs).
+
+        Raises
+        ------
+        ValueError
+            If ``data`` has no labels, unlabeled rows, or a class with no labeled row.
+        """
+        self.check_exact(data)
         return self._posterior(data.x, data.y)
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:

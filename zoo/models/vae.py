@@ -93,7 +93,7 @@ class VAE(Autoencoder):
     Examples
     --------
     >>> import zoo
-    >>> train, test = zoo.datasets.digits(binarize=True).split(test_fraction=0.2)
+    >>> train, test = zoo.datasets.load("digits", binarize=True).split(test_fraction=0.2)
     >>> fit = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20))
     >>> fit.log_prob(test, num_particles=100).mean()   # IWAE estimate of log p(x), nats per image
     >>> eager = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20, jit=False))

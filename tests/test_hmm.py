@@ -7,6 +7,7 @@ float32 values a zoo Dataset holds, given to hmmlearn as float64, so both see th
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pyro
@@ -231,6 +232,16 @@ def test_map_fit_reaches_hmmlearn_em_optimum_from_the_same_start() -> None:
     fit = zoo.fit(HiddenMarkovModel(4, emission="gaussian"), data, method)
     ours = fit.model.log_likelihood({name: value.double()[None] for name, value in fit.point.items()}, data).sum()
     assert float(ours) / data.num_observations > em.score(X, lengths) / data.num_observations - 1e-4
+
+
+def test_automatic_emission_says_when_it_reads_integers_as_counts() -> None:
+    counts = zoo.datasets.load("earthquakes")
+    with pytest.warns(UserWarning, match="emission='auto' chose 'poisson' because every value of x is a non-negative integer"):
+        assert HiddenMarkovModel(2).prepare(counts).emission == "poisson"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # named, or real-valued data: nothing to say
+        HiddenMarkovModel(2, emission="poisson").prepare(counts)
+        HiddenMarkovModel(2).prepare(simulated("gaussian", num_sequences=2, length=10))
 
 
 # --------------------------------------------------------------------------- the fit's answers

@@ -74,11 +74,25 @@ def test_plot_mixture_draws_and_diag_covariance(normal_fit: zoo.Fit, split: Spli
         assert math.sin(math.radians(2 * patch.angle)) == pytest.approx(0, abs=1e-6)
 
 
-def test_plot_mixture_refuses_data_that_is_not_2d(map_fit: zoo.Fit) -> None:
-    with pytest.raises(ValueError, match="2-D"):
+def test_plot_mixture_refuses_data_it_cannot_draw(map_fit: zoo.Fit) -> None:
+    with pytest.raises(ValueError, match=r"one or two features, shape \(N, 1\) or \(N, 2\)"):
         plots.plot_mixture(map_fit, torch.zeros(10, 3))
-    with pytest.raises(ValueError, match="2-D"):
+    with pytest.raises(ValueError, match="data have 1 feature.* fitted to 2"):
         plots.plot_mixture(map_fit, torch.zeros(10, 1))
+
+
+def test_plot_mixture_of_one_feature_draws_weighted_densities() -> None:
+    """1-D data: a histogram, one weighted density per component and their sum, which integrates
+    to about 1 over the plotted range (the data's range widened by 10% each side)."""
+    data = zoo.datasets.load("galaxies")
+    fit = zoo.fit(zoo.models.GaussianMixture(3), data, zoo.SVI(guide="delta", progress=False))
+    ax = plots.plot_mixture(fit)
+    lines = ax.get_lines()
+    assert len(lines) == 4 and lines[-1].get_label() == "mixture"
+    grid, total = lines[-1].get_xdata(), lines[-1].get_ydata()
+    assert sum(line.get_ydata() for line in lines[:3]) == pytest.approx(total)
+    assert float(((total[1:] + total[:-1]) / 2 * (grid[1:] - grid[:-1])).sum()) == pytest.approx(1.0, abs=0.02)
+    assert len(ax.patches) > 0  # the histogram's bars
 
 
 # --------------------------------------------------------------------------- plot_losses

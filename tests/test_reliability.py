@@ -572,3 +572,10 @@ def test_the_tour_writes_a_failed_stop_as_its_error_and_goes_on(tmp_path: object
     assert [section.title for section in sections] == ["broken (failed)", "small"]
     report = (tmp_path / "index.md").read_text()  # type: ignore[operator]
     assert "FitError: the loss became NaN or infinite at step 3 of SVI" in report and "## small" in report
+
+
+def test_data_one_pixel_wide_are_not_read_as_images() -> None:
+    """(N, D, 1) data are D features per datum given with a trailing axis, not images of width 1."""
+    for model, method in [(zoo.models.VAE(2), zoo.SVI(num_steps=2)), (zoo.models.GAN(2), zoo.Adversarial(num_steps=2))]:
+        with pytest.raises(ValueError, match=r"would be images 5 x 1 pixels, one pixel wide: .*reshape\(20, -1\)"):
+            zoo.fit(model, torch.rand(20, 5, 1).round(), method)

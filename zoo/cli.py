@@ -396,7 +396,10 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
 
     for sub in _per_model(commands, "compare", "fit one model by several methods; tabulate them (zoo.compare)", command_compare):
-        sub.add_argument("--methods", default="svi:delta,svi:normal,svi:mvn,nuts",
+        taken = model_class_named(sub.get_default("model_name")).methods
+        # zoo.compare's default methods, those of them this model takes (or its own methods)
+        defaults = [method for method in ("svi:delta", "svi:normal", "svi:mvn", "nuts") if method.split(":")[0] in taken]
+        sub.add_argument("--methods", default=",".join(defaults or taken),
                          help="comma-separated methods, e.g. svi:delta,svi:mvn,nuts (default: %(default)s)")
         sub.add_argument("--reference", default=None,
                          help="the reference posterior's method (default: exact where the model takes it, else nuts with 2 chains x 1000 draws)")

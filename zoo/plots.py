@@ -115,7 +115,8 @@ def plot_mixture(
     num_sd: float = 2.0,
     seed: int = 0,
 ) -> Axes:
-    """Data and the covariance ellipses of each component of a 2-D Gaussian mixture fit.
+    """Data and the covariance ellipses of each component of a 2-D Gaussian mixture fit; for
+    1-D data, a histogram and the weighted component densities.
 
     Each component k is drawn as the ellipse at ``num_sd`` standard deviations (Mahalanobis
     distance) around its location: a bold one for the point estimate ``fit.point`` and faint
@@ -128,11 +129,12 @@ def plot_mixture(
     fit : zoo.Fit
         A fit of ``zoo.models.GaussianMixture`` (full or diagonal covariance).
     data : Dataset, tensor or array, optional
-        The points to scatter, shape (N, 2); default the fit's training data.
+        The points to scatter, shape (N, 2), or to histogram, shape (N, 1); default the fit's
+        training data.
     ax : matplotlib.axes.Axes, optional
         Where to draw; default a new 5 x 4 inch figure.
     num_draws : int
-        Posterior draws whose ellipses are drawn faintly (0 for none).
+        Posterior draws whose ellipses (1-D: mixture densities) are drawn faintly (0 for none).
     title : str, optional
         Axes title; default the fit's method name.
     num_sd : float
@@ -147,21 +149,28 @@ def plot_mixture(
     Raises
     ------
     ValueError
-        If the data are not 2-D points (shape (N, 2)) or the fit is not of a Gaussian mixture.
+        If the data are not points of one or two features (shape (N, 1) or (N, 2)) or the fit
+        is not of a Gaussian mixture.
     """
     dataset = _dataset(fit, data)
-    if dataset.x.dim() != 2 or dataset.x.shape[-1] != 2:
+    if dataset.x.dim() != 2 or dataset.x.shape[-1] not in (1, 2):
         raise ValueError(
-            f"plot_mixture draws 2-D data, shape (N, 2); got shape {tuple(dataset.x.shape)}"
+            f"plot_mixture draws points of one or two features, shape (N, 1) or (N, 2); got shape {tuple(dataset.x.shape)}"
         )
     if not {"weights", "locs", "scales"} <= set(fit.point):
         raise ValueError(
             "plot_mixture needs a Gaussian mixture fit (sites weights, locs, scales); "
             f"this fit has sites {sorted(fit.point)}"
         )
+    if fit.point["locs"].shape[-1] != dataset.x.shape[-1]:
+        raise ValueError(
+            f"data have {dataset.x.shape[-1]} feature(s) but the mixture was fitted to {fit.point['locs'].shape[-1]}"
+        )
     if num_draws < 0:
         raise ValueError(f"num_draws must be non-negative, got {num_draws}")
     ax = _axes(ax)
+    if dataset.x.shape[-1] == 1:
+        return _plot_mixture_1d(fit, dataset, ax, num_draws, title, seed)
     x = _numpy(dataset.x)
     ax.scatter(x[:, 0], x[:, 1], s=8, color=DATA_COLOR, alpha=0.7, linewidths=0, label="data")
 
@@ -205,6 +214,40 @@ def plot_mixture(
     ax.set_title(fit.method_name if title is None else title)
     ax.legend(loc="best", fontsize="small", frameon=False)
     ax.autoscale_view()
+    return ax
+
+
+def _plot_mixture_1d(fit: Fit, dataset: Dataset, ax: Axes, num_draws: int, title: str | None, seed: int) -> Axes:
+    """:func:`plot_mixture` for one feature: a density histogram of the data, each component's
+    weighted density ``w_k N(x | mu_k, sigma_k)`` at the point estimate, their sum (the mixture),
+    and faint mixture densities of ``num_draws`` posterior draws."""
+    x = _numpy(dataset.x)[:, 0]
+    ax.hist(x, bins=min(40, max(10, len(x) // 5)), density=True, color=DATA_COLOR, alpha=0.5, label="data")
+    span = x.max() - x.min() or 1.0
+    grid = np.linspace(x.min() - 0.1 * span, x.max() + 0.1 * span, 400)
+
+    def weighted_densities(weights: np.ndarray, locs: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """(..., K) parameters -> (..., K, 400) weighted component densities on the grid."""
+        standardised = (grid - locs[..., None]) / scales[..., None]
+        return weights[..., None] * np.exp(-0.5 * standardised**2) / (scales[..., None] * math.sqrt(2 * math.pi))
+
+    if num_draws:
+        flat = {name: _numpy(value.detach().reshape((-1,) + value.shape[2:])) for name, value in fit.draws.items()}
+        generator = torch.Generator().manual_seed(int(seed))
+        chosen = torch.randperm(len(flat["locs"]), generator=generator)[: min(num_draws, len(flat["locs"]))].numpy()
+        totals = weighted_densities(flat["weights"][chosen], flat["locs"][chosen, :, 0], flat["scales"][chosen, :, 0]).sum(-2)
+        if not np.allclose(totals, totals[0]):  # a point mass's draws coincide: nothing to show
+            for total in totals:
+                ax.plot(grid, total, color="black", linewidth=0.6, alpha=0.2)
+    point = {name: _numpy(value.detach()) for name, value in fit.point.items()}
+    components = weighted_densities(point["weights"], point["locs"][:, 0], point["scales"][:, 0])
+    for k, density in enumerate(components):
+        ax.plot(grid, density, color=f"C{k % 10}", linewidth=1.5, label=f"component {k}: w = {point['weights'][k]:.2f}")
+    ax.plot(grid, components.sum(0), color="black", linewidth=2.0, label="mixture")
+    ax.set_xlabel(_feature_names(dataset, fit)[0])
+    ax.set_ylabel("density")
+    ax.set_title(fit.method_name if title is None else title)
+    ax.legend(loc="best", fontsize="small", frameon=False)
     return ax
 
 

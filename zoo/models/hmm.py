@@ -100,11 +100,11 @@ ordering is ambiguous and relabelling cannot help.
 
 from __future__ import annotations
 
-import itertools
-
 import dataclasses
 import functools
+import itertools
 import math
+import warnings
 from typing import Any
 
 import pyro
@@ -430,7 +430,16 @@ class HiddenMarkovModel(Model):
         if self.emission != "auto":
             return self.emission
         real = data.x[self._mask(data)]
-        return next(family.name for family in (Bernoulli(), Poisson(), Gaussian()) if family.in_support(real))
+        chosen = next(family.name for family in (Bernoulli(), Poisson(), Gaussian()) if family.in_support(real))
+        if chosen != "gaussian":
+            # Integer data may be measurements (waiting times in whole minutes): say what was read.
+            reason = "0 or 1" if chosen == "bernoulli" else "a non-negative integer"
+            warnings.warn(
+                f"HiddenMarkovModel: emission='auto' chose {chosen!r} because every value of x is {reason}; "
+                f"pass emission='gaussian' if they are measurements, or emission={chosen!r} to say so",
+                stacklevel=4,
+            )
+        return chosen
 
     def prepare(self, data: Dataset) -> "HiddenMarkovModel":
         """A copy with the emission, empirical prior, D, C and default length set from ``data``."""

@@ -72,6 +72,11 @@ def check_network_data(data: Any, model_name: str, image_shape: Any, architectur
         )
     if data.lengths is not None:
         raise ValueError(f"a {model_name} takes independent data, not sequences (lengths given)")
+    if x.dim() == 3 and 1 in x.shape[1:]:
+        raise ValueError(
+            f"data.x of shape {tuple(x.shape)} would be images {x.shape[1]} x {x.shape[2]} pixels, one pixel "
+            f"wide: for {x.shape[1] * x.shape[2]} features per datum pass data.x.reshape({x.shape[0]}, -1)"
+        )
     shape = list(x.shape[1:])
     if image_shape is not None and shape != list(image_shape):
         raise ValueError(

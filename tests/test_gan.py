@@ -406,5 +406,7 @@ def test_cli_fits_a_gan(capsys: pytest.CaptureFixture[str]) -> None:
                  "--quiet"])
     out = capsys.readouterr().out
     assert code == 0 and "adversarial:non_saturating" in out
-    assert main(["fit", "gan", "--dataset", "ring", "--latent-dim", "2", "--quiet"]) == 2  # svi: refused
-    assert "GAN does not support SVI: a GAN is an implicit model" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # --method offers only the GAN's own method
+        main(["fit", "gan", "--dataset", "ring", "--latent-dim", "2", "--method", "svi", "--quiet"])
+    assert refused.value.code == 2
+    assert "argument --method: invalid choice: 'svi'" in capsys.readouterr().err

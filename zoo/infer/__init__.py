@@ -171,6 +171,8 @@ def _prepare_and_run(
                 check_data_options(prepared, held_out)
             except (TypeError, ValueError) as error:  # the model's words say "data": name the argument
                 raise type(error)(f"held_out: {error}") from None
+        if fixed is not None:
+            prepared.fix(_fixed_values(prepared, kind, fixed))
     run = METHODS[kind][1]
     if prepared.fixed and set(prepared.fixed) == set(global_sites(prepared)):
         # nothing left to infer: the fit is the given point, its likelihood that of the data there

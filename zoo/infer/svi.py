@@ -404,6 +404,8 @@ def _evaluate(closure: Callable[[], Any]) -> tuple[float | None, BaseException |
     """
     try:
         value = float(closure().detach())
+    except ProgramError:
+        raise
     except (ValueError, RuntimeError, IndexError, ArithmeticError) as error:
         return None, error
     return (value, None) if math.isfinite(value) else (None, None)
@@ -1125,7 +1127,7 @@ class _CompiledLoss:
             except RuntimeError as error:
                 if "requires grad as a constant" not in str(error):
                     raise
-                raise ValueError(
+                raise ProgramError(
                     "SVI's compiled ELBO (jit=True, or the default for a model declaring jit_safe): "
                     "the model or guide uses a tensor that requires grad without "
                     "registering it with Pyro (a network called without pyro.module, or a "
@@ -1133,6 +1135,12 @@ class _CompiledLoss:
                     "compiled program could hold it only as a constant, which would not train. "
                     "Register it, or fit with jit=False."
                 ) from error
+
+
+class ProgramError(ValueError):
+    """An error of the model's or guide's program found at a step (not at the set-up run), such
+    as a compiled ELBO that would freeze an unregistered network: raised as it is, never taken for
+    a divergence of the numbers (which :func:`_evaluate` turns into a FitError)."""
 
 
 def _forked_rng(device: torch.device) -> Any:

@@ -43,7 +43,7 @@ CHROMIUM_FLAGS = [
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The site built by sphinx-build -W --keep-going into a temporary folder."""
     pytest.importorskip("sphinx")
@@ -60,7 +60,8 @@ def text_of(page: Path) -> str:
     return " ".join(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")).split())
 
 
-# Both tests of the built site run in one worker (pytest-xdist's loadgroup): the site is built once.
+# Both tests of the built site run in one worker (pytest-xdist's loadgroup) and share the
+# session-scoped site: it is built once.
 @pytest.mark.xdist_group("built_site")
 def test_site_builds_without_warnings_and_has_every_page(site: Path) -> None:
     index = (site / "index.html").read_text(encoding="utf-8")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.checks import MAX_SEED, check_choice, check_device, check_flag, check_probability, check_seed
+from zoo.checks import MAX_SEED, check_choice, check_device, check_flag, check_integer_levels, check_probability, check_seed
 from zoo.datasets import simulate
 
 
@@ -48,6 +48,14 @@ def test_flags_choices_and_devices() -> None:
     check_device("cuda:1")  # a name, checked before any GPU is looked for
     with pytest.raises(ValueError, match="device must name a torch device"):
         check_device("gpu0")
+
+
+def test_integer_levels_are_whole_numbers_from_zero_to_k_minus_one() -> None:
+    check_integer_levels(torch.tensor([[0.0, 16.0], [3.0, 7.0]]), 17, "data.x", "a model", "hint")  # accepted
+    for value in (16.5, -1.0, 17.0, float("nan")):
+        values = torch.tensor([[0.0, 1.0], [2.0, value]])
+        with pytest.raises(ValueError, match=rf"data.x holds {value:g}: a model takes integer pixels 0..16 \(hint\)"):
+            check_integer_levels(values, 17, "data.x", "a model", "hint", unit="pixels")
 
 
 def test_method_configurations_keep_seeds_as_python_ints() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "check_count",
     "check_options",
     "check_memory",
+    "check_integer_levels",
     "MAX_SEED",
     "MAX_BYTES",
 ]
@@ -147,6 +148,23 @@ def check_memory(num_bytes: int, what: str, argument: str) -> None:
         raise ValueError(
             f"{argument}: {what} would take about {num_bytes / 2**30:,.1f} GiB, more than the "
             f"{MAX_BYTES / 2**30:,.0f} GiB zoo allocates at once (ZOO_MAX_BYTES); ask for fewer"
+        )
+
+
+def check_integer_levels(
+    values: torch.Tensor, num_levels: int, argument: str, taker: str, hint: str, unit: str = "levels"
+) -> None:
+    """Raise ValueError unless every entry of ``values`` (any shape) is an integer in
+    0..num_levels-1: discrete data of K = ``num_levels`` levels (grey levels, categories).
+
+    The message names ``argument`` ("data.x") and its first value outside, and says that
+    ``taker`` ("a Diffusion model with num_levels=17") takes integer ``unit`` ("levels",
+    "pixels") 0..K-1, then ``hint`` (what to do instead) in parentheses.
+    """
+    outside = (values != values.round()) | (values < 0) | (values > num_levels - 1)
+    if bool(outside.any()):
+        raise ValueError(
+            f"{argument} holds {float(values[outside][0]):g}: {taker} takes integer {unit} 0..{num_levels - 1} ({hint})"
         )
 
 

@@ -107,38 +107,28 @@ def _add_model_options(parser: argparse.ArgumentParser, model_class: type, exclu
     return names
 
 
+#: The command-line options each method takes (the others: those of ``_OTHER_METHOD_ARGUMENTS``
+#: that its configuration has).
+_METHOD_ARGUMENTS = {
+    "svi": ("guide", "num_steps", "learning_rate", "seed", "batch_size", "num_epochs", "num_threads",
+            "num_posterior_samples", "device", "distributed"),
+    "nuts": ("num_warmup", "num_samples", "num_chains", "seed"),
+}
+_OTHER_METHOD_ARGUMENTS = ("seed", "num_samples", "num_steps", "num_epochs", "batch_size", "num_threads", "device",
+                           "distributed")
+
+
 def _method(arguments: argparse.Namespace) -> Any:
-    if arguments.method == "svi":
-        return SVI(
-            guide=arguments.guide,
-            num_steps=arguments.num_steps,
-            learning_rate=arguments.learning_rate,
-            seed=arguments.seed,
-            progress=not arguments.quiet,
-            batch_size=arguments.batch_size,
-            num_epochs=arguments.num_epochs,
-            num_threads=arguments.num_threads,
-            num_posterior_samples=arguments.num_posterior_samples,
-            device=arguments.device,
-            distributed=arguments.distributed,
-        )
-    if arguments.method == "nuts":
-        return NUTS(
-            num_warmup=arguments.num_warmup,
-            num_samples=arguments.num_samples,
-            num_chains=arguments.num_chains,
-            seed=arguments.seed,
-            progress=not arguments.quiet,
-        )
+    """The method configuration the command line asks for; options left unset (None) keep the
+    configuration's defaults."""
     if arguments.method not in METHODS:
         raise ValueError(f"unknown method {arguments.method!r}; valid methods: {', '.join(METHODS)}")
-    # Any other registered method: pass the command-line values its config takes.
     config = METHODS[arguments.method][0]
-    values = {"seed": arguments.seed, "progress": not arguments.quiet, "num_samples": arguments.num_samples,
-              "num_steps": arguments.num_steps, "num_epochs": arguments.num_epochs,
-              "batch_size": arguments.batch_size, "num_threads": arguments.num_threads, "device": arguments.device,
-              "distributed": arguments.distributed}
-    if arguments.learning_rate is not None:  # zoo.Adversarial: one rate for both networks
+    names = _METHOD_ARGUMENTS.get(arguments.method, _OTHER_METHOD_ARGUMENTS)
+    values = {name: getattr(arguments, name) for name in names}
+    values["progress"] = not arguments.quiet
+    if arguments.method not in _METHOD_ARGUMENTS and arguments.learning_rate is not None:
+        # zoo.Adversarial: one rate for both networks
         values.update(generator_learning_rate=arguments.learning_rate,
                       discriminator_learning_rate=arguments.learning_rate)
     fields = getattr(config, "__dataclass_fields__", {})

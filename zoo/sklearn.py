@@ -172,6 +172,11 @@ class _ZooEstimator(BaseEstimator):
         # A float32 copy: zoo's dtype, and never a view of a read-only input.
         return Dataset(np.array(X, dtype=np.float32), feature_names=None if names is None else tuple(map(str, names)), **fields)
 
+    def _options_and_method(self) -> tuple[dict[str, Any], Any]:
+        """``model_options`` and the resolved ``method`` (seeded by ``random_state``), both checked
+        before any work."""
+        return _check_options(self.model_options), _method(self.method, self.random_state)
+
     def _fit(self, model: Any, data: Dataset, method: Any) -> Fit:
         """Fit ``model`` to ``data`` by ``method`` (this estimator's, resolved); sets ``fit_``."""
         self.fit_ = zoo_fit(model, data, method)
@@ -193,8 +198,57 @@ class _ZooEstimator(BaseEstimator):
         raise NotImplementedError
 
 
+class _DensityEstimator(DensityMixin, _ZooEstimator):
+    """A density estimator over independent samples whose latent variables the fit sums or
+    integrates out: log predictive densities, and the information criteria from the number of
+    free parameters each estimator counts (``_num_parameters``)."""
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log predictive density of each sample, latent variables summed or integrated out.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+
+        Returns
+        -------
+        ndarray, shape (n_samples,)
+            log mean_s p(x_i | theta_s) over the posterior draws (log p(x_i | theta) after a
+            MAP fit, scikit-learn's ``score_samples``).
+        """
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        return _as_numpy(_in_float64(self.fit_).log_prob(self._dataset(X)))
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log predictive density per sample (higher is better): ``score_samples(X).mean()``."""
+        return float(self.score_samples(X).mean())
+
+    def bic(self, X: Any) -> float:
+        """Bayesian information criterion at the MAP estimate (lower is better); MAP fits only.
+
+        ``-2 * total log-likelihood + num_parameters * log(n_samples)``, as scikit-learn's.
+
+        Raises
+        ------
+        ValueError
+            If the estimator was fitted by a method that gives a posterior (see ``method``).
+        """
+        self._check_point_estimate("bic")
+        log_likelihood = self.score_samples(X).sum()
+        return float(-2.0 * log_likelihood + self._num_parameters() * math.log(len(self._validate(X, reset=False))))
+
+    def aic(self, X: Any) -> float:
+        """Akaike information criterion at the MAP estimate (lower is better); MAP fits only.
+
+        ``-2 * total log-likelihood + 2 * num_parameters``, as scikit-learn's.
+        """
+        self._check_point_estimate("aic")
+        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._num_parameters())
+
+
 # --------------------------------------------------------------------------- Gaussian mixture
-class GaussianMixture(DensityMixin, _ZooEstimator):
+class GaussianMixture(_DensityEstimator):
     """A Bayesian Gaussian mixture with scikit-learn's ``GaussianMixture`` interface.
 
     Wraps :class:`zoo.models.GaussianMixture` (component assignments summed out exactly).
@@ -276,8 +330,7 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
         num_components = _check_count(self.n_components, "n_components")
         covariance = _check_choice(self.covariance_type, "covariance_type", ("full", "diag"))
         _check_posterior_draws(self.posterior_draws)
-        options = _check_options(self.model_options)
-        method = _method(self.method, self.random_state)  # a bad method is refused before any work
+        options, method = self._options_and_method()
         X = self._validate(X, reset=True)
         if num_components > X.shape[0]:
             raise ValueError(
@@ -297,27 +350,6 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
                 cholesky = scales[:, :, None]
             self.covariances_ = cholesky @ np.swapaxes(cholesky, -1, -2)
         return self
-
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Log predictive density of each sample, components summed out.
-
-        Parameters
-        ----------
-        X : array-like, shape (n_samples, n_features)
-
-        Returns
-        -------
-        ndarray, shape (n_samples,)
-            log mean_s p(x_i | theta_s) over the posterior draws (log p(x_i | theta) after a
-            MAP fit, scikit-learn's ``score_samples``).
-        """
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        return _as_numpy(_in_float64(self.fit_).log_prob(self._dataset(X)))
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log predictive density per sample (higher is better): ``score_samples(X).mean()``."""
-        return float(self.score_samples(X).mean())
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Posterior probability of each component for each sample.
@@ -369,31 +401,9 @@ class GaussianMixture(DensityMixin, _ZooEstimator):
         covariance = num_components * num_features * ((num_features + 1) / 2 if self.covariance_type == "full" else 1)
         return int(covariance + num_components * num_features + num_components - 1)
 
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion at the MAP estimate (lower is better); MAP fits only.
-
-        ``-2 * total log-likelihood + num_parameters * log(n_samples)``, as scikit-learn's.
-
-        Raises
-        ------
-        ValueError
-            If the estimator was fitted by a method that gives a posterior (see ``method``).
-        """
-        self._check_point_estimate("bic")
-        log_likelihood = self.score_samples(X).sum()
-        return float(-2.0 * log_likelihood + self._num_parameters() * math.log(len(self._validate(X, reset=False))))
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion at the MAP estimate (lower is better); MAP fits only.
-
-        ``-2 * total log-likelihood + 2 * num_parameters``, as scikit-learn's.
-        """
-        self._check_point_estimate("aic")
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._num_parameters())
-
 
 # --------------------------------------------------------------------------- factor analysis
-class FactorAnalysis(DensityMixin, TransformerMixin, _ZooEstimator):
+class FactorAnalysis(TransformerMixin, _DensityEstimator):
     """Factor analysis or probabilistic PCA with scikit-learn's ``FactorAnalysis`` / ``PCA``
     interface: ``transform`` gives the codes, ``score_samples`` the log-likelihood per sample.
 
@@ -458,8 +468,7 @@ class FactorAnalysis(DensityMixin, TransformerMixin, _ZooEstimator):
         latent_dim = _check_count(self.n_components, "n_components")
         noise = _check_choice(self.noise, "noise", ("diagonal", "isotropic"))
         _check_posterior_draws(self.posterior_draws)
-        options = _check_options(self.model_options)
-        method = _method(self.method, self.random_state)
+        options, method = self._options_and_method()
         X = self._validate(X, reset=True, ensure_min_samples=2)
         if latent_dim > X.shape[1]:
             raise ValueError(f"n_components={latent_dim} must be at most the number of features ({X.shape[1]})")
@@ -481,17 +490,6 @@ class FactorAnalysis(DensityMixin, TransformerMixin, _ZooEstimator):
         check_is_fitted(self)
         return self.components_.T @ self.components_ + np.diag(self.noise_variance_)
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Log predictive density of each sample, codes integrated out: shape (n_samples,)
-        (log p(x_i | theta) after a MAP fit, scikit-learn's ``score_samples``)."""
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        return _as_numpy(_in_float64(self.fit_).log_prob(self._dataset(X)))
-
-    def score(self, X: Any, y: Any = None) -> float:
-        """Mean log predictive density per sample (higher is better): ``score_samples(X).mean()``."""
-        return float(self.score_samples(X).mean())
-
     def sample(self, n_samples: int = 1) -> np.ndarray:
         """New samples from the fitted model (the posterior predictive): shape (n_samples, n_features)."""
         check_is_fitted(self)
@@ -502,16 +500,6 @@ class FactorAnalysis(DensityMixin, TransformerMixin, _ZooEstimator):
         noise = num_features if self.noise == "diagonal" else 1
         # W up to rotation: D L - L (L - 1) / 2 free numbers
         return int(num_features * latent_dim - latent_dim * (latent_dim - 1) // 2 + num_features + noise)
-
-    def bic(self, X: Any) -> float:
-        """Bayesian information criterion at the MAP estimate (lower is better); MAP fits only."""
-        self._check_point_estimate("bic")
-        return float(-2.0 * self.score_samples(X).sum() + self._num_parameters() * math.log(len(self._validate(X, reset=False))))
-
-    def aic(self, X: Any) -> float:
-        """Akaike information criterion at the MAP estimate (lower is better); MAP fits only."""
-        self._check_point_estimate("aic")
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self._num_parameters())
 
 
 # --------------------------------------------------------------------------- hidden Markov model
@@ -638,8 +626,7 @@ class HiddenMarkovModel(_ZooEstimator):
         covariance = _check_choice(self.covariance_type, "covariance_type", ("diag", "full"))
         _check_choice(self.algorithm, "algorithm", ("viterbi", "map"))
         _check_posterior_draws(self.posterior_draws)
-        options = _check_options(self.model_options)
-        method = _method(self.method, self.random_state)
+        options, method = self._options_and_method()
         X = self._validate(X, reset=True)
         padded, lengths = _sequences(X, lengths)
         if num_states > X.shape[0]:
@@ -897,8 +884,7 @@ class NaiveBayes(ClassifierMixin, _ZooEstimator):
         self
         """
         _check_posterior_draws(self.posterior_draws)
-        options = _check_options(self.model_options)
-        method = _method(self.method, self.random_state)
+        options, method = self._options_and_method()
         X, y = validate_data(self, X, y, reset=True, dtype=FLOAT_TYPES)
         check_classification_targets(y)
         self.classes_, codes = np.unique(y, return_inverse=True)
@@ -1002,8 +988,7 @@ class VAE(TransformerMixin, _ZooEstimator):
         if isinstance(self.hidden_sizes, (str, bytes)) or not isinstance(self.hidden_sizes, Sequence):
             raise TypeError(f"hidden_sizes must be a tuple of layer sizes, got {self.hidden_sizes!r}")
         hidden = [_check_count(size, "hidden_sizes") for size in self.hidden_sizes]
-        options = _check_options(self.model_options)
-        method = _method(self.method, self.random_state)
+        options, method = self._options_and_method()
         X = self._validate(X, reset=True)
         # the networks' initial weights from the method's seed (random_state's, when given)
         model = ZooVAE(latent_dim, likelihood=likelihood, hidden_sizes=hidden, init_seed=getattr(method, "seed", 0), **options)

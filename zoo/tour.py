@@ -1,8 +1,9 @@
 """``zoo tour``: every model fitted on its bundled real data by its methods, in one report.
 
 Each stop of the tour is a function ``(out, fast, progress) -> Section`` in :data:`STOPS`; a new
-model adds its stop there. :func:`run` runs them in order, prints each comparison table, and
-writes ``index.md`` (tables and figures), ``summary.csv`` and the figures into one folder.
+model adds its stop there (a function decorated ``@_stop``). :func:`run` runs them in order,
+prints each comparison table, and writes ``index.md`` (tables and figures), ``summary.csv`` and
+the figures into one folder.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pandas as pd
 import torch
@@ -67,6 +69,13 @@ def _pyplot() -> ModuleType:
     return matplotlib.pyplot
 
 
+def _save_figure(figure: Any, path: Path) -> None:
+    """Lay ``figure`` out, write it to ``path`` (a small PNG, 80 dpi) and close it."""
+    figure.tight_layout()
+    figure.savefig(path, dpi=80)
+    _pyplot().close(figure)
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table (pandas' own needs the optional `tabulate`)."""
 
@@ -82,6 +91,17 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+#: The stops of the tour, in order.
+STOPS: list[Callable[[Path, bool, bool], Section]] = []
+
+
+def _stop(function: Callable[[Path, bool, bool], Section]) -> Callable[[Path, bool, bool], Section]:
+    """Add a stop to :data:`STOPS`, after those defined before it."""
+    STOPS.append(function)
+    return function
+
+
+@_stop
 def gaussian_mixture_stop(out: Path, fast: bool, progress: bool) -> Section:
     """The Gaussian mixture on Old Faithful by MAP, mean-field, full-rank and NUTS."""
     plt = _pyplot()
@@ -106,14 +126,10 @@ def gaussian_mixture_stop(out: Path, fast: bool, progress: bool) -> Section:
     figure, axes = plt.subplots(2, 2, figsize=(9, 7.5), sharex=True, sharey=True)
     for ax, (label, fit) in zip(axes.ravel(), fits.items()):
         plot_mixture(fit, train, ax=ax, title=label)
-    figure.tight_layout()
-    figure.savefig(out / "gmm_ellipses.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "gmm_ellipses.png")
     figure, ax = plt.subplots(figsize=(5, 4))
     plot_losses({label: fit for label, fit in fits.items() if fit.losses.numel()}, ax=ax)
-    figure.tight_layout()
-    figure.savefig(out / "gmm_losses.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "gmm_losses.png")
     return Section(
         title="Gaussian mixture: Old Faithful (K = 2)",
         text=(
@@ -125,10 +141,6 @@ def gaussian_mixture_stop(out: Path, fast: bool, progress: bool) -> Section:
         table=table,
         figures=["gmm_ellipses.png", "gmm_losses.png"],
     )
-
-
-#: The stops of the tour, in order.
-STOPS: list[Callable[[Path, bool, bool], Section]] = [gaussian_mixture_stop]
 
 
 def _attempt_stop(stop: Callable[[Path, bool, bool], Section], out: Path, fast: bool, progress: bool) -> Section:
@@ -164,6 +176,7 @@ def run(out: Path, fast: bool = False, progress: bool = True) -> list[Section]:
     return sections
 
 
+@_stop
 def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
     """Naive Bayes on digits (pixel counts): Exact vs a mean-field guide vs NUTS at a small budget."""
     plt = _pyplot()
@@ -194,9 +207,7 @@ def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
             axes[r, c].imshow(samples[r].reshape(8, 8).numpy(), cmap="gray_r")
             axes[r, c].axis("off")
         axes[0, c].set_title(str(c))
-    figure.tight_layout()
-    figure.savefig(out / "naive_bayes_samples.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "naive_bayes_samples.png")
     return Section(
         title="Naive Bayes: digits as pixel counts (10 classes)",
         text=(
@@ -211,9 +222,7 @@ def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
     )
 
 
-STOPS.append(naive_bayes_stop)
-
-
+@_stop
 def hidden_markov_stop(out: Path, fast: bool, progress: bool) -> Section:
     """Poisson HMMs with 1-4 states on earthquakes (MAP, and NUTS for 3 states), and a Bernoulli
     HMM on the JSB chorales at a small budget."""
@@ -251,9 +260,7 @@ def hidden_markov_stop(out: Path, fast: bool, progress: bool) -> Section:
     ax.axvline(years[int(train.lengths[0])] - 0.5, color="grey", ls="--", lw=0.8)
     ax.set(xlabel="year", ylabel="earthquakes (M >= 7)", title="3-state Poisson HMM (MAP), Viterbi path")
     ax.legend(loc="upper right", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "hmm_earthquakes.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "hmm_earthquakes.png")
     return Section(
         title="Hidden Markov models: earthquakes (Poisson) and JSB chorales (Bernoulli)",
         text=(
@@ -269,9 +276,7 @@ def hidden_markov_stop(out: Path, fast: bool, progress: bool) -> Section:
     )
 
 
-STOPS.append(hidden_markov_stop)
-
-
+@_stop
 def variational_autoencoder_stop(out: Path, fast: bool, progress: bool) -> Section:
     """VAEs (latent dimensions 2 and 8) on binarised 8x8 digits by amortized SVI; held-out IWAE and
     ELBO per image, and a figure of reconstructions and samples."""
@@ -315,9 +320,7 @@ def variational_autoencoder_stop(out: Path, fast: bool, progress: bool) -> Secti
             axes[r, c].set_xticks([])
             axes[r, c].set_yticks([])
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(out / "vae_digits.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "vae_digits.png")
     return Section(
         title="Variational autoencoder: digits (8x8, binarised)",
         text=(
@@ -333,9 +336,7 @@ def variational_autoencoder_stop(out: Path, fast: bool, progress: bool) -> Secti
     )
 
 
-STOPS.append(variational_autoencoder_stop)
-
-
+@_stop
 def gan_stop(out: Path, fast: bool, progress: bool) -> Section:
     """A GAN (adversarial training) against a Gaussian mixture with 8 components on the ring of 8
     Gaussians, compared by sample-based metrics only (the GAN has no density)."""
@@ -380,9 +381,7 @@ def gan_stop(out: Path, fast: bool, progress: bool) -> Section:
             label = f"{label}: {coverage[label].num_covered}/8 modes"
         ax.set_title(label, fontsize=9)
         ax.set_aspect("equal")
-    figure.tight_layout()
-    figure.savefig(out / "gan_ring.png", dpi=80)
-    plt.close(figure)
+    _save_figure(figure, out / "gan_ring.png")
     return Section(
         title="GAN vs Gaussian mixture: ring of 8 Gaussians",
         text=(
@@ -399,9 +398,7 @@ def gan_stop(out: Path, fast: bool, progress: bool) -> Section:
     )
 
 
-STOPS.append(gan_stop)
-
-
+@_stop
 def classic_families_stop(out: Path, fast: bool, progress: bool) -> Section:
     """Mixtures of independent Poisson components (1 to 4) on the earthquake counts, the years taken
     as independent, by MAP; probabilistic PCA and factor analysis on wine (MAP); a
@@ -442,5 +439,3 @@ def classic_families_stop(out: Path, fast: bool, progress: bool) -> Section:
         figures=[],
     )
 
-
-STOPS.append(classic_families_stop)

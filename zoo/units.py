@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from zoo.checks import check_positive_int, check_seed
+from zoo.checks import check_integer_levels, check_positive_int, check_seed
 from zoo.datasets.dataset import Dataset, as_dataset
 
 __all__ = ["Score", "score", "dequantize", "check_levels", "dequantized_log_prob"]
@@ -98,13 +98,10 @@ def check_levels(data: Any, num_levels: int, argument: str = "data") -> Dataset:
     """
     check_positive_int(num_levels, "num_levels", minimum=2)
     dataset = as_dataset(data, argument)
-    x = dataset.x
-    outside = (x != x.round()) | (x < 0) | (x > num_levels - 1)
-    if bool(outside.any()):
-        raise ValueError(
-            f"{argument}.x holds {float(x[outside][0]):g}: dequantization takes integer levels 0..{num_levels - 1} "
-            "(the raw discrete data, e.g. the digits' grey levels 0..16 with num_levels=17)"
-        )
+    check_integer_levels(
+        dataset.x, num_levels, f"{argument}.x", "dequantization",
+        "the raw discrete data, e.g. the digits' grey levels 0..16 with num_levels=17",
+    )
     return dataset
 
 

@@ -168,15 +168,7 @@ def frame_fields(
     return {"x": x, "lengths": np.array(lengths), "feature_names": names, "description": description}
 
 
-def file_fields(
-    path: str | Path,
-    label: Any = None,
-    columns: Sequence[Any] | None = None,
-    sequence_id: Any = None,
-    time: Any = None,
-    *,
-    unlabeled: int,
-) -> dict[str, Any]:
+def file_fields(path: str | Path, label: Any = None, *, unlabeled: int, **columns: Any) -> dict[str, Any]:
     """The fields of a `Dataset` from a CSV file (with a header row) or a NumPy ``.npy`` array.
 
     Parameters
@@ -186,9 +178,11 @@ def file_fields(
         (num_rows, num_columns), whose columns are named by their index ("0", "1", ...), or
         (num_sequences, length, num_features): sequences of full length, taken as they are
         (no column options then).
-    label, columns, sequence_id, time, unlabeled
-        As in :func:`frame_fields` (column names; for a ``.npy`` table their indices, as ints
-        or strings).
+    label, unlabeled
+        As in :func:`frame_fields`.
+    **columns
+        ``columns``, ``sequence_id``, ``time``: as in :func:`frame_fields` (column names; for a
+        ``.npy`` table, like ``label``, their indices, as ints or strings).
 
     Returns
     -------
@@ -211,8 +205,7 @@ def file_fields(
             frame = pd.read_csv(path)
         except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as error:
             raise ValueError(f"could not read {str(path)!r} as CSV: {error}") from None
-        fields = frame_fields(frame, label=label, columns=columns, sequence_id=sequence_id, time=time, unlabeled=unlabeled)
-        return {**fields, "name": name}
+        return {**frame_fields(frame, label, unlabeled=unlabeled, **columns), "name": name}
     if not suffixes.endswith(".npy"):
         raise ValueError(f"data file {str(path)!r}: expected a .csv or .npy file")
     try:
@@ -220,7 +213,7 @@ def file_fields(
     except ValueError as error:
         raise ValueError(f"could not read {str(path)!r} as a NumPy array: {error}") from None
     if array.ndim == 3:
-        if any(value is not None for value in (label, columns, sequence_id, time)):
+        if label is not None or any(value is not None for value in columns.values()):
             raise ValueError("a 3-D .npy array is read as sequences as they are: it takes no column options")
         return {"x": array, "lengths": np.full(array.shape[0], array.shape[1]), "name": name}
     if array.ndim != 2:
@@ -230,6 +223,7 @@ def file_fields(
         return None if value is None else str(value)
 
     frame = pd.DataFrame(array, columns=[str(column) for column in range(array.shape[1])])
-    chosen = None if columns is None else [index(column) for column in _column_names("columns", columns)]
-    fields = frame_fields(frame, label=index(label), columns=chosen, sequence_id=index(sequence_id), time=index(time), unlabeled=unlabeled)
-    return {**fields, "name": name}
+    named = {argument: index(value) for argument, value in columns.items()}
+    if columns.get("columns") is not None:
+        named["columns"] = [index(column) for column in _column_names("columns", columns["columns"])]
+    return {**frame_fields(frame, index(label), unlabeled=unlabeled, **named), "name": name}

@@ -120,11 +120,10 @@ def old_faithful_sequence() -> Dataset:
         ``x`` of shape (1, 272, 2), float32: one sequence of 272 steps, each step
         (``eruptions``, ``waiting``) in minutes; ``lengths`` = tensor([272]).
     """
-    header, values = _read_csv("faithful.csv")
-    x = _tensor(values, torch.float32).unsqueeze(0)
+    eruptions = old_faithful()
     return Dataset(
-        x=x,
-        lengths=torch.tensor([x.shape[1]]),
+        x=eruptions.x.unsqueeze(0),
+        lengths=torch.tensor([len(eruptions)]),
         name="old_faithful_sequence",
         description=(
             "The 272 Old Faithful eruptions as a single sequence of 272 time steps (in the order "
@@ -133,8 +132,8 @@ def old_faithful_sequence() -> Dataset:
             "eruptions tend to alternate, so a two-state hidden Markov model fits better than "
             "an independent mixture."
         ),
-        source=_FAITHFUL_SOURCE,
-        feature_names=header,
+        source=eruptions.source,
+        feature_names=eruptions.feature_names,
     )
 
 

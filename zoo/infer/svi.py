@@ -761,25 +761,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             # Pyro warns of a NaN loss; the runner stops at it and says so itself (FitError).
             warnings.filterwarnings("ignore", message="Encountered NaN", category=UserWarning)
             run = _optimise(training, optimizer, method, scorer, bar, checkpoint, resumed)
-        guide = training.plain[1]  # the guide itself, without the KL weighting of training
-        drawn = None
-        if run.failure is None:
-            try:
-                if training.guide_name == "laplace":
-                    guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
-                drawn = _posterior_draws(
-                    model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
-                )
-            except KeyboardInterrupt:  # while drawing: the training is kept, as its point
-                run.interrupted, guide = True, training.plain[1]
-        if drawn is None:
-            # The guide has just failed (or was interrupted while drawing): its posterior is
-            # its last good point, one draw, with no sampling (nor Laplace's Hessian) at
-            # parameters next to where it broke down.
-            drawn = _posterior_draws(
-                model, training.trained, guide, training.kwargs, training.data, 1, point_only=True
-            )
-        draws, point, importance = drawn
+        guide, (draws, point, importance) = _final_posterior(model, training, method, run)
     fit = Fit(
         model=model,
         method=method,
@@ -804,15 +786,45 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
         draws_shape=None if draws else (1, 1),
     )
     if run.failure is not None:
-        cause = "" if optimizer.error is None else f" ({type(optimizer.error).__name__}: {str(optimizer.error).splitlines()[0] if str(optimizer.error) else ''})"
-        raise FitError(
-            f"the loss became NaN or infinite at step {run.failure} of SVI ({method.label(model)}){cause}; the fit "
-            "stopped and kept its last parameters with a finite loss (the partial Fit is "
-            "error.fit, whose posterior is that one point). Try a smaller learning_rate, or check the data's scale.",
-            fit=fit,
-            step=run.failure,
-        ) from optimizer.error
+        raise _failure(fit, run.failure, optimizer) from optimizer.error
     return fit
+
+
+def _final_posterior(
+    model: Model, training: _Training, method: SVI, run: _Run
+) -> tuple[Any, tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]]:
+    """The guide a finished run keeps and its posterior draws (see :func:`_posterior_draws`).
+
+    After a failed run, or a Ctrl-C while drawing (which marks ``run`` interrupted), the
+    posterior is the guide's last good point."""
+    guide = training.plain[1]  # the guide itself, without the KL weighting of training
+    if run.failure is None:
+        try:
+            if training.guide_name == "laplace":
+                guide = laplace_approximation(training.trained, guide, training.elbo, training.kwargs)
+            return guide, _posterior_draws(
+                model, training.trained, guide, training.kwargs, training.data, method.num_draws(model)
+            )
+        except KeyboardInterrupt:  # while drawing: the training is kept, as its point
+            run.interrupted, guide = True, training.plain[1]
+    # The guide has just failed (or was interrupted while drawing): its posterior is its last
+    # good point, one draw, with no sampling (nor Laplace's Hessian) at parameters next to
+    # where it broke down.
+    return guide, _posterior_draws(model, training.trained, guide, training.kwargs, training.data, 1, point_only=True)
+
+
+def _failure(fit: Fit, step: int, optimizer: Optimizer) -> FitError:
+    """The error of a run whose loss became NaN or infinite at ``step``; it holds the partial
+    ``fit``."""
+    error = optimizer.error
+    cause = "" if error is None else f" ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
+    return FitError(
+        f"the loss became NaN or infinite at step {step} of SVI ({fit.method.label(fit.model)}){cause}; the fit "
+        "stopped and kept its last parameters with a finite loss (the partial Fit is "
+        "error.fit, whose posterior is that one point). Try a smaller learning_rate, or check the data's scale.",
+        fit=fit,
+        step=step,
+    )
 
 
 def _convergence(run: _Run, optimizer: Optimizer, budget: int) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from torch import nn
 
 from zoo.checks import check_positive_int
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import Decoder, Encoder, NetworkModel, check_network_data
+from zoo.models.nets import Decoder, Encoder
+from zoo.models.network_model import NetworkModel, check_network_data
 
 __all__ = ["Autoencoder", "LIKELIHOODS"]
 
@@ -108,14 +109,6 @@ class Autoencoder(NetworkModel):
                     "(e.g. digits / 16, or zoo.datasets.load('digits', binarize=True)) or use "
                     "likelihood='gaussian'"
                 )
-
-    def dims(self) -> dict[str, list[str]]:
-        if self.image_shape is not None and len(self.image_shape) == 2:
-            return {"x": ["datum", "row", "column"]}
-        return {"x": ["datum", "pixel"]}
-
-    def capability(self, name: str) -> bool:
-        return name in ("log_prob", "sample")
 
     def images(self, data: Any, batched: bool = False) -> torch.Tensor:
         """The images of ``data`` (a Dataset, or a tensor or array shaped (..., *event_shape)) on

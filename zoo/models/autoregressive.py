@@ -43,10 +43,10 @@ import torch
 from pyro.distributions import constraints
 from pyro.nn import AutoRegressiveNN
 
-from zoo.checks import check_positive_int
+from zoo.checks import check_integer_levels, check_positive_int
 from zoo.datasets import real
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import NetworkDensity
+from zoo.models.network_model import NetworkDensity
 from zoo.models.registry import register
 
 __all__ = ["Autoregressive", "PixelChain"]
@@ -202,15 +202,11 @@ class Autoregressive(NetworkDensity):
         self.check_shape(shape)
         if self.image_shape is not None and shape != list(self.image_shape):
             raise ValueError(f"data have shape {tuple(shape)} per datum but the model was built for {tuple(self.image_shape)}")
-        x = data.x
-        outside = (x != x.round()) | (x < 0) | (x > self.num_categories - 1)
-        if bool(outside.any()):
-            value = float(x[outside][0])
-            raise ValueError(
-                f"data.x holds {value:g}: an Autoregressive model with num_categories={self.num_categories} takes "
-                f"integer pixels 0..{self.num_categories - 1} (binarise, or set num_categories to the number of "
-                "grey levels; for continuous data use zoo.models.Flow)"
-            )
+        check_integer_levels(
+            data.x, self.num_categories, "data.x", f"an Autoregressive model with num_categories={self.num_categories}",
+            "binarise, or set num_categories to the number of grey levels; for continuous data use zoo.models.Flow",
+            unit="pixels",
+        )
 
     # ------------------------------------------------------------------ the density
     def distribution(self) -> PixelChain:

@@ -58,10 +58,11 @@ from pyro.distributions import constraints
 from pyro.distributions.kl import kl_divergence
 from torch import nn
 
-from zoo.checks import check_positive_float, check_positive_int
+from zoo.checks import check_integer_levels, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import MLP, ShapedNetworkModel
+from zoo.models.nets import MLP
+from zoo.models.network_model import ShapedNetworkModel
 from zoo.models.registry import register
 
 __all__ = ["Diffusion", "DiscretizedNormal"]
@@ -234,13 +235,10 @@ class Diffusion(ShapedNetworkModel):
         if self.image_shape is not None and list(data.x.shape[1:]) != list(self.image_shape):
             raise ValueError(f"data have {data.x.shape[1]} values per datum but the model was built for {self.image_shape[0]}")
         if self.num_levels is not None:
-            x = data.x
-            outside = (x != x.round()) | (x < 0) | (x > self.num_levels - 1)
-            if bool(outside.any()):
-                raise ValueError(
-                    f"data.x holds {float(x[outside][0]):g}: a Diffusion model with num_levels={self.num_levels} "
-                    f"takes integer levels 0..{self.num_levels - 1} (num_levels=None for continuous data)"
-                )
+            check_integer_levels(
+                data.x, self.num_levels, "data.x", f"a Diffusion model with num_levels={self.num_levels}",
+                "num_levels=None for continuous data",
+            )
 
     # ------------------------------------------------------------------ the processes
     def _schedule(self, step: int) -> tuple[float, float, float]:
@@ -282,9 +280,7 @@ class Diffusion(ShapedNetworkModel):
         Tensor, shape (batch, D)
         """
         self._check_ready()
-        size = x.shape[0] if x is not None else num_data
-        if size is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
+        size = self.plate_size(x, num_data)
         network = self.noise_predictor  # one lookup: each registers the weights with Pyro
         device = self.betas.device
         width = self.event_shape[0]

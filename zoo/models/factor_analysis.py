@@ -191,10 +191,7 @@ class FactorAnalysis(Model):
 
     def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
         """p(x, z, theta): conditions on ``x`` (N, D) or generates ``num_data`` points."""
-        if x is not None:
-            num_data = x.shape[0]
-        elif num_data is None:
-            raise ValueError("give x (to condition on) or num_data (to generate)")
+        num_data = self.plate_size(x, num_data)
         params = self.sample_globals()
         with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
             # Under a plate of posterior draws (dim -2) weights are (S, 1, D, L) and z (S, N, L).

@@ -59,7 +59,7 @@ from torch import nn
 from zoo.checks import check_choice, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import NetworkDensity
+from zoo.models.network_model import NetworkDensity
 from zoo.models.registry import register
 
 __all__ = ["Flow", "LAYERS"]

@@ -63,7 +63,8 @@ from torch import nn
 
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
-from zoo.models.nets import Decoder, Discriminator, NetworkModel, check_network_data
+from zoo.models.nets import Decoder, Discriminator
+from zoo.models.network_model import NetworkModel, check_network_data
 from zoo.models.registry import register
 
 __all__ = ["GAN", "LOSSES", "OUTPUTS", "NO_DENSITY"]
@@ -121,6 +122,7 @@ class GAN(NetworkModel):
     max_plate_nesting = 1
     data_plate = "data"
     observed_site = "x"
+    value_dim = "feature"  # points in the plane as often as images
     methods = ("adversarial",)
     refused_methods = {
         kind: "a GAN is an implicit model: it samples but has no density p(x), hence no "
@@ -219,11 +221,6 @@ class GAN(NetworkModel):
             return {}
         inside = float(data.x.min()) >= 0.0 and float(data.x.max()) <= 1.0
         return {"output": "sigmoid" if inside else "identity"}
-
-    def dims(self) -> dict[str, list[str]]:
-        if self.image_shape is not None and len(self.image_shape) == 2:
-            return {"x": ["datum", "row", "column"]}
-        return {"x": ["datum", "feature"]}
 
     def capability(self, name: str) -> bool:
         return name == "sample"

@@ -199,7 +199,8 @@ def _prepare_and_run(
     result = _run(prepared, data, method, kind, held_out, resume)
     if not prepared.priors:
         return result
-    described = {name: describe(prior) for name, prior in prepared.priors.items()}
+    # in the user's words where given here (a refit of a fit's model keeps that model's priors)
+    described = {name: describe((priors or {}).get(name, prior), prior) for name, prior in prepared.priors.items()}
     return result.replace(diagnostics=result.diagnostics | {"priors": described})
 
 

@@ -216,10 +216,19 @@ def _number(value: torch.Tensor) -> str:
     return f"{float(value):.4g}"
 
 
-def describe(prior: Any) -> str:
+def describe(prior: Any, fitted: Any = None) -> str:
     """A prior in words for a Fit's record: "Normal(loc=0, scale=3) over (2, 2)", a parameter
-    that varies shown by its values (up to 6) or its shape."""
-    shape = tuple(prior.batch_shape) + tuple(prior.event_shape)
+    that varies shown by its values (up to 6) or its shape.
+
+    Parameters
+    ----------
+    prior : Distribution
+        As the user gave it (its parameters before broadcasting).
+    fitted : Distribution, optional
+        As fitted (:func:`check_priors`): the shape it covers. Default: ``prior``'s own.
+    """
+    covered = prior if fitted is None else fitted
+    shape = tuple(covered.batch_shape) + tuple(covered.event_shape)
     base = prior
     while isinstance(base, (torch.distributions.Independent, dist.ExpandedDistribution)):
         base = base.base_dist

@@ -128,7 +128,10 @@ def _fitted_to_site(name: str, given: Any, site: dict[str, Any]) -> Any:
     broadcasts = len(batch) <= len(target) and all(size in (1, wanted) for size, wanted in zip(reversed(batch), reversed(target)))
     if not broadcasts:
         raise ValueError(f"priors[{name!r}] has shape {given_shape} (batch {batch}); {expected}")
-    prior = prior.expand(target)
+    try:
+        prior = prior.expand(target)
+    except (NotImplementedError, RuntimeError, ValueError) as error:
+        raise ValueError(f"priors[{name!r}] ({type(prior).__name__}) cannot be broadcast to the site's shape {shape}: {error}") from None
     if len(prior_event) < len(event_shape):
         prior = prior.to_event(len(event_shape) - len(prior_event))
     return prior

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "zoo.infer.runtime",
         "zoo.infer.evaluate",
         "zoo.infer.collapse",
+        "zoo.infer.priors",
         "zoo.infer.potential",
         "zoo.infer.guides",
         "zoo.infer.distributed",

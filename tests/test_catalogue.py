@@ -23,12 +23,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pyro.distributions as dist
 import pytest
 import torch
+from torch.distributions import constraints
 
 import zoo
 import zoo.results
-from zoo.infer import METHODS, optimizers
+from zoo.infer import METHODS, collapse, optimizers
 from zoo.infer.evaluate import global_site_shapes
 from zoo.models import registry
 
@@ -194,6 +196,42 @@ def test_bad_data_is_refused_before_work(name: str, kind: str, monkeypatch: pyte
     if kind != "svi":
         refused(lambda: zoo.fit(model, data, quick(kind), held_out=data), work, ("held_out",), f"{name}/{kind} held_out")
     refused(lambda: zoo.fit("gmm", data, quick(kind)), work, ("model",), f"{name}/{kind} model given as a string")
+
+
+# ---------------------------------------------------------------------- bad priors
+def bad_priors(model: zoo.models.Model) -> list[tuple[str, Any, Any, tuple[str, ...]]]:
+    """(label, priors, fixed, words one of which the error must name) for ``zoo.fit(...,
+    priors=...)`` on the model's first global site: no model can take these."""
+    name, site = next(iter(collapse.global_site_nodes(model).items()))
+    support = site["fn"].support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    elsewhere = dist.LogNormal(0.0, 1.0) if support is constraints.real else dist.Normal(0.0, 1.0)
+    return [
+        ("not a dict", [dist.Normal(0.0, 1.0)], None, ("priors must be a dict",)),
+        ("unknown site", {"no_such_site": dist.Normal(0.0, 1.0)}, None, ("no_such_site",)),
+        ("a number", {name: 3.0}, None, ("distribution",)),
+        ("a torch.distributions one", {name: torch.distributions.Normal(0.0, 1.0)}, None, ("pyro.distributions",)),
+        ("a shape that does not broadcast", {name: dist.Normal(0.0, 1.0).expand(tuple(site["value"].shape) + (3,))}, None, ("shape",)),
+        ("another support", {name: elsewhere}, None, ("support",)),
+        ("a fixed site", {name: site["fn"]}, {name: site["value"]}, ("fixed",)),
+    ]
+
+
+@pytest.mark.parametrize("name, kind", PAIRS)
+def test_bad_priors_are_refused_before_work(name: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad user priors, and any prior where the method does not run the model's global story
+    (closed-form updates, adversarial training, a model with no collapsed likelihood)."""
+    model, data = example(name, kind)
+    work = Work(monkeypatch)
+    label = f"{name}/{kind}"
+    prepared = model.prepare(data)
+    if kind not in ("svi", "nuts") or not collapse.collapsible(prepared):
+        refused(lambda: zoo.fit(model, data, quick(kind), priors={"anything": dist.Normal(0.0, 1.0)}), work, ("priors",),
+                f"{label} priors where none can apply")
+        return
+    for case, priors, fixed, words in bad_priors(prepared):
+        refused(lambda: zoo.fit(model, data, quick(kind), priors=priors, fixed=fixed), work, words, f"{label} priors: {case}")
 
 
 # ---------------------------------------------------------------------- bad calls on a Fit

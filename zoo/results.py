@@ -522,7 +522,8 @@ class Fit:
         The fit's convergence comes with it: ``table.attrs["convergence"]`` holds the line
         the fit's repr shows (R-hat, ESS and divergences of a sampler; for SVI, whether its
         loss stopped trending, see ``fit.diagnostics["convergence_test"]``), and a fit that did
-        not converge or mix says so in a ``UserWarning``."""
+        not converge or mix says so in a ``UserWarning``. A fit with user priors
+        (``zoo.fit(..., priors=...)``) names them in ``table.attrs["priors"]``."""
         if not self.draws:
             raise ValueError(
                 f"this {type(self.model).__name__} fit holds no posterior draws (the model has no global latent "
@@ -531,6 +532,8 @@ class Fit:
         table = arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
         problem = self.convergence_problem()
         table.attrs["convergence"] = self._mixing().lstrip(", ") or "converged"
+        if self.diagnostics.get("priors"):
+            table.attrs["priors"] = dict(self.diagnostics["priors"])
         if problem:
             warnings.warn(f"{self.method_name} on {type(self.model).__name__}: {problem}", UserWarning, stacklevel=2)
         return table
@@ -562,7 +565,11 @@ class Fit:
         """Save to ``path`` (a safe, tensor-only file, :mod:`zoo.io`); ``zoo.load`` restores it.
 
         The trained guide itself is not saved (everything a Fit answers derives from its draws),
-        so a loaded Fit has ``guide=None``.
+        so a loaded Fit has ``guide=None``. Nor are user priors (``zoo.fit(..., priors=...)``):
+        the file holds tensors only, and unpickling a distribution object could run any code.
+        Their description in ``fit.diagnostics["priors"]`` is kept, and the draws and the
+        importance weights' ``log_prior`` were made with them; the loaded ``fit.model``
+        carries the model's own priors (pass ``priors=`` again to refit it).
 
         Raises
         ------
@@ -649,6 +656,8 @@ class Fit:
 
     def __repr__(self) -> str:
         flags = " interrupted" if self.interrupted else ""
+        if self.diagnostics.get("priors"):
+            flags += f", user priors on {', '.join(self.diagnostics['priors'])}"
         if not self.draws_ready:  # a repr should not cost the sampling
             return (
                 f"Fit({type(self.model).__name__}, {self.method_name}, draws drawn on first use, "
@@ -707,7 +716,9 @@ def load(path: str | Path) -> Fit:
 
     The model is rebuilt from its registry name and constructor arguments (arguments that models
     no longer take are dropped: :data:`RETIRED_ARGUMENTS`), with its saved state; the method from
-    its kind and fields. The guide is not saved: the loaded Fit has ``guide=None``.
+    its kind and fields. The guide is not saved: the loaded Fit has ``guide=None``. User priors
+    are not either (:meth:`Fit.save` says why): ``fit.diagnostics["priors"]`` names them, and
+    the loaded ``fit.model`` has the model's own.
 
     Raises
     ------

@@ -24,15 +24,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pyro.poutine as poutine
 import torch
 
 from zoo.datasets.dataset import as_dataset
-from zoo.infer.collapse import collapsible, global_sites
+from zoo.infer.collapse import collapsible, global_sites, sites_named
 from zoo.infer.adversarial import run_adversarial
 from zoo.infer.exact import run_exact
 from zoo.infer.guides import GUIDES, guide_names
 from zoo.infer.mcmc import run_nuts
+from zoo.infer.priors import check_priors, describe, label_symmetric
 from zoo.infer.methods import CONFIGS, SVI, Adversarial, Exact, NUTS, parse_method, register_config
 from zoo.infer.runtime import threads
 from zoo.infer.svi import run_svi
@@ -74,6 +74,7 @@ def fit(
     *,
     held_out: Any = None,
     fixed: dict[str, Any] | None = None,
+    priors: dict[str, Any] | None = None,
     resume: Any = None,
 ) -> Fit:
     """Fit ``model`` to ``data`` with ``method``.
@@ -97,6 +98,18 @@ def fit(
         every site fixed, ``fit.log_likelihood()`` is the log-likelihood at the given
         parameters. For models with a collapsed likelihood, fitted by SVI or NUTS; draws of a
         model with fixed sites are not relabelled (a fixed site breaks the label symmetry).
+    priors : dict of str to pyro.distributions.Distribution, optional
+        Your own prior for some global sites, in place of the model's: {site name:
+        distribution}, e.g. ``{"locs": dist.Normal(0.0, 3.0)}``. The distribution's shape must
+        broadcast to the site's (a scalar distribution is one prior per number; one with
+        fewer event dims is made independent over the rest) and its support must be the
+        site's (positive for a scale, the simplex for weights). Every SVI guide (MAP included)
+        and NUTS fit the model with these priors; ``zoo.Exact`` (closed-form updates of the
+        model's own conjugate priors) and adversarial training refuse them. A prior that tells
+        the labels apart (component 0 near -5, component 1 near +5) breaks the label symmetry,
+        so the draws are then not relabelled. The priors are recorded in words in
+        ``fit.diagnostics["priors"]`` (shown by the fit's repr and ``fit.summary().attrs``,
+        kept by ``fit.save``; the distributions themselves are not saved).
     resume : str or path, optional
         A checkpoint written by ``zoo.SVI(checkpoint=...)``: the fit continues from it (SVI by
         Adam only; the model, data size and method must be those that wrote it).
@@ -137,11 +150,18 @@ def fit(
     # trains as well as outside it); leaving the block restores the caller's mode, on an
     # interrupt too.
     with torch.enable_grad():
-        return _prepare_and_run(model, data, method, kind, held_out, fixed, resume)
+        return _prepare_and_run(model, data, method, kind, held_out, fixed, priors, resume)
 
 
 def _prepare_and_run(
-    model: Model, data: Any, method: Any, kind: str, held_out: Any, fixed: dict[str, Any] | None, resume: Any
+    model: Model,
+    data: Any,
+    method: Any,
+    kind: str,
+    held_out: Any,
+    fixed: dict[str, Any] | None,
+    priors: dict[str, Any] | None,
+    resume: Any,
 ) -> Fit:
     """The part of :func:`fit` after the method is resolved: prepare, validate, run."""
     # Preparation (validation, data-driven starting values) on the thread count the fit itself
@@ -173,6 +193,19 @@ def _prepare_and_run(
                 raise type(error)(f"held_out: {error}") from None
         if fixed is not None:
             prepared.fix(_fixed_values(prepared, kind, fixed))
+        if priors is not None:
+            checked = check_priors(prepared, kind, priors, fixed)
+            prepared.set_priors(checked, label_symmetric(prepared, checked))
+    result = _run(prepared, data, method, kind, held_out, resume)
+    if not prepared.priors:
+        return result
+    # in the user's words where given here (a refit of a fit's model keeps that model's priors)
+    described = {name: describe((priors or {}).get(name, prior), prior) for name, prior in prepared.priors.items()}
+    return result.replace(diagnostics=result.diagnostics | {"priors": described})
+
+
+def _run(prepared: Model, data: Any, method: Any, kind: str, held_out: Any, resume: Any) -> Fit:
+    """Run the method on the prepared model; fixed sites join the draws as constants."""
     run = METHODS[kind][1]
     if prepared.fixed and set(prepared.fixed) == set(global_sites(prepared)):
         # nothing left to infer: the fit is the given point, its likelihood that of the data there
@@ -194,21 +227,9 @@ def _prepare_and_run(
 def _fixed_values(model: Model, kind: str, fixed: Any) -> dict[str, torch.Tensor]:
     """``fixed`` checked against ``model``'s global sites: {site: tensor of its shape, dtype and
     support}. Raises ValueError naming ``fixed`` (TypeError for something not a dict)."""
-    if not isinstance(fixed, dict):
-        raise TypeError(f"fixed must be a dict of site name -> value, got {type(fixed).__name__}")
-    if not collapsible(model) or kind not in ("svi", "nuts"):
-        raise ValueError(
-            f"fixed holds sites of a collapsed likelihood fitted by zoo.SVI or zoo.NUTS; {type(model).__name__} "
-            f"fitted by {kind!r} does not take it"
-        )
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model.sample_globals).get_trace()
-    names = global_sites(model)
-    sites = {name: site for name, site in trace.nodes.items() if name in names}
+    sites = sites_named(model, kind, fixed, "fixed", "value")
     values = {}
     for name, given in fixed.items():
-        if name not in sites:
-            raise ValueError(f"fixed names {name!r}, which is not a global site of {type(model).__name__}; its sites: {', '.join(sites)}")
         site = sites[name]
         try:
             value = torch.as_tensor(given.detach() if isinstance(given, torch.Tensor) else given, dtype=site["value"].dtype)

@@ -18,6 +18,7 @@ on ``forward`` itself; :func:`training_model` hands back whichever applies.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -25,12 +26,16 @@ from typing import Any
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 
-__all__ = ["CollapsedModel", "collapsible", "training_model", "global_sites", "on_training_arguments", "weighted", "fixed_globals"]
+__all__ = [
+    "CollapsedModel", "collapsible", "training_model", "global_sites", "global_site_nodes", "on_training_arguments",
+    "weighted", "fitted_globals", "UserPriors", "sites_named",
+]
 
 
 def weighted(log_likelihood: torch.Tensor, data: Dataset) -> torch.Tensor:
@@ -57,6 +62,45 @@ def collapsible(model: Model) -> bool:
     return cls.sample_globals is not Model.sample_globals and cls.log_likelihood is not Model.log_likelihood
 
 
+def global_site_nodes(model: Model) -> dict[str, dict[str, Any]]:
+    """The trace node of every global latent sample site of one run of the model's own global
+    story (``sample_globals``, no user prior, no fixed value): its value and distribution."""
+    with torch.no_grad(), poutine.block():
+        trace = poutine.trace(model.sample_globals).get_trace()
+    return {
+        name: site
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
+    }
+
+
+def sites_named(model: Model, kind: str, given: Any, argument: str, what: str) -> dict[str, dict[str, Any]]:
+    """The global sites' trace nodes (:func:`global_site_nodes`), once ``given``, the argument
+    ``argument`` of ``zoo.fit`` (``fixed``, ``priors``), is found to be a dict of ``what`` keyed
+    by names of them, for a model with a collapsed likelihood fitted by the method ``kind``.
+
+    Raises
+    ------
+    TypeError
+        For ``given`` not a dict.
+    ValueError
+        For a model or method that does not run the global story, or a name that is not a
+        global site (the message lists them).
+    """
+    if not isinstance(given, dict):
+        raise TypeError(f"{argument} must be a dict of site name -> {what}, got {type(given).__name__}")
+    if not collapsible(model) or kind not in ("svi", "nuts"):
+        raise ValueError(
+            f"{argument} applies to the global sites of a collapsed likelihood fitted by zoo.SVI or zoo.NUTS; "
+            f"{type(model).__name__} fitted by {kind!r} does not take it"
+        )
+    sites = global_site_nodes(model)
+    for name in given:
+        if name not in sites:
+            raise ValueError(f"{argument} names {name!r}, which is not a global site of {type(model).__name__}; its sites: {', '.join(sites)}")
+    return sites
+
+
 def global_sites(model: Model) -> dict[str, tuple[tuple[int, ...], int]]:
     """Shape and event dims of every global sample site, from one run of ``sample_globals``.
 
@@ -65,13 +109,7 @@ def global_sites(model: Model) -> dict[str, tuple[tuple[int, ...], int]]:
     dict of str to (tuple of int, int)
         Site name -> (value shape with no draw dims, number of event dims).
     """
-    with torch.no_grad(), poutine.block():
-        trace = poutine.trace(model.sample_globals).get_trace()
-    return {
-        name: (tuple(site["value"].shape), site["fn"].event_dim)
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and not site["is_observed"] and not site_is_subsample(site)
-    }
+    return {name: (tuple(site["value"].shape), site["fn"].event_dim) for name, site in global_site_nodes(model).items()}
 
 
 class CollapsedModel:
@@ -95,9 +133,10 @@ class CollapsedModel:
         self.sites = global_sites(model)
 
     def __call__(self, data: Dataset, batch_size: int | None = None) -> None:
-        """The global sites (conditioned on the model's ``fixed`` values), and the factor of the
-        rows' weighted log-likelihood (:func:`weighted`)."""
-        params = fixed_globals(self.model)
+        """The global sites (:func:`fitted_globals`: conditioned on the model's ``fixed`` values,
+        its user priors in place), and the factor of the rows' weighted log-likelihood
+        (:func:`weighted`)."""
+        params = fitted_globals(self.model)
         with pyro.plate(self.model.data_plate, len(data), subsample_size=batch_size, dim=-1) as index:
             rows = data if len(index) == len(data) else data.rows(index)
             pyro.factor("log_likelihood", weighted(self.log_likelihood(params, rows), rows))
@@ -139,11 +178,43 @@ class CollapsedModel:
         return log_likelihood.reshape(draw_shape + (1,) * (nesting - 1) + log_likelihood.shape[-1:])
 
 
-def fixed_globals(model: Model) -> dict[str, torch.Tensor]:
-    """``model.sample_globals()``, its ``fixed`` sites observed at their values (not sampled)."""
-    if not model.fixed:
-        return model.sample_globals()
-    with poutine.condition(data=model.fixed):
+class UserPriors(Messenger):
+    """Replace the distribution of each named sample site by the given one
+    (``zoo.fit(..., priors=...)``, checked by :func:`zoo.infer.priors.check_priors`).
+
+    Applied around a model's global story: the plates inside the story have already broadcast
+    the site's own distribution when this handler sees it (an outer handler sees the site
+    later), and the distribution put in its place has the site's full batch shape, so Pyro's
+    shape checks and any outer plate (ELBO particles, a plate of draws) treat it as they
+    treated the model's own.
+
+    Parameters
+    ----------
+    priors : dict of str to Distribution
+        Site name -> distribution of the site's batch and event shape.
+    """
+
+    def __init__(self, priors: dict[str, Any]) -> None:
+        super().__init__()
+        self.priors = priors
+
+    def _pyro_sample(self, msg: dict[str, Any]) -> None:
+        if msg["name"] in self.priors and not site_is_subsample(msg):
+            msg["fn"] = self.priors[msg["name"]]
+
+
+def fitted_globals(model: Model) -> dict[str, torch.Tensor]:
+    """``model.sample_globals()`` as a fit sees it: its ``fixed`` sites observed at their values
+    (not sampled), its user ``priors`` in place of its own (:class:`UserPriors`).
+
+    Every fit that runs the global story runs it through here: SVI's training model, NUTS's
+    potential, the log prior of a variational fit's importance weights.
+    """
+    with contextlib.ExitStack() as handlers:
+        if model.fixed:
+            handlers.enter_context(poutine.condition(data=model.fixed))
+        if model.priors:
+            handlers.enter_context(UserPriors(model.priors))
         return model.sample_globals()
 
 

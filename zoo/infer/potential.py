@@ -10,7 +10,8 @@ the cost. A model stating the density contract (:mod:`zoo.models.base`) needs no
 with ``u`` the unconstrained parameters, ``T`` each global site's bijection onto its support
 (``biject_to(support)``: stick-breaking for a simplex, exp for a positive scale, the
 correlation-Cholesky transform for an LKJ site), the prior terms from the model's
-``sample_globals`` and the last term its collapsed ``log_likelihood``, each datum's weighted by
+``sample_globals`` (the user's priors in its place where ``zoo.fit(..., priors=...)`` gives them:
+:func:`zoo.infer.collapse.fitted_globals`) and the last term its collapsed ``log_likelihood``, each datum's weighted by
 ``Dataset(weights=...)`` (1 without; :func:`zoo.infer.collapse.weighted`).
 
 The priors are read once: a site whose prior does not change with the other sites (every prior
@@ -34,7 +35,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
 from zoo.datasets.dataset import Dataset
-from zoo.infer.collapse import fixed_globals, weighted
+from zoo.infer.collapse import fitted_globals, weighted
 from zoo.models.base import Model
 
 __all__ = ["Potential", "compiled"]
@@ -109,7 +110,7 @@ class Potential:
         if self.fixed_priors is not None:
             return sum(prior.log_prob(params[name]).sum() for name, prior in self.fixed_priors.items())
         with _PriorDensity(params) as density:
-            fixed_globals(self.model)
+            fitted_globals(self.model)
         return torch.as_tensor(density.total)
 
     def __call__(self, unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -150,7 +151,7 @@ def _trace_globals(model: Model, seed: int) -> dict[str, Any]:
     """The global sample sites of one prior run of ``sample_globals`` (a private generator)."""
     with torch.random.fork_rng(devices=[]), torch.no_grad(), pyro.poutine.block():
         torch.manual_seed(seed)
-        trace = pyro.poutine.trace(fixed_globals).get_trace(model)
+        trace = pyro.poutine.trace(fitted_globals).get_trace(model)
     return {
         name: site
         for name, site in trace.nodes.items()

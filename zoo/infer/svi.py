@@ -56,7 +56,7 @@ from pyro.poutine.util import site_is_subsample
 
 from zoo.checks import derived_seed
 from zoo.datasets.dataset import Dataset
-from zoo.infer.collapse import CollapsedModel, on_training_arguments, training_model
+from zoo.infer.collapse import CollapsedModel, fitted_globals, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, relabel_point, select_draw
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
@@ -925,15 +925,16 @@ def _traced_guide_draws(
     draws left of the model's plates). The guide's log density is that of the constrained
     values: an autoguide that samples in unconstrained space records the log-Jacobian of its
     transform on each site (the ``log_density`` of its Delta sites), so the trace's log
-    probabilities sum to log q(theta). The log prior replays ``model.sample_globals`` on the
-    draws under the same plate. None (the caller falls back on ``Predictive``, with no
+    probabilities sum to log q(theta). The log prior replays the global story as fitted
+    (:func:`~zoo.infer.collapse.fitted_globals`: user priors in place, fixed sites observed and
+    so left out) on the draws under the same plate. None (the caller falls back on ``Predictive``, with no
     weights) for a guide that cannot be traced under a plate of draws.
     """
     nesting = model.max_plate_nesting
     try:
         with pyro.plate("_num_draws", num_samples, dim=-(nesting + 1)):
             guide_trace = poutine.trace(guide).get_trace(**kwargs)
-            prior_trace = poutine.trace(poutine.replay(model.sample_globals, trace=guide_trace)).get_trace()
+            prior_trace = poutine.trace(poutine.replay(fitted_globals, trace=guide_trace)).get_trace(model)
         guide_trace.compute_log_prob()
         prior_trace.compute_log_prob()
         log_guide = _sum_per_draw(guide_trace, num_samples, nesting)

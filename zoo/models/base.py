@@ -127,6 +127,9 @@ class Model(PyroModule):
     takes_states: ClassVar[bool] = False
     #: Global sites held at given values (``zoo.fit(..., fixed=...)``), set by :meth:`fix`.
     fixed: dict[str, torch.Tensor] = {}
+    #: User priors of global sites (``zoo.fit(..., priors=...)``), set by :meth:`set_priors`:
+    #: site name -> distribution replacing the model's own in its global story.
+    priors: dict[str, Any] = {}
     #: What one datum (one row of the data, one number of ``log_likelihood``) is, as tables
     #: and LOO name it: "point", or "sequence" for a model whose rows are whole sequences.
     datum: ClassVar[str] = "point"
@@ -257,6 +260,21 @@ class Model(PyroModule):
         """
         self.fixed = dict(values)
         if values:
+            self.relabel = no_relabelling  # type: ignore[method-assign]
+
+    def set_priors(self, priors: dict[str, Any], label_symmetric: bool = True) -> None:
+        """Put the distributions ``priors`` names in place of the model's own priors of those
+        global sites (``zoo.fit(..., priors=...)``).
+
+        The training model and NUTS's potential run ``sample_globals`` under a handler that
+        replaces each named site's distribution (:mod:`zoo.infer.collapse`). A prior that is not
+        symmetric in the labels (``label_symmetric`` False: a location prior that tells
+        component 0 from component 1) breaks the symmetry that :meth:`relabel` undoes, so draws
+        are then not relabelled. Called by the runner on its own copy of the model, never on
+        the user's.
+        """
+        self.priors = dict(priors)
+        if priors and not label_symmetric:
             self.relabel = no_relabelling  # type: ignore[method-assign]
 
     # ---------------------------------------------------------------- the density contract

@@ -83,7 +83,8 @@ Data as it comes
 * **Known parameters**: ``zoo.fit(model, data, method, fixed={"transition": ...})`` holds sites
   at given values; with every site fixed, ``fit.log_likelihood()`` is the log-likelihood at
   those parameters (tested against hmmlearn's ``score`` and the Wikipedia umbrella example's
-  published -3.3725).
+  published -3.3725). ``priors={"transition": dist.Dirichlet(...)}`` puts a prior of your own
+  in a site's place (a sticky transition prior, say), for SVI, MAP and NUTS.
 
 Label switching
 ---------------

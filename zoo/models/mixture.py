@@ -45,7 +45,9 @@ Data as it comes
   weight (an integer weight counts the point that many times), for MAP, SVI and NUTS.
 * **Known parameters**: ``zoo.fit(model, data, method, fixed={"locs": ...})`` holds sites at given
   values (constants in the results, not relabelled). The priors are the table above; their
-  hyperparameters are the constructor's arguments.
+  hyperparameters are the constructor's arguments, and
+  ``priors={"locs": dist.Normal(0.0, 3.0)}`` puts a distribution of your own in a site's place
+  (SVI, MAP and NUTS).
 
 Label switching
 ---------------

@@ -77,7 +77,8 @@ Data as it comes
 * **Sample weights**: ``zoo.Dataset(x, y=y, weights=w)`` for SVI and NUTS (with MAP, weighted
   estimates as scikit-learn's ``GaussianNB(sample_weight=...)`` under weak priors).
 * **Known parameters**: ``zoo.fit(model, data, method, fixed={"weights": ...})`` holds sites at
-  given values (SVI and NUTS).
+  given values (SVI and NUTS); ``priors={"weights": dist.Dirichlet(...)}`` puts a prior of your
+  own in a site's place (SVI and NUTS; ``zoo.Exact`` updates the model's own conjugate priors).
 
 What a fit answers
 ------------------

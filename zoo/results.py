@@ -259,6 +259,14 @@ class Fit:
         -------
         Tensor, shape (num_data,)
             For sequence models, one number per sequence.
+
+        Examples
+        --------
+        >>> import zoo
+        >>> train, test = zoo.datasets.load("old_faithful").split(test_fraction=0.2, seed=0)
+        >>> fit = zoo.fit(zoo.models.GaussianMixture(2), train, "svi:delta")
+        >>> fit.log_prob(test).shape          # one held-out log density per eruption, in nats
+        torch.Size([54])
         """
         self._require("log_prob")
         self._check_density_options(options, "fit.log_prob")
@@ -287,6 +295,15 @@ class Fit:
         -------
         Tensor, shape (num_samples, ...)
             One datum per row, shaped like a row of the training data.
+
+        Examples
+        --------
+        >>> import torch, zoo
+        >>> fit = zoo.fit(zoo.models.GaussianMixture(2), zoo.datasets.load("old_faithful"), "svi:delta")
+        >>> fit.sample(100, seed=0).shape     # 100 new eruptions (duration, waiting time)
+        torch.Size([100, 2])
+        >>> torch.equal(fit.sample(100, seed=0), fit.sample(100, seed=0))
+        True
         """
         self._require("sample")
         num_samples = check_count(num_samples, "num_samples")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -252,6 +253,11 @@ def test_bad_calls_on_a_fit_are_refused_before_work(name: str, kind: str, monkey
         if model.capability("log_prob"):
             refused(lambda: fit.log_prob(bad), work, words, f"{label} log_prob({label_data})")
         refused(lambda: fit.to_arviz(bad), work, words, f"{label} to_arviz({label_data})")
+    if model.capability("log_prob"):
+        for method in (fit.log_prob, fit.log_likelihood):
+            refused(lambda: method(no_such_option=1), work, ("no_such_option",), f"{label} {method.__name__}(no_such_option=1)")
+    if fit.draws:
+        refused(lambda: fit.summary(no_such_option=1), work, ("no_such_option",), f"{label} summary(no_such_option=1)")
     if model.capability("discrete"):
         for count in (0, -1, 2.5):
             refused(lambda: fit.marginals(num_draws=count), work, ("num_draws",), f"{label} marginals(num_draws={count!r})")
@@ -261,6 +267,15 @@ def test_bad_calls_on_a_fit_are_refused_before_work(name: str, kind: str, monkey
     refused(lambda: fit.save(tmp_path), work, ("directory",), f"{label} save(a directory)")
     refused(lambda: fit.save(tmp_path / "missing" / "fit.zoo"), work, ("does not exist",), f"{label} save(missing folder)")
     refused(lambda: fit.save(3), work, ("path",), f"{label} save(3)")
+    if model.capability("log_prob"):
+        # an unknown keyword's refusal lists the density's options, each of which is taken
+        with pytest.raises(TypeError, match="'no_such_option'; it takes: ") as refusal:
+            fit.log_prob(no_such_option=1)
+        listed = str(refusal.value).split("it takes: ", 1)[1]
+        defaults = {name: parameter.default for name, parameter in inspect.signature(model.log_likelihood).parameters.items()}
+        rows = fit.train.subset(list(range(2)))
+        for option in [] if listed == "none" else listed.split(", "):
+            assert torch.isfinite(fit.log_prob(rows, **{option: defaults[option]})).all(), option
 
 
 # ---------------------------------------------------------------------- faults

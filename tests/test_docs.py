@@ -4,7 +4,8 @@ renders in a real browser.
 * The build runs ``sphinx-build -W --keep-going`` (as ``make docs``) into a temporary folder:
   a broken cross-reference, docstring or notebook fails it.
 * Every ``python`` code block of the hand-written pages runs, page by page, in one namespace
-  per page (as a reader would paste them); bash blocks and the README's included blocks do not.
+  per page (as a reader would paste them); bash blocks do not, and the README's blocks, which
+  the pages include, run in tests of their own (its opening example at small fit budgets).
 * Headless Chromium (Debian's ``chromium`` package) opens the landing page, a model page and a
   rendered notebook through the DevTools protocol (over a pipe, so no extra package), checks
   that each has its title, that its pictures loaded and that the console stayed free of
@@ -24,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -131,7 +133,7 @@ def test_code_examples_of_the_pages_run(page: str, tmp_path: Path, monkeypatch: 
 
 
 def test_readme_coming_from_scikit_learn_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's "Coming from scikit-learn" example (its other examples predate this test)."""
+    """The README's "Coming from scikit-learn" example."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Coming from scikit-learn", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
@@ -141,6 +143,29 @@ def test_readme_coming_from_scikit_learn_example_runs(tmp_path: Path, monkeypatc
     exec(compile(blocks[0], "README example", "exec"), namespace)  # noqa: S102 - our own README
     assert namespace["labels"].shape == (272,) and namespace["score"] < 0
     assert namespace["idata"].posterior["locs"].shape == (1, 1000, 2, 2)  # 1000 draws of the guide
+
+
+#: The README's fit budgets, made small: the code path is the same, only the numbers differ.
+SMALL_BUDGETS = {r"num_steps=\d+": "num_steps=20", r"num_warmup=\d+": "num_warmup=10", r"num_samples=\d+": "num_samples=10"}
+
+
+def test_readme_other_python_examples_run_at_small_budgets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every other ``python`` block of the README (the opening example: SVI, NUTS, the Fit's
+    answers, a file round trip) runs as written but for its budgets (:data:`SMALL_BUDGETS`)."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    before, after = readme.split("## Coming from scikit-learn", 1)
+    outside = before + after.split("\n## ", 1)[1]
+    blocks = re.findall(r"^```python\n(.*?)^```", outside, flags=re.S | re.M)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    for number, block in enumerate(blocks):
+        for pattern, small in SMALL_BUDGETS.items():
+            block = re.sub(pattern, small, block)
+        namespace: dict[str, Any] = {"__name__": "__readme__"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ten NUTS draws do not mix, twenty SVI steps do not converge
+            exec(compile(block, f"README example {number}", "exec"), namespace)  # noqa: S102 - our own README
+    assert (tmp_path / "gmm.zoo").is_file()
 
 
 def test_command_lines_of_getting_started_parse() -> None:

@@ -4,12 +4,12 @@ the habits (pipelines, clone, grid search, NotFittedError, refusals).
 The estimator checks fit many times on tiny data, so they run with tiny fit budgets (five
 L-BFGS steps): they test the interface, not the quality of the fit. The parity tests fit for
 real (or set the parameters of both libraries equal) and compare with the tolerances of
-tests/test_mixture.py, tests/test_hmm.py and tests/test_naive_bayes.py.
+tests/test_mixture.py, tests/test_hmm.py and tests/test_naive_bayes.py. The docstring examples of
+zoo.sklearn run in tests/test_docstring_examples.py.
 """
 
 from __future__ import annotations
 
-import doctest
 import pickle
 from typing import Any
 
@@ -394,21 +394,6 @@ def test_vae_transform_inverse_transform_sample_and_score() -> None:
     assert vae.score(X) > untrained.fit(X).score(X) + 5  # nats per row
     with pytest.raises(ValueError, match="n_components=2 columns"):
         vae.inverse_transform(np.zeros((3, 5)))
-
-
-def test_module_docstrings_run() -> None:
-    """The examples in zoo.sklearn's docstrings (and zoo.datasets.frames', Dataset.from_frame's)
-    give the outputs they show."""
-    import zoo.datasets.frames
-
-    for module in (zoo.sklearn, zoo.datasets.frames):
-        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-        assert result.failed == 0 and result.attempted > 0, module.__name__
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner()
-    for test in finder.find(zoo.Dataset.from_frame, "from_frame", globs={}):
-        runner.run(test)
-    assert runner.summarize(verbose=False).failed == 0
 
 
 def test_factor_analysis_matches_scikit_learn_pca_and_grid_searches_its_dimension() -> None:

@@ -3,7 +3,8 @@
 >>> import zoo
 >>> data = zoo.datasets.load("old_faithful")
 >>> fit = zoo.fit(zoo.models.GaussianMixture(2), data, zoo.SVI(guide="delta"))
->>> fit.log_prob(data).mean()
+>>> fit.log_prob(data).mean()     # held-in log density, nats per eruption
+tensor(-4.1...)
 """
 
 # In layer order, lowest first; zoo.infer before zoo.results, which the runners that zoo.infer
@@ -14,6 +15,7 @@ from zoo.infer import NUTS, SVI, Adversarial, Exact, FitError, fit  # isort: ski
 from zoo.results import Fit, load  # isort: skip
 from zoo import metrics  # isort: skip
 from zoo import units  # isort: skip
+from zoo import plots  # isort: skip  (matplotlib itself is imported by the first figure)
 from zoo.amortization import amortization_gap
 from zoo.comparison import compare
 from zoo.leaderboard import leaderboard
@@ -33,4 +35,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'zoo' has no attribute {name!r}")
 
 
-__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "units", "models", "compare", "leaderboard", "sbc", "SBCResult", "select", "amortization_gap"]
+__all__ = ["fit", "load", "Fit", "FitError", "SVI", "NUTS", "Exact", "Adversarial", "Dataset", "datasets", "metrics", "units", "plots", "models", "compare", "leaderboard", "sbc", "SBCResult", "select", "amortization_gap"]

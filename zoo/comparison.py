@@ -3,7 +3,11 @@
 >>> import zoo
 >>> data = zoo.datasets.load("iris")
 >>> train, test = data.split(test_fraction=0.3, seed=0)
->>> zoo.compare(zoo.models.NaiveBayes(3), train, test, methods=["svi:delta", "svi:mvn", "exact"])
+>>> table = zoo.compare(zoo.models.NaiveBayes(3), train, test, methods=["svi:delta", "svi:mvn:num_steps=100", "exact"])
+>>> table.index.tolist()                  # one row per method; the reference is Exact
+['svi:delta', 'svi:mvn', 'exact']
+>>> float(table.loc["svi:delta", "sd_error"])   # a point mass has no spread: its sd error is 1
+1.0
 
 Every method is scored against a **reference posterior**: ``zoo.Exact()`` where the model takes
 it (a conjugate model), otherwise NUTS (2 chains of 1000 draws after 500 warm-up steps: 2000

@@ -22,6 +22,7 @@ for it in a program that never asks for a diagnostic.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import warnings
@@ -165,6 +166,12 @@ def summary(
         warnings.filterwarnings("ignore", message="Degrees of freedom <= 0", category=RuntimeWarning)
         warnings.filterwarnings("ignore", message="invalid value encountered", category=RuntimeWarning)
         return arviz.summary(idata, var_names=var_names, **options)
+
+
+def summary_options() -> tuple[str, ...]:
+    """The keyword options :func:`summary` passes on to ``arviz.summary``: its arguments but the
+    data and ``coords`` (:func:`summary`'s own, for the conversion)."""
+    return tuple(name for name in inspect.signature(_arviz().summary).parameters if name not in ("data", "coords"))
 
 
 def convergence(draws: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 import math
 import warnings
 from collections.abc import Callable, Iterator
@@ -55,6 +56,7 @@ from zoo.checks import check_count, check_memory, check_options, check_output_fi
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.diagnostics import DATUM, METHOD, POSTERIOR_KIND, TRAINING_DATA, inference_data
 from zoo.diagnostics import summary as arviz_summary
+from zoo.diagnostics import summary_options
 from zoo.infer.evaluate import (
     declared_state,
     discrete_values,
@@ -222,7 +224,14 @@ class Fit:
             Defaults to the training data.
         **options
             Passed to the model's ``log_likelihood`` (e.g. a VAE's ``num_particles``).
+
+        Raises
+        ------
+        TypeError
+            If ``options`` names a keyword the model's density does not take (the message
+            lists those it takes).
         """
+        self._check_density_options(options, "fit.log_likelihood")
         data = self._data(data)
         if not self.draws:  # no global latents: one point, the same for every draw
             with self._context():
@@ -243,14 +252,24 @@ class Fit:
             Defaults to the training data.
         **options
             Passed to the model's density (e.g. ``num_particles=K`` for a VAE's importance-
-            weighted estimate, ``estimator="elbo"`` for its ELBO).
+            weighted estimate, ``estimator="elbo"`` for its ELBO); a keyword the density does not
+            take is refused with a TypeError that lists those it takes.
 
         Returns
         -------
         Tensor, shape (num_data,)
             For sequence models, one number per sequence.
+
+        Examples
+        --------
+        >>> import zoo
+        >>> train, test = zoo.datasets.load("old_faithful").split(test_fraction=0.2, seed=0)
+        >>> fit = zoo.fit(zoo.models.GaussianMixture(2), train, "svi:delta")
+        >>> fit.log_prob(test).shape          # one held-out log density per eruption, in nats
+        torch.Size([54])
         """
         self._require("log_prob")
+        self._check_density_options(options, "fit.log_prob")
         # on the model's thread count, as the likelihood itself: a reduction on torch's default
         # threads waits for a second thread on a busy machine (7 ms where 0.3 ms will do)
         with threads(self.model.num_threads):
@@ -276,6 +295,15 @@ class Fit:
         -------
         Tensor, shape (num_samples, ...)
             One datum per row, shaped like a row of the training data.
+
+        Examples
+        --------
+        >>> import torch, zoo
+        >>> fit = zoo.fit(zoo.models.GaussianMixture(2), zoo.datasets.load("old_faithful"), "svi:delta")
+        >>> fit.sample(100, seed=0).shape     # 100 new eruptions (duration, waiting time)
+        torch.Size([100, 2])
+        >>> torch.equal(fit.sample(100, seed=0), fit.sample(100, seed=0))
+        True
         """
         self._require("sample")
         num_samples = check_count(num_samples, "num_samples")
@@ -529,6 +557,7 @@ class Fit:
                 f"this {type(self.model).__name__} fit holds no posterior draws (the model has no global latent "
                 "site: its networks are point estimates), so there is no posterior to summarise; see fit.losses"
             )
+        check_options(options, summary_options(), "fit.summary (options of arviz.summary)")
         table = arviz_summary(self.draws, self.model.coords(self.train), self.model.dims(), **options)
         problem = self.convergence_problem()
         table.attrs["convergence"] = self._mixing().lstrip(", ") or "converged"
@@ -639,6 +668,13 @@ class Fit:
         check_data_options(self.model, dataset)
         return dataset
 
+    def _check_density_options(self, options: dict[str, Any], where: str) -> None:
+        """Raise TypeError, listing the valid ones, if ``options`` holds a keyword the model's
+        ``log_likelihood`` does not take (rather than the model's bare signature error)."""
+        valid = density_options(self.model)
+        if valid is not None:
+            check_options(options, valid, f"{where} of {type(self.model).__name__}")
+
     def _require(self, capability: str) -> None:
         if not self.model.capability(capability):
             message = getattr(self.model, "capability_message", lambda name: None)(capability)
@@ -682,6 +718,17 @@ class Fit:
         text = f", R-hat {rhat:.3f}, ESS {bulk:.0f}, divergences {self.diagnostics.get('num_divergences', 0)}"
         problems = self.diagnostics.get("mixing_problems")
         return text + (f", NOT MIXED: {'; '.join(problems)}" if problems else "")
+
+
+def density_options(model: Model) -> tuple[str, ...] | None:
+    """The keyword options of ``model.log_likelihood`` after its draws and data (e.g. a VAE's
+    ``num_particles``, ``estimator``, ``seed``, ``batch_size``), read from its signature as
+    :meth:`zoo.models.base.Model.generation_options` reads ``model_kwargs``; None when it takes
+    any (``**options``: the GAN's, which refuses every call itself)."""
+    parameters = list(inspect.signature(model.log_likelihood).parameters.values())[2:]
+    if any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters):
+        return None
+    return tuple(parameter.name for parameter in parameters if parameter.kind is not parameter.VAR_POSITIONAL)
 
 
 class FitError(RuntimeError):

@@ -2,8 +2,10 @@
 
 >>> import zoo
 >>> train, test = zoo.datasets.load("old_faithful").split(test_fraction=0.3, seed=0)
->>> table = zoo.select(zoo.models.GaussianMixture, train, test, values=[1, 2, 3, 4])
->>> zoo.plots.plot_model_selection(table)
+>>> table = zoo.select(zoo.models.GaussianMixture, train, test, values=[1, 2, 3], method="svi:delta", criterion="bic")
+>>> int(table["bic"].idxmin())             # the number of components BIC prefers
+2
+>>> axes = zoo.plots.plot_model_selection(table)
 
 Which criterion ranks the rows (``criterion=``) depends on what the fits are:
 

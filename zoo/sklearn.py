@@ -13,9 +13,9 @@ bic``, pipelines, ``clone``, ``GridSearchCV``) and of hmmlearn (``fit(X, lengths
 ([0, 0, 0], -3.44)
 >>> round(float(mixture.bic(X)), 1)
 1434.0
->>> posterior = GaussianMixture(n_components=2, method="svi:mvn:num_steps=300,num_posterior_samples=200").fit(X)
+>>> posterior = GaussianMixture(n_components=2, method="svi:mvn:num_steps=100,num_posterior_samples=100").fit(X)
 >>> posterior.fit_.to_arviz().posterior["locs"].shape   # the posterior, one attribute away
-(1, 200, 2, 2)
+(1, 100, 2, 2)
 
 Conventions, the same in every estimator here:
 

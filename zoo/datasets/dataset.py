@@ -125,6 +125,16 @@ class Dataset:
     ValueError
         If ``x`` is empty, holds infinite values or NaN (unless ``missing="mask"``), or ``y`` /
         ``lengths`` / ``weights`` / ``states`` do not match it.
+
+    Examples
+    --------
+    >>> import torch, zoo
+    >>> data = zoo.Dataset(torch.randn(100, 2), y=torch.randint(0, 3, (100,)), name="toy")
+    >>> data
+    Dataset('toy', x=(100, 2), y=(100,))
+    >>> train, test = data.split(test_fraction=0.2, seed=0)
+    >>> train.num_data, test.num_data
+    (80, 20)
     """
 
     x: torch.Tensor

@@ -124,6 +124,18 @@ def fit(
         Before any work starts, for a model, data or method that cannot go together.
     zoo.FitError
         If the fit diverges (NaN loss); ``error.fit`` holds the partial fit.
+
+    Examples
+    --------
+    >>> import zoo
+    >>> data = zoo.datasets.load("old_faithful")
+    >>> point = zoo.fit(zoo.models.GaussianMixture(2), data, "svi:delta")   # MAP, by L-BFGS
+    >>> point.num_draws                              # one draw: the point
+    1
+    >>> fit = zoo.fit(zoo.models.GaussianMixture(2), data,
+    ...               zoo.SVI(guide="mvn", num_steps=100, num_posterior_samples=100))
+    >>> fit.draws["locs"].shape                      # (chain, draw, component, feature)
+    torch.Size([1, 100, 2, 2])
     """
     if not isinstance(model, Model):
         raise TypeError(

@@ -100,7 +100,9 @@ class FactorAnalysis(Model):
     --------
     >>> import zoo
     >>> fit = zoo.fit(zoo.models.FactorAnalysis(2), zoo.datasets.load("wine"), zoo.SVI(guide="delta"))
-    >>> codes, covariance = fit.transform()  # (178, 2), (178, 2, 2)
+    >>> codes, covariance = fit.transform()  # the posterior of each wine's factors
+    >>> codes.shape, covariance.shape
+    (torch.Size([178, 2]), torch.Size([178, 2, 2]))
     """
 
     integrated_sites = ("z",)

@@ -110,11 +110,15 @@ class GAN(NetworkModel):
     Examples
     --------
     >>> import zoo
-    >>> ring = zoo.datasets.load("ring", num_data=2000)
-    >>> fit = zoo.fit(zoo.models.GAN(latent_dim=2, hidden_sizes=[128, 128]), ring,
-    ...               zoo.Adversarial(num_steps=3000, batch_size=256))
-    >>> fit.sample(500)                                   # (500, 2)
-    >>> zoo.metrics.mmd(fit.sample(1000), ring)           # instead of fit.log_prob, which raises
+    >>> ring = zoo.datasets.load("ring", num_data=500)
+    >>> fit = zoo.fit(zoo.models.GAN(latent_dim=2, hidden_sizes=[32, 32]), ring,
+    ...               zoo.Adversarial(num_steps=50, batch_size=100))   # a real fit: thousands of steps
+    >>> fit.sample(500).shape
+    torch.Size([500, 2])
+    >>> score = zoo.metrics.mmd(fit.sample(1000), ring)   # instead of fit.log_prob, which raises:
+    >>> fit.log_prob(ring)
+    Traceback (most recent call last):
+    ValueError: a GAN is an implicit model: it can sample, but it defines no density ...
     """
 
     enumerated_sites = ()

@@ -89,14 +89,16 @@ class SemiSupervisedVAE(Autoencoder):
 
     Examples
     --------
-    >>> import zoo
+    >>> import torch, zoo
     >>> from zoo.models import m2
     >>> train, test = zoo.datasets.load("digits", binarize=True).split(test_fraction=0.2)
     >>> labels = torch.full_like(train.y, -1); labels[:100] = train.y[:100]   # keep 100 labels
-    >>> fit = zoo.fit(zoo.models.SemiSupervisedVAE(10, latent_dim=8), train.replace(y=labels),
-    ...               zoo.SVI(batch_size=100, num_epochs=100))
-    >>> (m2.predict(fit, test) == test.y).float().mean()        # accuracy of q(y | x)
-    >>> fit.sample(16, y=3)                                      # new images of the class 3
+    >>> fit = zoo.fit(zoo.models.SemiSupervisedVAE(10, latent_dim=8, hidden_sizes=[64]),
+    ...               zoo.Dataset(train.x, y=labels),
+    ...               zoo.SVI(batch_size=100, num_epochs=2))     # a real fit: about 100 epochs
+    >>> accuracy = (m2.predict(fit, test) == test.y).float().mean()    # of the classifier q(y | x)
+    >>> fit.sample(16, y=3).shape                                  # new images of the class 3
+    torch.Size([16, 64])
     """
 
     # Per-datum latents: the class (summed out by the guide) and the style code; no draws kept.

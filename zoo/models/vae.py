@@ -94,9 +94,12 @@ class VAE(Autoencoder):
     --------
     >>> import zoo
     >>> train, test = zoo.datasets.load("digits", binarize=True).split(test_fraction=0.2)
-    >>> fit = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20))
-    >>> fit.log_prob(test, num_particles=100).mean()   # IWAE estimate of log p(x), nats per image
-    >>> eager = zoo.fit(zoo.models.VAE(latent_dim=8), train, zoo.SVI(batch_size=100, num_epochs=20, jit=False))
+    >>> fit = zoo.fit(zoo.models.VAE(latent_dim=8, hidden_sizes=[64]), train,
+    ...               zoo.SVI(batch_size=100, num_epochs=2))      # a real fit: tens of epochs
+    >>> fit.log_prob(test, num_particles=100).shape   # IWAE estimates of log p(x), nats per image
+    torch.Size([359])
+    >>> eager = zoo.fit(zoo.models.VAE(latent_dim=8, hidden_sizes=[64]), train,
+    ...                 zoo.SVI(batch_size=100, num_epochs=2, jit=False))   # the ELBO not compiled
     """
 
     def __init__(

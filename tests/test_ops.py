@@ -29,7 +29,7 @@ from zoo.ops.markov import (
     safe_log,
     viterbi,
 )
-from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
+from zoo.ops.moments import correlation_cholesky, mean_and_spread, weighted_covariances, weighted_means
 
 # Float64 sums of a few dozen terms of magnitude <= ~100: rounding error below
 # T K eps * 100 ~ 3e-13; 1e-11 leaves a margin of 30.
@@ -564,3 +564,12 @@ def test_baum_welch_iteration_equals_brute_force_em() -> None:
     torch.testing.assert_close(step["initial"], (starts + 0.5) / (starts + 0.5).sum(), **EXACT)
     torch.testing.assert_close(step["transition"], (transitions + 0.25) / (transitions + 0.25).sum(-1, keepdim=True), **EXACT)
     torch.testing.assert_close(step["means"], weighted / totals, **EXACT)
+
+
+def test_mean_and_spread_equal_numpy_and_floor_a_zero_spread_at_one() -> None:
+    x = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, 2.5], [8.0, 5.0, -1.0]], dtype=torch.float64)
+    mean, spread = mean_and_spread(x)
+    np.testing.assert_allclose(mean.numpy(), x.numpy().mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spread.numpy(), [x.numpy()[:, 0].std(ddof=1), 1.0, x.numpy()[:, 2].std(ddof=1)], rtol=0, atol=1e-12)
+    single_mean, single_spread = mean_and_spread(x[:1])
+    assert torch.equal(single_mean, x[0]) and torch.equal(single_spread, torch.ones(3, dtype=torch.float64))

@@ -22,24 +22,12 @@ categorical, or the multinomial block of count columns)::
         x[i, j]                  ~ Categorical(categorical_probs_j[y_i])              categorical j
         x[i, m]                  ~ Multinomial(sum_m x[i, m], multinomial_probs[y_i]) count block
 
-Every prior is conjugate: Dirichlet class weights, Normal-Gamma for each Gaussian (class, column),
-Beta for each Bernoulli one, Dirichlet for categorical and multinomial probabilities. With every
-row labeled the posterior is therefore known in closed form (:meth:`NaiveBayes.exact_posterior`,
-used by ``zoo.Exact()``):
-
-====================== ====================================================================
-weights                Dirichlet(class_concentration + n_c)
-precision[c, j]        Gamma(a0 + n_c / 2, b0 + SS_cj / 2 + k0 n_c (xbar_cj - m_j)^2 / (2 (k0 + n_c)))
-loc[c, j] | precision  Normal((k0 m_j + n_c xbar_cj) / (k0 + n_c), 1 / sqrt((k0 + n_c) precision))
-bernoulli_probs[c, j]  Beta(concentration + s_cj, concentration + n_c - s_cj)
-categorical_probs_j[c] Dirichlet(concentration + counts of each category in class c)
-multinomial_probs[c]   Dirichlet(concentration + column totals of class c)
-====================== ====================================================================
-
-with m_j = ``prior_loc``, k0 = ``loc_count``, a0 = ``precision_shape``, b0 = a0 * ``prior_scale``\ ^2.
-``prior_loc`` and ``prior_scale`` default to the training data's mean and standard deviation of
-each Gaussian column (an empirical prior, as for the Gaussian mixture), so the prior is weakly
-informative in the data's own units.
+Every prior is conjugate, so with every row labeled the posterior is known in closed form
+(:meth:`NaiveBayes.exact_posterior`, used by ``zoo.Exact()``; its table is on the model's docs
+page). ``prior_loc`` (m_j) and ``prior_scale`` default to the training data's mean and standard
+deviation of each Gaussian column (an empirical prior, as for the Gaussian mixture), so the
+prior is weakly informative in the data's own units; ``loc_count`` is k0 and ``precision_shape``
+a0, with rate b0 = a0 * ``prior_scale``\ ^2.
 
 Labels and semi-supervised learning
 -----------------------------------
@@ -67,36 +55,9 @@ name                     shape           support
 ``x``                    (N, D)          observed; each column in its family's support
 =======================  ==============  ====================================================
 
-Data as it comes
-----------------
-* **Missing values**: ``zoo.Dataset(x, y=y, missing="mask")``: features are independent given
-  the class, so a missing entry's term is dropped from its row's density (exact marginalisation;
-  a multinomial block's counts are not independent and are refused with a missing entry).
-  ``fit.impute(data)`` draws the missing entries given a class drawn from p(y | observed x).
-  ``zoo.Exact`` takes complete rows only.
-* **Sample weights**: ``zoo.Dataset(x, y=y, weights=w)`` for SVI and NUTS (with MAP, weighted
-  estimates as scikit-learn's ``GaussianNB(sample_weight=...)`` under weak priors).
-* **Known parameters**: ``zoo.fit(model, data, method, fixed={"weights": ...})`` holds sites at
-  given values (SVI and NUTS).
-
-What a fit answers
-------------------
-* ``fit.log_prob(data)``: per row, **log p(x_i, y_i)** where ``data`` carries the row's label and
-  **log p(x_i)** (y summed out) where it does not (no ``y``, or ``y_i = -1``), averaged over the
-  posterior; the fast :meth:`NaiveBayes.log_likelihood` equals the enumerated definition.
-* ``fit.marginals(data)`` / :func:`predict_proba`: p(y_i | x_i) by Bayes' rule (a one-hot row for
-  a row whose label is given, so pass features alone, or use :func:`predict_proba`, to classify).
-* ``fit.discrete(data)`` / :func:`predict`: the most probable class under ``fit.point``.
-* ``fit.sample(n)``: rows of x from p(x) (y drawn from the weights); ``fit.sample(n, y=c)``:
-  class-conditional rows from p(x | y = c).
-
-Label switching
----------------
-With labels observed there is none: the labels name the classes. With no labeled row at all the
-model is a latent-class mixture whose likelihood is invariant under permutations of the classes,
-so class indices are arbitrary and chains may settle in different permutations (inflating R-hat);
-zoo does not relabel Naive Bayes draws. A few labeled rows per class (semi-supervised) anchor
-the classes in practice.
+The model's docs page says what a fit answers (``log_prob``, ``marginals``, ``discrete``,
+``sample``), how it takes data as it comes (missing values, weights, known parameters) and
+why labeled rows leave no label switching.
 """
 
 from __future__ import annotations
@@ -110,15 +71,16 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-from zoo.checks import check_positive_float, check_positive_int
+from zoo.checks import check_count, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
-from zoo.models.base import Model, check_labels, class_labels
+from zoo.models.base import Model, check_labels, class_labels, independent_discrete
 from zoo.models.columns import FAMILIES, Block, ColumnLayout, MixedColumns, check_features, column_families, select_columns
 from zoo.models.registry import register
 from zoo.ops import conjugate
 from zoo.ops.chunks import over_draw_chunks
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.clustering import kmeans_labels
+from zoo.ops.moments import mean_and_spread
 
 __all__ = ["NaiveBayes", "NaiveBayesPosterior", "FAMILIES", "predict", "predict_proba"]
 
@@ -171,10 +133,7 @@ class NaiveBayes(Model):
 
     enumerated_sites = ("y",)
     max_plate_nesting = 2
-    data_plate = "data"
-    observed_site = "x"
     methods = ("svi", "nuts", "exact")
-    default_guide = "normal"
     static_likelihood = True  # no Python branch on a tensor's value in its density
     handles_missing = True
 
@@ -200,8 +159,9 @@ class NaiveBayes(Model):
         self.concentration = check_positive_float(concentration, "concentration")
         self.loc_count = check_positive_float(loc_count, "loc_count")
         self.precision_shape = check_positive_float(precision_shape, "precision_shape")
-        if num_features is not None and (isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1):
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        for name, value in (("num_features", num_features), ("total_count", total_count)):
+            if value is not None:
+                check_count(value, name)
         if isinstance(self.features, list) and num_features is not None and len(self.features) != num_features:
             raise ValueError(f"features lists {len(self.features)} families but num_features={num_features}")
         self.num_features = num_features
@@ -214,8 +174,6 @@ class NaiveBayes(Model):
             raise ValueError("prior_scale must be positive, with one entry per Gaussian column, as prior_loc")
         self.prior_loc = None if prior_loc is None else [float(v) for v in prior_loc]
         self.prior_scale = None if prior_scale is None else [float(v) for v in prior_scale]
-        if total_count is not None and (isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1):
-            raise ValueError(f"total_count must be a positive integer, got {total_count!r}")
         self.total_count = total_count
 
     # ------------------------------------------------------------------ the model
@@ -229,27 +187,16 @@ class NaiveBayes(Model):
             if layout.gaussian:
                 with pyro.plate("gaussian_features", len(layout.gaussian), dim=-1):
                     rate = self.precision_shape * torch.tensor(self.prior_scale) ** 2
-                    precision = pyro.sample("precision", dist.Gamma(self.precision_shape, rate))
-                    params["precision"] = precision
-                    params["loc"] = pyro.sample(
-                        "loc", dist.Normal(torch.tensor(self.prior_loc), (self.loc_count * precision).rsqrt())
-                    )
+                    params["precision"] = precision = pyro.sample("precision", dist.Gamma(self.precision_shape, rate))
+                    loc_scale = (self.loc_count * precision).rsqrt()
+                    params["loc"] = pyro.sample("loc", dist.Normal(torch.tensor(self.prior_loc), loc_scale))
             if layout.bernoulli:
                 with pyro.plate("bernoulli_features", len(layout.bernoulli), dim=-1):
-                    params["bernoulli_probs"] = pyro.sample(
-                        "bernoulli_probs", dist.Beta(self.concentration, self.concentration)
-                    )
+                    params["bernoulli_probs"] = pyro.sample("bernoulli_probs", dist.Beta(self.concentration, self.concentration))
         # Per-class probability vectors: one site each, the class dim inside the event.
-        for column, size in zip(layout.categorical, layout.num_categories):
-            name = f"categorical_probs_{column}"
-            params[name] = pyro.sample(
-                name, dist.Dirichlet(torch.full((num_classes, size), self.concentration)).to_event(1)
-            )
-        if layout.multinomial:
-            params["multinomial_probs"] = pyro.sample(
-                "multinomial_probs",
-                dist.Dirichlet(torch.full((num_classes, len(layout.multinomial)), self.concentration)).to_event(1),
-            )
+        vectors = [(f"categorical_probs_{column}", size) for column, size in zip(layout.categorical, layout.num_categories)]
+        for name, size in vectors + ([("multinomial_probs", len(layout.multinomial))] if layout.multinomial else []):
+            params[name] = pyro.sample(name, dist.Dirichlet(torch.full((num_classes, size), self.concentration)).to_event(1))
         return params
 
     def forward(
@@ -353,17 +300,9 @@ class NaiveBayes(Model):
     def discrete(
         self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
     ) -> dict[str, torch.Tensor]:
-        """MAP (temperature 0) or sampled (1) classes given one parameter value: {"y": (N,)}.
-
-        Rows are independent given the parameters, so the jointly most probable classes are each
-        row's most probable class (what ``infer_discrete`` on ``forward`` gives, faster); labeled
-        rows keep their label.
-        """
-        draws = {name: value[None] for name, value in params.items()}
-        probs = self.marginals(draws, data)["y"][0]
-        if temperature == 0:
-            return {"y": probs.argmax(-1)}
-        return {"y": torch.multinomial(probs, 1)[:, 0]}
+        """MAP (temperature 0) or sampled (1) classes given one parameter value, {"y": (N,)}, row
+        by row (:func:`~zoo.models.base.independent_discrete`); labeled rows keep their label."""
+        return independent_discrete(self, params, data, temperature)
 
     def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
         """One draw of the missing entries of ``data`` from p(x_missing | x_observed, y, theta)
@@ -371,8 +310,7 @@ class NaiveBayes(Model):
         (kept where labeled), then each missing entry from its column's family given the class.
         Returns x's shape (N, D)."""
         layout = self._check_ready()
-        batched = {name: value[None] for name, value in params.items()}
-        classes = torch.multinomial(self.marginals(batched, data)["y"][0], 1)[:, 0]
+        classes = self.discrete(params, data, temperature=1)["y"]
         observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
         filled = data.x.clone()
         for block in layout.blocks(self.total_count or 1):
@@ -388,19 +326,13 @@ class NaiveBayes(Model):
         x (N, D), y (N,) in 0..C-1 (N may be 0)."""
         layout = self._check_ready()
         gaussian = bool(layout.gaussian)
+        block = lambda columns: select_columns(x, columns) if columns else None  # noqa: E731
         return conjugate.class_conditional(
-            y,
-            self.num_classes,
-            x.dtype,
-            class_concentration=self.class_concentration,
-            gaussian=select_columns(x, layout.gaussian) if gaussian else None,
-            bernoulli=select_columns(x, layout.bernoulli) if layout.bernoulli else None,
+            y, self.num_classes, x.dtype, class_concentration=self.class_concentration,
+            gaussian=block(layout.gaussian), bernoulli=block(layout.bernoulli), multinomial=block(layout.multinomial),
             categorical=[(column, x[:, column], size) for column, size in zip(layout.categorical, layout.num_categories)],
-            multinomial=select_columns(x, layout.multinomial) if layout.multinomial else None,
-            concentration=self.concentration,
+            concentration=self.concentration, loc_count=self.loc_count, precision_shape=self.precision_shape,
             prior_loc=torch.tensor(self.prior_loc, dtype=x.dtype) if gaussian else None,
-            loc_count=self.loc_count,
-            precision_shape=self.precision_shape,
             precision_rate=self.precision_shape * torch.tensor(self.prior_scale, dtype=x.dtype).square() if gaussian else None,
         )
 
@@ -426,7 +358,7 @@ class NaiveBayes(Model):
             )
 
     def exact_posterior(self, data: Dataset) -> NaiveBayesPosterior:
-        """The conjugate posterior given fully labeled ``data`` (the table in the module docs).
+        """The conjugate posterior given fully labeled ``data`` (its table: the model's docs page).
 
         Raises
         ------
@@ -437,21 +369,19 @@ class NaiveBayes(Model):
         return self._posterior(data.x, data.y)
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
-        """The conjugate posterior mean given the labeled rows (or k-means labels, when none)."""
+        """The conjugate posterior mean given the labeled rows (with none, rows labelled by
+        k-means on the standardised columns); a class without rows starts at the prior mean."""
         y = data.y if data.y is not None else torch.full((len(data),), UNLABELED)
         labeled = y >= 0
         if labeled.any():
-            present = torch.bincount(y[labeled], minlength=self.num_classes) > 0
             rows = data.subset(labeled.nonzero().reshape(-1))
         else:
             x = data.x
             scaled = (x - x.mean(0)) / x.std(0).clamp(min=1e-6) if len(data) > 1 else x
-            k = min(self.num_classes, len(data))
-            centres = kmeans_plus_plus(scaled, k, seed=seed)
-            rows = replace(data, y=torch.cdist(scaled, centres).argmin(-1))
-            present = torch.bincount(rows.y, minlength=self.num_classes) > 0
+            rows = replace(data, y=kmeans_labels(scaled, min(self.num_classes, len(data)), seed=seed))
+        present = torch.bincount(rows.y, minlength=self.num_classes) > 0
         values = self._posterior(rows.x, rows.y).mean()
-        prior = self._posterior(data.x[:0], data.y.new_zeros(0) if data.y is not None else torch.zeros(0, dtype=torch.long)).mean()
+        prior = self._posterior(data.x[:0], torch.zeros(0, dtype=torch.long)).mean()
         for name, value in values.items():
             if name != "weights":
                 values[name] = torch.where(present.reshape((-1,) + (1,) * (value.dim() - 1)), value, prior[name])
@@ -519,17 +449,7 @@ class NaiveBayes(Model):
             top = select_columns(x, layout.categorical).amax(0)
             config["num_categories"] = [max(int(value) + 1, 2) for value in top]
         if layout.gaussian and config["prior_loc"] is None:
-            columns = select_columns(x, layout.gaussian)
-            mean = columns.mean(0)
-            if len(data) > 1:
-                # The two-pass sample sd, written out: Tensor.std(0) is several times slower on
-                # a small matrix, where it would be a large part of an Exact fit.
-                spread = ((columns - mean).square_().sum(0) / (len(data) - 1)).sqrt_()
-            else:
-                spread = torch.ones(len(layout.gaussian))
-            spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-            config["prior_loc"] = mean.tolist()
-            config["prior_scale"] = spread.tolist()
+            config["prior_loc"], config["prior_scale"] = (value.tolist() for value in mean_and_spread(select_columns(x, layout.gaussian)))
         if layout.multinomial and config["total_count"] is None:
             config["total_count"] = max(1, int(round(float(select_columns(x, layout.multinomial).sum(-1).mean()))))
         prepared = NaiveBayes(**config)
@@ -553,22 +473,9 @@ class NaiveBayes(Model):
         y: Any = None,
         **options: Any,
     ) -> dict[str, Any]:
-        """Arguments of ``forward``.
-
-        Parameters
-        ----------
-        data : Dataset, optional
-            Condition on its ``x`` and (where given) its labels ``y``.
-        num_samples : int, optional
-            Without data: generate this many rows.
-        batch_size : int, optional
-            Subsample size of the data plate.
-        **options
-            Runner options (``template=data``): ignored.
-        y : int or Tensor, optional
-            Overrides the labels: with data, a tensor (num_data,) of labels (-1: unlabeled);
-            without data, a class (int) to generate class-conditional rows from p(x | y).
-        """
+        """Arguments of ``forward``: to condition on ``data``'s x and labels (``y``, a tensor
+        (num_data,), -1 for unlabeled, overrides them), or to generate ``num_samples`` rows
+        (``y``, a class, asks for rows from p(x | y)); other runner options are ignored."""
         if data is not None:
             labels = data.y if y is None else torch.as_tensor(y, dtype=torch.long)
             return {"x": data.x, "y": labels, "batch_size": batch_size}
@@ -581,12 +488,10 @@ class NaiveBayes(Model):
         if layout is None:
             return dims
         if layout.gaussian:
-            dims["loc"] = ["class", "gaussian_feature"]
-            dims["precision"] = ["class", "gaussian_feature"]
+            dims |= {"loc": ["class", "gaussian_feature"], "precision": ["class", "gaussian_feature"]}
         if layout.bernoulli:
             dims["bernoulli_probs"] = ["class", "bernoulli_feature"]
-        for column in layout.categorical:
-            dims[f"categorical_probs_{column}"] = ["class", f"category_{column}"]
+        dims |= {f"categorical_probs_{column}": ["class", f"category_{column}"] for column in layout.categorical}
         if layout.multinomial:
             dims["multinomial_probs"] = ["class", "multinomial_feature"]
         return dims
@@ -609,7 +514,6 @@ class NaiveBayes(Model):
         return coords
 
 
-
 # ---------------------------------------------------------------------- scikit-learn style helpers
 def _features_only(x: Any) -> Dataset:
     data = as_dataset(x, "x")
@@ -617,21 +521,9 @@ def _features_only(x: Any) -> Dataset:
 
 
 def predict(fit: Any, x: Any) -> torch.Tensor:
-    """The most probable class of each row under ``fit.point``, labels (if any) ignored.
-
-    For Naive Bayes rows are independent given the parameters, so this is exactly
-    ``fit.discrete(features)`` (the jointly most probable classes), computed by the fast path.
-
-    Parameters
-    ----------
-    fit : zoo.Fit
-        A fit of :class:`NaiveBayes`.
-    x : Dataset, Tensor or array, shape (num_data, num_features)
-
-    Returns
-    -------
-    Tensor of int64, shape (num_data,)
-    """
+    """The most probable class of each row of ``x`` (a Dataset, tensor or array, (N, D)) under
+    ``fit.point`` of a :class:`NaiveBayes` fit, labels ignored: int64 (N,). Rows are independent
+    given the parameters, so this is ``fit.discrete(features)``, by the fast path."""
     data = _features_only(x)
     fit.model.validate(data)
     point = {name: value[None] for name, value in fit.point.items()}
@@ -640,13 +532,7 @@ def predict(fit: Any, x: Any) -> torch.Tensor:
 
 
 def predict_proba(fit: Any, x: Any, num_draws: int | None = 100, seed: int = 0) -> torch.Tensor:
-    """Posterior predictive class probabilities p(y_i | x_i, training data), labels ignored.
-
-    Averaged over ``num_draws`` posterior draws (``fit.marginals``), so parameter uncertainty is
-    included; ``predict`` uses the point estimate instead.
-
-    Returns
-    -------
-    Tensor, shape (num_data, num_classes)
-    """
+    """Posterior predictive class probabilities p(y_i | x_i, training data), labels ignored:
+    (N, num_classes), averaged over ``num_draws`` posterior draws (``fit.marginals``), so
+    parameter uncertainty is included (``predict`` uses the point estimate)."""
     return fit.marginals(_features_only(x), num_draws=num_draws, seed=seed)

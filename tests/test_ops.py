@@ -19,6 +19,7 @@ from zoo.ops.baum_welch import baum_welch, chain_estimates, chain_start, expecte
 from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_labels, kmeans_plus_plus, name_clusters, reorder_components
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
+from zoo.ops.labels import labeled_log_likelihood, labeled_posterior
 from zoo.ops.markov import (
     FORWARD_METHODS,
     backward_sample,
@@ -573,3 +574,22 @@ def test_mean_and_spread_equal_numpy_and_floor_a_zero_spread_at_one() -> None:
     np.testing.assert_allclose(spread.numpy(), [x.numpy()[:, 0].std(ddof=1), 1.0, x.numpy()[:, 2].std(ddof=1)], rtol=0, atol=1e-12)
     single_mean, single_spread = mean_and_spread(x[:1])
     assert torch.equal(single_mean, x[0]) and torch.equal(single_spread, torch.ones(3, dtype=torch.float64))
+
+
+def test_partially_labelled_rows_density_and_posterior_row_by_row() -> None:
+    """Against a row-by-row loop: log p(x, y) where labeled, log sum_c p(x, c) where not; the
+    posterior one-hot where labeled, as given where not."""
+    generator = torch.Generator().manual_seed(0)
+    joint = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64)  # (S, N, C)
+    labels = torch.tensor([2, -1, 0, -1, 1])
+    density = labeled_log_likelihood(joint, labels)
+    probs = joint.softmax(-1)
+    posterior = labeled_posterior(probs, labels)
+    for s in range(2):
+        for i, label in enumerate(labels.tolist()):
+            expected = joint[s, i, label] if label >= 0 else torch.logsumexp(joint[s, i], 0)
+            torch.testing.assert_close(density[s, i], expected, **EXACT)
+            row = torch.eye(3, dtype=torch.float64)[label] if label >= 0 else probs[s, i]
+            torch.testing.assert_close(posterior[s, i], row, **EXACT)
+    torch.testing.assert_close(labeled_log_likelihood(joint, None), joint.logsumexp(-1), **EXACT)
+    assert labeled_posterior(probs, None) is probs

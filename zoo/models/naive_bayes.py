@@ -23,11 +23,9 @@ categorical, or the multinomial block of count columns)::
         x[i, m]                  ~ Multinomial(sum_m x[i, m], multinomial_probs[y_i]) count block
 
 Every prior is conjugate, so with every row labeled the posterior is known in closed form
-(:meth:`NaiveBayes.exact_posterior`, used by ``zoo.Exact()``; its table is on the model's docs
-page). ``prior_loc`` (m_j) and ``prior_scale`` default to the training data's mean and standard
-deviation of each Gaussian column (an empirical prior, as for the Gaussian mixture), so the
-prior is weakly informative in the data's own units; ``loc_count`` is k0 and ``precision_shape``
-a0, with rate b0 = a0 * ``prior_scale``\ ^2.
+(:meth:`NaiveBayes.exact_posterior`, used by ``zoo.Exact()``). ``prior_loc`` and ``prior_scale``
+default to the training data's mean and standard deviation of each Gaussian column (an empirical
+prior, as for the Gaussian mixture): weakly informative in the data's own units.
 
 Labels and semi-supervised learning
 -----------------------------------
@@ -74,11 +72,11 @@ from pyro.ops.indexing import Vindex
 from zoo.checks import check_count, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
-from zoo.models.base import Model, check_labels, class_labels, independent_discrete
-from zoo.models.columns import FAMILIES, Block, ColumnLayout, MixedColumns, check_features, column_families, select_columns
+from zoo.models.base import Model, check_labels, class_labels
+from zoo.models.classes import ClassConditionalPaths
+from zoo.models.columns import FAMILIES, Block, ColumnLayout, check_features, column_families, select_columns
 from zoo.models.registry import register
 from zoo.ops import conjugate
-from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_labels
 from zoo.ops.moments import mean_and_spread
 
@@ -92,7 +90,7 @@ _EXCLUDED = -1e30
 
 
 @register("naive_bayes")
-class NaiveBayes(Model):
+class NaiveBayes(ClassConditionalPaths, Model):
     """Naive Bayes with conjugate priors: a class plate times a feature plate.
 
     Parameters
@@ -109,10 +107,9 @@ class NaiveBayes(Model):
     concentration : float
         Pseudo-count of the Beta / Dirichlet priors of Bernoulli, categorical and multinomial
         probabilities (1: uniform; its posterior mean is Laplace smoothing with alpha = 1).
-    loc_count : float
-        k0 of the Normal-Gamma prior: how many observations the prior mean is worth.
-    precision_shape : float
-        a0 of the Normal-Gamma prior (Gamma shape of each precision).
+    loc_count, precision_shape : float
+        k0 and a0 of the Normal-Gamma prior: how many observations the prior mean is worth, and
+        the Gamma shape of each precision.
     num_features : int, optional
         D; set from the data when fitted.
     num_categories : list of int, optional
@@ -155,10 +152,9 @@ class NaiveBayes(Model):
         check_positive_int(num_classes, "num_classes", minimum=2)
         self.num_classes = num_classes
         self.features = check_features(features)
-        self.class_concentration = check_positive_float(class_concentration, "class_concentration")
-        self.concentration = check_positive_float(concentration, "concentration")
-        self.loc_count = check_positive_float(loc_count, "loc_count")
-        self.precision_shape = check_positive_float(precision_shape, "precision_shape")
+        for name, value in (("class_concentration", class_concentration), ("concentration", concentration),
+                            ("loc_count", loc_count), ("precision_shape", precision_shape)):
+            setattr(self, name, check_positive_float(value, name))
         for name, value in (("num_features", num_features), ("total_count", total_count)):
             if value is not None:
                 check_count(value, name)
@@ -210,7 +206,6 @@ class NaiveBayes(Model):
         generates ``num_data`` rows (of the classes ``y``, if given)."""
         num_data = self.plate_size(x, num_data)
         params = self.sample_globals()
-        layout = self._check_ready()
         weights = params.pop("weights")
 
         with pyro.plate(self.data_plate, num_data, dim=-1, subsample_size=batch_size) as index:
@@ -225,12 +220,8 @@ class NaiveBayes(Model):
                     pinned = torch.where(classes == labels.clamp(min=0), 0.0, _EXCLUDED)
                     pyro.factor("y_observed", torch.where(labeled, pinned, torch.zeros(())))
             gathered = {name: self._gather(value, classes) for name, value in params.items()}
-            parts = [
-                (block, block.family.distribution(self._family_params(block, gathered), validate_args=False))
-                for block in layout.blocks(self.total_count or 1)
-            ]
             observed = None if x is None else x.index_select(0, index)
-            return pyro.sample(self.observed_site, MixedColumns(parts, layout.num_features), obs=observed)
+            return pyro.sample(self.observed_site, self.row_distribution(gathered), obs=observed)
 
     @staticmethod
     def _gather(value: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
@@ -250,75 +241,6 @@ class NaiveBayes(Model):
         if name == "categorical":
             return {"probs": params[f"categorical_probs_{block.columns[0]}"]}
         return {"probs": params[f"{name}_probs"]}
-
-    # ------------------------------------------------------------------ fast exact paths
-    def class_log_joint(
-        self, draws: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """log p(x_i, y_i = c | theta_s) for flat draws: shape (S, N, C).
-
-        Each block's term is its family's log-density table (:mod:`zoo.models.families`), the
-        density ``forward`` observes; draws are taken in chunks that bound the broadcast
-        Gaussian table (S, N, C, D_g). With ``observed`` (N, D) (``Dataset(missing="mask")``)
-        the missing entries are integrated out: features are independent given the class, so
-        their terms are dropped (a multinomial block's counts are not independent: refused).
-        """
-        layout = self._check_ready()
-        blocks = layout.blocks(self.total_count or 1)
-
-        def table(chunk: dict[str, torch.Tensor]) -> torch.Tensor:
-            # normalised as Categorical normalises them: values and gradients equal the
-            # enumerated definition's also off the simplex
-            total = chunk["weights"].log().log_softmax(-1)[:, None, :]  # (S', 1, C)
-            for block in blocks:
-                columns = select_columns(x, block.columns)
-                seen = None if observed is None else select_columns(observed, block.columns)
-                total = total + block.family.log_density(self._family_params(block, chunk), columns, seen)
-            return total.expand(total.shape[0], x.shape[0], self.num_classes)
-
-        return over_draw_chunks(table, draws, elements_per_draw=x.shape[0] * self.num_classes * max(len(layout.gaussian), 1))
-
-    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """log p(x_i, y_i | theta_s) for labeled rows, log p(x_i | theta_s) for the rest: (S, N)."""
-        joint = self.class_log_joint(draws, data.x, data.observed)
-        summed = joint.logsumexp(-1)
-        if data.y is None:
-            return summed
-        labeled = data.y >= 0
-        picked = joint.gather(-1, data.y.clamp(min=0).expand(joint.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-        return torch.where(labeled, picked, summed)
-
-    def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
-        """p(y_i = c | x_i, theta_s) (one-hot where y_i is given): {"y": (S, N, C)}."""
-        probs = self.class_log_joint(draws, data.x, data.observed).softmax(-1)
-        if data.y is not None:
-            labeled = data.y >= 0
-            one_hot = torch.nn.functional.one_hot(data.y.clamp(min=0), self.num_classes).to(probs.dtype)
-            probs = torch.where(labeled[:, None], one_hot, probs)
-        return {"y": probs}
-
-    def discrete(
-        self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
-    ) -> dict[str, torch.Tensor]:
-        """MAP (temperature 0) or sampled (1) classes given one parameter value, {"y": (N,)}, row
-        by row (:func:`~zoo.models.base.independent_discrete`); labeled rows keep their label."""
-        return independent_discrete(self, params, data, temperature)
-
-    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """One draw of the missing entries of ``data`` from p(x_missing | x_observed, y, theta)
-        given one parameter value (site shapes): each row's class drawn from p(y | x_observed)
-        (kept where labeled), then each missing entry from its column's family given the class.
-        Returns x's shape (N, D)."""
-        layout = self._check_ready()
-        classes = self.discrete(params, data, temperature=1)["y"]
-        observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
-        filled = data.x.clone()
-        for block in layout.blocks(self.total_count or 1):
-            columns = list(block.columns)
-            filled[:, columns] = block.family.fill(
-                self._family_params(block, params), classes, data.x[:, columns], observed[:, columns]
-            )
-        return filled
 
     # ------------------------------------------------------------------ exact posterior
     def _posterior(self, x: torch.Tensor, y: torch.Tensor) -> NaiveBayesPosterior:
@@ -343,15 +265,12 @@ class NaiveBayes(Model):
             self.validate(data)
         if data.y is None:
             raise ValueError("zoo.Exact needs labels: data.y is missing (use SVI or NUTS for unlabeled data)")
-        # validate() has bounded y to -1..C-1, so its minimum tells whether any row is unlabeled.
-        if int(data.y.min()) == UNLABELED:
-            unlabeled = int((data.y == UNLABELED).sum())
+        if int(data.y.min()) == UNLABELED:  # validate() has bounded y to -1..C-1
             raise ValueError(
-                f"zoo.Exact needs every row labeled, but y marks {unlabeled} rows unlabeled (-1): the "
-                "posterior is then a mixture with no closed form; use zoo.SVI or zoo.NUTS"
+                f"zoo.Exact needs every row labeled, but y marks {int((data.y == UNLABELED).sum())} rows unlabeled "
+                "(-1): the posterior is then a mixture with no closed form; use zoo.SVI or zoo.NUTS"
             )
-        missing = (torch.bincount(data.y, minlength=self.num_classes) == 0).nonzero().reshape(-1).tolist()
-        if missing:
+        if missing := (torch.bincount(data.y, minlength=self.num_classes) == 0).nonzero().reshape(-1).tolist():
             raise ValueError(
                 f"zoo.Exact needs at least one labeled row of every class, but y has none of class(es) "
                 f"{missing} (num_classes={self.num_classes})"
@@ -393,17 +312,13 @@ class NaiveBayes(Model):
         """Mixed columns (2 Gaussian, 1 Bernoulli, 1 categorical, 3 counts), 60 rows, 3 classes,
         a third of them unlabeled: every code path of the model in one small data set."""
         base = simulate.naive_bayes(num_data=60, num_classes=3, num_features=2, features="gaussian", seed=0)
-        generator = torch.Generator().manual_seed(0)
-        y = base.y
+        generator, y = torch.Generator().manual_seed(0), base.y
         bernoulli = torch.bernoulli(torch.tensor([0.2, 0.5, 0.8])[y], generator=generator)
         category = (y + torch.randint(2, (len(y),), generator=generator)) % 3
-        counts = torch.multinomial(
-            torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y], 5, replacement=True, generator=generator
-        )
-        counts = torch.nn.functional.one_hot(counts, 3).sum(-2).float()
+        trials = torch.multinomial(torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y], 5, replacement=True, generator=generator)
+        counts = torch.nn.functional.one_hot(trials, 3).sum(-2).float()
         x = torch.cat([base.x, bernoulli[:, None], category[:, None].float(), counts], -1)
-        labels = y.clone()
-        labels[::3] = UNLABELED
+        labels = torch.where(torch.arange(len(y)) % 3 == 0, UNLABELED, y)
         data = Dataset(x, y=labels, name="naive_bayes_mixed", description="mixed-family naive Bayes rows")
         families = ["gaussian", "gaussian", "bernoulli", "categorical", "multinomial", "multinomial", "multinomial"]
         return cls(num_classes=3, features=families), data
@@ -439,15 +354,11 @@ class NaiveBayes(Model):
     def prepare(self, data: Dataset) -> "NaiveBayes":
         """A copy with the columns' families, categories, empirical prior and total count resolved."""
         self.validate(data)
-        config = self.config()
-        families = self.column_families(data)
-        config["features"] = self.features if isinstance(self.features, str) else families
+        config, layout, x = self.config(), self.layout(data), data.x
+        config["features"] = self.features if isinstance(self.features, str) else self.column_families(data)
         config["num_features"] = data.num_features
-        layout = self.layout(data)
-        x = data.x
         if layout.categorical and config["num_categories"] is None:
-            top = select_columns(x, layout.categorical).amax(0)
-            config["num_categories"] = [max(int(value) + 1, 2) for value in top]
+            config["num_categories"] = [max(int(value) + 1, 2) for value in select_columns(x, layout.categorical).amax(0)]
         if layout.gaussian and config["prior_loc"] is None:
             config["prior_loc"], config["prior_scale"] = (value.tolist() for value in mean_and_spread(select_columns(x, layout.gaussian)))
         if layout.multinomial and config["total_count"] is None:
@@ -502,15 +413,13 @@ class NaiveBayes(Model):
         if num_features is None:
             return coords
         names = list(data.feature_names) if data is not None and data.feature_names else [str(i) for i in range(num_features)]
+        layout = self.layout(data)
         coords["feature"] = names
-        layout = self.layout(data) if data is not None else self.layout()
         for family in ("gaussian", "bernoulli", "multinomial"):
-            columns = getattr(layout, family)
-            if columns:
-                coords[f"{family}_feature"] = [names[i] for i in columns]
-        for index, column in enumerate(layout.categorical):
-            if self.num_categories is not None:
-                coords[f"category_{column}"] = list(range(self.num_categories[index]))
+            if getattr(layout, family):
+                coords[f"{family}_feature"] = [names[i] for i in getattr(layout, family)]
+        for column, size in zip(layout.categorical, self.num_categories or ()):
+            coords[f"category_{column}"] = list(range(size))
         return coords
 
 

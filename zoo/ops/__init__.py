@@ -18,6 +18,7 @@ module                 what
 :mod:`.moments`        weighted means and covariances from responsibilities
 :mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes), and the
                        posterior they give (exact draws, means, marginals)
+:mod:`.labels`         the density and class posterior of partially labelled rows
 :mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
 =====================  ===================================================================
 """

@@ -65,7 +65,7 @@ from pyro.nn import PyroModule
 
 from zoo.datasets.dataset import UNLABELED, Dataset
 
-__all__ = ["Model", "class_labels", "check_labels", "check_data_options", "independent_discrete", "no_relabelling"]
+__all__ = ["Model", "class_labels", "check_labels", "check_data_options", "no_relabelling"]
 
 
 def no_relabelling(draws: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -385,27 +385,6 @@ class Model(PyroModule):
         if name == "transform":
             return bool(self.integrated_sites)
         return True
-
-
-def independent_discrete(
-    model: "Model", params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
-) -> dict[str, torch.Tensor]:
-    """:meth:`Model.discrete` of a model whose enumerated sites are one value per row, the rows
-    independent given the parameters (a mixture's assignment, a classifier's class).
-
-    The jointly most probable values are then each row's most probable (temperature 0), and a
-    joint draw is a draw per row (temperature 1), from ``model.marginals`` at the one parameter
-    value ``params`` (site shapes): what ``infer_discrete`` on ``forward`` gives, faster.
-
-    Returns
-    -------
-    dict
-        {site: LongTensor (num_data,)}.
-    """
-    marginals = model.marginals({name: value[None] for name, value in params.items()}, data)
-    if temperature == 0:
-        return {site: probs[0].argmax(-1) for site, probs in marginals.items()}
-    return {site: torch.multinomial(probs[0], 1)[:, 0] for site, probs in marginals.items()}
 
 
 def check_data_options(model: "Model", data: Dataset) -> None:

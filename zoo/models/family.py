@@ -4,27 +4,25 @@ A mixture's components, an HMM's emissions and Naive Bayes' class-conditional co
 same thing: K parameter sets of one family, and a density for an observation given its
 component. A :class:`Family` states, for K components (or states, or classes):
 
-=======================  ===================================================================
-:meth:`~Family.prior`    the ``pyro.sample`` statements of its parameter sites, inside a plate
-                         over components that the caller opens
-:meth:`~Family.gather`   each datum's component parameters, picked with ``Vindex`` (works
-                         under enumeration and under a plate of posterior draws)
-:meth:`~Family.distribution`  the distribution of one observation given gathered parameters:
-                         what the enumerated definition observes
-:meth:`~Family.log_density`  the per-component log-density table (S, *data, K): the fast path
-                         every collapsed likelihood (logsumexp over components, the forward
-                         algorithm over states) uses
-:meth:`~Family.estimates`  weighted estimates from responsibilities (k-means start, EM step)
-:meth:`~Family.order_key`  what components are sorted by when relabelling draws
-:meth:`~Family.in_support`, :meth:`~Family.validate`  whether data lie in the family's support
-:meth:`~Family.dims`     the ArviZ dims of its sites
-:meth:`Family.named`     the family of a given name, from a model's hyperparameters
-:meth:`Family.guess`     the family that data look like (a model's ``emission="auto"``)
-=======================  ===================================================================
+* :meth:`~Family.prior`: the ``pyro.sample`` statements of its parameter sites, inside a plate
+  over components that the caller opens;
+* :meth:`~Family.gather`: each datum's component parameters, picked with ``Vindex`` (works under
+  enumeration and under a plate of posterior draws);
+* :meth:`~Family.distribution`: the distribution of one observation given gathered parameters,
+  what the enumerated definition observes;
+* :meth:`~Family.log_density`: the per-component log-density table ``(S, *data, K)``, the fast
+  path every collapsed likelihood (logsumexp over components, the forward algorithm over
+  states) uses;
+* :meth:`~Family.estimates`: weighted estimates from responsibilities (k-means start, EM step);
+* :meth:`~Family.order_key`: what components are sorted by when relabelling draws;
+* :meth:`~Family.in_support`, :meth:`~Family.validate`: whether data lie in the family's support;
+* :meth:`~Family.dims`: the ArviZ dims of its sites;
+* :meth:`Family.named`: the family of a given name, from a model's hyperparameters;
+* :meth:`Family.guess`: the family that data look like (a model's ``emission="auto"``).
 
 One density per family: the table is computed by the very distribution the enumerated
 definition observes, built with a batch shape (S, 1, ..., K) and scoring the data with a
-singleton component dim, (*data, 1, D), so the two cannot drift apart.
+singleton component dim, ``(*data, 1, D)``, so the two cannot drift apart.
 
 The contract is here, as a model's is in :mod:`zoo.models.base`; the families (Gaussian,
 Poisson, categorical, Bernoulli, multinomial) are :mod:`zoo.models.families`.

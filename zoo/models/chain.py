@@ -58,12 +58,16 @@ class MarkovChainPaths:
         return sequence_mask(cls._lengths(data), data.x.shape[1])
 
     # ------------------------------------------------------------------ the chain's tensors
-    def log_emission(self, params: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None) -> torch.Tensor:
+    def log_emission(
+        self, params: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """log p(x_{n,t} | state k, theta_s), (S, N, T, K), of sites (S, K, ...), padded x (N, T, D)
         and its ``observed`` entries: the family's table (:meth:`zoo.models.family.Family.log_density`)."""
         return self.family.log_density(params, x, observed)
 
-    def _messages(self, draws: dict[str, torch.Tensor], data: Dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _messages(
+        self, draws: dict[str, torch.Tensor], data: Dataset
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The chain as :mod:`zoo.ops.markov` takes it, from draws with a leading dim S: log initial
         (S, K) and transition (S, K, K) normalised as ``Categorical`` normalises them (values *and*
         gradients equal the enumerated model's), log emission (S, N, T, K), known states clamped."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from pyro.ops.indexing import Vindex
 
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
@@ -66,6 +67,15 @@ class ClassConditionalPaths:
     total_count: int | None
     _check_ready: Callable[[], ColumnLayout]
     _family_params: Callable[[Block, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+    @staticmethod
+    def _gather(value: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """value[..., classes, :] for class parameters (*B, C, L) in ``forward``, whose plates are
+        the data's (dim -1) inside the classes' (dim -2): B is () or one posterior-draw dim, which
+        sits at dim -(max_plate_nesting + 1) = -3 of ``classes``."""
+        if value.dim() > 2:
+            value = value.reshape((-1, 1, 1) + value.shape[-2:])
+        return Vindex(value)[..., classes, :]
 
     def row_distribution(self, params: dict[str, torch.Tensor]) -> MixedColumns:
         """The distribution of a row given its class's sites ``params`` (gathered: batch *B): the

@@ -159,7 +159,8 @@ class HiddenMarkovModel(MarkovChainPaths, Model):
         check_choice(emission, "emission", EMISSIONS)
         check_choice(covariance, "covariance", Gaussian.COVARIANCES)
         check_count(initial_em_steps, "initial_em_steps", minimum=0)
-        for name, value, minimum in (("num_categories", num_categories, 2), ("num_features", num_features, 1), ("length", length, 1)):
+        optional_counts = (("num_categories", num_categories, 2), ("num_features", num_features, 1), ("length", length, 1))
+        for name, value, minimum in optional_counts:
             if value is not None:
                 check_count(value, name, minimum)
         if emission not in ("categorical", "auto") and num_categories is not None:
@@ -173,8 +174,9 @@ class HiddenMarkovModel(MarkovChainPaths, Model):
         self.num_states, self.emission, self.covariance, self.num_categories = num_states, emission, covariance, num_categories
         for name, value in (
             ("initial_concentration", initial_concentration), ("transition_concentration", transition_concentration),
-            ("emission_concentration", emission_concentration), ("location_scale", location_scale), ("scale_log_sd", scale_log_sd),
-            ("correlation_concentration", correlation_concentration), ("rate_log_sd", rate_log_sd),
+            ("emission_concentration", emission_concentration), ("location_scale", location_scale),
+            ("scale_log_sd", scale_log_sd), ("correlation_concentration", correlation_concentration),
+            ("rate_log_sd", rate_log_sd),
         ):
             setattr(self, name, check_positive_float(value, name))
         self.initial_em_steps = initial_em_steps
@@ -280,7 +282,8 @@ class HiddenMarkovModel(MarkovChainPaths, Model):
         built once (:meth:`prepare` makes a new model); a ValueError while emission is "auto"."""
         if self.emission == "auto":
             raise ValueError("emission='auto' has no family until prepare() resolves it from the data")
-        taken = ("num_features", "covariance", "location_scale", "scale_log_sd", "correlation_concentration", "rate_log_sd", "num_categories")
+        taken = ("num_features", "covariance", "num_categories", "location_scale", "scale_log_sd", "correlation_concentration",
+                 "rate_log_sd")
         return Family.named(
             self.emission,
             center=None if self.prior_center is None else tuple(self.prior_center),

@@ -53,9 +53,8 @@ name                     shape           support
 ``x``                    (N, D)          observed; each column in its family's support
 =======================  ==============  ====================================================
 
-The model's docs page says what a fit answers (``log_prob``, ``marginals``, ``discrete``,
-``sample``), how it takes data as it comes (missing values, weights, known parameters) and
-why labeled rows leave no label switching.
+The docs page says what a fit answers, how the model takes data as it comes (missing values,
+weights, known parameters) and why labeled rows leave no label switching.
 """
 
 from __future__ import annotations
@@ -67,7 +66,6 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.ops.indexing import Vindex
 
 from zoo.checks import check_count, check_positive_float, check_positive_int
 from zoo.datasets import simulate
@@ -224,14 +222,6 @@ class NaiveBayes(ClassConditionalPaths, Model):
             return pyro.sample(self.observed_site, self.row_distribution(gathered), obs=observed)
 
     @staticmethod
-    def _gather(value: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """value[..., classes, :] for class parameters (*B, C, L); B is () or one posterior-draw
-        dim, which sits at dim -(max_plate_nesting + 1) = -3 of ``classes``."""
-        if value.dim() > 2:
-            value = value.reshape((-1, 1, 1) + value.shape[-2:])
-        return Vindex(value)[..., classes, :]
-
-    @staticmethod
     def _family_params(block: Block, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The sites of one block of columns as its family's parameters (the Gaussian family's
         scale is 1 / sqrt(precision)); each site keeps its shape (*B, L)."""
@@ -248,7 +238,10 @@ class NaiveBayes(ClassConditionalPaths, Model):
         x (N, D), y (N,) in 0..C-1 (N may be 0)."""
         layout = self._check_ready()
         gaussian = bool(layout.gaussian)
-        block = lambda columns: select_columns(x, columns) if columns else None  # noqa: E731
+
+        def block(columns: tuple[int, ...]) -> torch.Tensor | None:
+            return select_columns(x, columns) if columns else None
+
         return conjugate.class_conditional(
             y, self.num_classes, x.dtype, class_concentration=self.class_concentration,
             gaussian=block(layout.gaussian), bernoulli=block(layout.bernoulli), multinomial=block(layout.multinomial),
@@ -315,7 +308,8 @@ class NaiveBayes(ClassConditionalPaths, Model):
         generator, y = torch.Generator().manual_seed(0), base.y
         bernoulli = torch.bernoulli(torch.tensor([0.2, 0.5, 0.8])[y], generator=generator)
         category = (y + torch.randint(2, (len(y),), generator=generator)) % 3
-        trials = torch.multinomial(torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y], 5, replacement=True, generator=generator)
+        trial_probs = torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y]
+        trials = torch.multinomial(trial_probs, 5, replacement=True, generator=generator)
         counts = torch.nn.functional.one_hot(trials, 3).sum(-2).float()
         x = torch.cat([base.x, bernoulli[:, None], category[:, None].float(), counts], -1)
         labels = torch.where(torch.arange(len(y)) % 3 == 0, UNLABELED, y)
@@ -336,20 +330,18 @@ class NaiveBayes(ClassConditionalPaths, Model):
     # ------------------------------------------------------------------ data
     def validate(self, data: Dataset) -> None:
         """Refuse data this model cannot take, naming the argument (``x``, ``y`` or ``features``)."""
-        x = data.x
-        if x.dim() != 2:
+        if data.x.dim() != 2:
             raise ValueError(
-                f"x must be 2-D (num_data, num_features) for Naive Bayes, got shape {tuple(x.shape)} "
+                f"x must be 2-D (num_data, num_features) for Naive Bayes, got shape {tuple(data.x.shape)} "
                 "(load image data sets with images=False)"
             )
         if data.lengths is not None:
             raise ValueError("Naive Bayes takes independent rows, not sequences (lengths given)")
         if self.num_features is not None and data.num_features != self.num_features:
             raise ValueError(f"x has {data.num_features} columns but the model was set up for {self.num_features}")
-        layout = self.layout(data)
         if data.y is not None:
             check_labels(data.y, self.num_classes)
-        layout.validate(x, self.num_categories)
+        self.layout(data).validate(data.x, self.num_categories)
 
     def prepare(self, data: Dataset) -> "NaiveBayes":
         """A copy with the columns' families, categories, empirical prior and total count resolved."""
@@ -360,7 +352,8 @@ class NaiveBayes(ClassConditionalPaths, Model):
         if layout.categorical and config["num_categories"] is None:
             config["num_categories"] = [max(int(value) + 1, 2) for value in select_columns(x, layout.categorical).amax(0)]
         if layout.gaussian and config["prior_loc"] is None:
-            config["prior_loc"], config["prior_scale"] = (value.tolist() for value in mean_and_spread(select_columns(x, layout.gaussian)))
+            mean, spread = mean_and_spread(select_columns(x, layout.gaussian))
+            config["prior_loc"], config["prior_scale"] = mean.tolist(), spread.tolist()
         if layout.multinomial and config["total_count"] is None:
             config["total_count"] = max(1, int(round(float(select_columns(x, layout.multinomial).sum(-1).mean()))))
         prepared = NaiveBayes(**config)

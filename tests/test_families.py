@@ -336,3 +336,29 @@ def test_gaussian_family_reproduces_the_mixtures_priors_and_component_density(co
     )
     torch.testing.assert_close(family.log_density(draws, data.x), mixture.component_distribution(draws).log_prob(x).transpose(0, 1), rtol=1e-6, atol=1e-5)
 
+
+
+def test_a_family_is_named_with_the_hyperparameters_it_takes() -> None:
+    """``Family.named`` picks the class by name and passes only its own fields."""
+    shared = {"num_features": 2, "covariance": "full", "center": (1.0, 2.0), "spread": (1.0, 1.0), "concentration": 3.0,
+              "num_categories": 4, "rate_log_sd": 0.5}
+    assert Family.named("gaussian", **shared) == Gaussian(num_features=2, covariance="full", center=(1.0, 2.0), spread=(1.0, 1.0))
+    assert Family.named("poisson", **shared) == Poisson(center=(1.0, 2.0), rate_log_sd=0.5)
+    assert Family.named("categorical", **shared) == Categorical(num_categories=4, concentration=3.0)
+    assert Family.named("bernoulli", **shared) == Bernoulli(num_features=2, concentration=3.0)
+    assert Family.named("multinomial", **shared) == Multinomial(num_features=2, concentration=3.0)
+    with pytest.raises(ValueError, match="no family is called 'gamma'"):
+        Family.named("gamma")
+
+
+@pytest.mark.parametrize(
+    "values, expected",
+    [([[0.0], [1.0]], "bernoulli"), ([[0.0], [3.0]], "poisson"), ([[0.5], [3.0]], "gaussian"), ([[-1.0], [3.0]], "gaussian")],
+)
+def test_guess_picks_the_narrowest_family_whose_support_holds_the_data(values: list[list[float]], expected: str) -> None:
+    x = torch.tensor(values)
+    if expected == "gaussian":
+        assert Family.guess(x, "Model", "emission") == "gaussian"
+    else:
+        with pytest.warns(UserWarning, match=f"Model: emission='auto' chose '{expected}'"):
+            assert Family.guess(x, "Model", "emission") == expected

@@ -379,7 +379,7 @@ def test_only_real_steps_are_checked_and_padding_may_hold_anything() -> None:
         ({"num_states": 2, "covariance": "tied"}, "covariance must be one of"),
         ({"num_states": 2, "emission": "categorical", "num_categories": 1}, "num_categories must be at least 2"),
         ({"num_states": 2, "transition_concentration": -1.0}, "transition_concentration must be positive"),
-        ({"num_states": 2, "initial_em_steps": -1}, "initial_em_steps must be a non-negative integer"),
+        ({"num_states": 2, "initial_em_steps": -1}, "initial_em_steps must be at least 0"),
     ],
 )
 def test_bad_constructor_arguments_are_refused(options: dict, match: str) -> None:

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from zoo.ops import conjugate
-from zoo.ops.baum_welch import chain_estimates, expected_counts, label_counts, sequence_mask
+from zoo.ops.baum_welch import baum_welch, chain_estimates, chain_start, expected_counts, label_counts, sequence_mask
 from zoo.ops.chunks import over_draw_chunks
-from zoo.ops.clustering import kmeans_plus_plus, reorder_components
+from zoo.ops.clustering import kmeans_labels, kmeans_plus_plus, name_clusters, reorder_components
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
+from zoo.ops.labels import labeled_log_likelihood, labeled_posterior
 from zoo.ops.markov import (
     FORWARD_METHODS,
     backward_sample,
@@ -29,7 +30,7 @@ from zoo.ops.markov import (
     safe_log,
     viterbi,
 )
-from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
+from zoo.ops.moments import correlation_cholesky, mean_and_spread, weighted_covariances, weighted_means
 
 # Float64 sums of a few dozen terms of magnitude <= ~100: rounding error below
 # T K eps * 100 ~ 3e-13; 1e-11 leaves a margin of 30.
@@ -482,3 +483,113 @@ def test_reorder_components_permutes_components_and_transition_rows_and_columns(
         permutation = order[c, d]
         assert torch.equal(moved[c, d], value[c, d][permutation])
         assert torch.equal(moved_matrix[c, d], matrix[c, d][permutation][:, permutation])
+
+
+# --------------------------------------------------------------------------- starts from labels
+def test_name_clusters_finds_the_least_total_distance_naming() -> None:
+    """Against brute force: every permutation's total centre-to-label-mean distance (K = 4), and
+    the greedy naming for K = 8 on well-separated labels (each cluster nearest one label)."""
+    generator = torch.Generator().manual_seed(0)
+    for num_labels in (4, 8):
+        truth = torch.randperm(num_labels, generator=generator)  # cluster c stands for label truth[c]
+        label_means = 10.0 * torch.randn(num_labels, 2, generator=generator, dtype=torch.float64)
+        centres = label_means[truth] + 0.1 * torch.randn(num_labels, 2, generator=generator, dtype=torch.float64)
+        known = torch.randint(num_labels, (200,), generator=generator)
+        features = label_means[known] + 0.5 * torch.randn(200, 2, generator=generator, dtype=torch.float64)
+        known[::3] = -1  # a third of the points unlabelled
+        names = name_clusters(centres, features, known)
+        assert sorted(names.tolist()) == list(range(num_labels))
+        if num_labels == 4:
+            labelled = known >= 0
+            means = torch.stack([features[labelled & (known == k)].mean(0) for k in range(num_labels)])
+            totals = {order: sum(float((centres[c] - means[order[c]]).norm()) for c in range(num_labels))
+                      for order in itertools.permutations(range(num_labels))}
+            assert tuple(names.tolist()) == min(totals, key=totals.get)
+        assert torch.equal(names, truth)
+
+
+def test_kmeans_labels_keep_known_labels_and_name_the_rest_after_them() -> None:
+    x = torch.tensor([[0.0], [0.1], [0.2], [5.0], [5.1], [5.2]], dtype=torch.float64)
+    plain = kmeans_labels(x, 2, seed=0)
+    assert plain[:3].unique().numel() == 1 and plain[3:].unique().numel() == 1 and plain[0] != plain[3]
+    known = torch.tensor([1, -1, -1, -1, 0, -1])  # the left group is label 1; one point forced to 0
+    named = kmeans_labels(x, 2, seed=0, known=known)
+    assert named.tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_chain_start_smooths_the_label_counts_by_hand() -> None:
+    labels = torch.tensor([[0, 0, 1, -1], [1, 1, 1, 1]])
+    initial, transition = chain_start(labels, 2, torch.float64)
+    # starts [1, 1] + 1; transitions [[1, 1], [0, 3]] + 1, + 10% of the row's steps on the diagonal
+    torch.testing.assert_close(initial, torch.tensor([0.5, 0.5], dtype=torch.float64), **EXACT)
+    expected = torch.tensor([[2.2, 2.0], [1.0, 4.3]], dtype=torch.float64)
+    torch.testing.assert_close(transition, expected / expected.sum(-1, keepdim=True), **EXACT)
+
+
+def test_baum_welch_iteration_equals_brute_force_em() -> None:
+    """One EM iteration of a 2-state chain with unit-variance Gaussian emissions, against the
+    expected counts summed over every state path of each sequence (K^L <= 8 paths)."""
+    x = torch.tensor([[0.1, 2.3, 1.9], [2.2, -0.4, 0.0]], dtype=torch.float64)  # (N, T); second of length 2
+    labels = torch.tensor([[0, 1, 1], [1, 0, -1]])
+    mask = labels >= 0
+
+    def table(params: dict[str, torch.Tensor]) -> torch.Tensor:  # (1, N, T, K)
+        return (-0.5 * (x.unsqueeze(-1) - params["means"]) ** 2 - 0.5 * math.log(2 * math.pi)).unsqueeze(0)
+
+    def estimates(weights: torch.Tensor) -> dict[str, torch.Tensor]:  # weights (M, K) of the real steps
+        return {"means": (weights * x[mask].unsqueeze(-1)).sum(0) / weights.sum(0)}
+
+    start = baum_welch(labels, 2, table, estimates, 0, 0.5, 0.25, torch.float64)
+    torch.testing.assert_close(start["means"], torch.tensor([(0.1 - 0.4) / 2, (2.3 + 1.9 + 2.2) / 3], dtype=torch.float64), **EXACT)
+    initial, transition = chain_start(labels, 2, torch.float64)
+    torch.testing.assert_close(start["initial"], initial, **EXACT)
+    torch.testing.assert_close(start["transition"], transition, **EXACT)
+
+    starts, transitions = torch.zeros(2, dtype=torch.float64), torch.zeros(2, 2, dtype=torch.float64)
+    weighted, totals = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    log_emission = table(start)[0]
+    for n, length in enumerate(mask.sum(1).tolist()):
+        paths = list(itertools.product(range(2), repeat=length))
+        joints = torch.stack([
+            initial[path[0]].log() + sum(transition[a, b].log() for a, b in zip(path, path[1:])) + sum(log_emission[n, t, path[t]] for t in range(length))
+            for path in paths
+        ])
+        for path, probability in zip(paths, joints.softmax(0)):
+            starts[path[0]] += probability
+            for a, b in zip(path, path[1:]):
+                transitions[a, b] += probability
+            for t in range(length):
+                weighted[path[t]] += probability * x[n, t]
+                totals[path[t]] += probability
+    step = baum_welch(labels, 2, table, estimates, 1, 0.5, 0.25, torch.float64)
+    torch.testing.assert_close(step["initial"], (starts + 0.5) / (starts + 0.5).sum(), **EXACT)
+    torch.testing.assert_close(step["transition"], (transitions + 0.25) / (transitions + 0.25).sum(-1, keepdim=True), **EXACT)
+    torch.testing.assert_close(step["means"], weighted / totals, **EXACT)
+
+
+def test_mean_and_spread_equal_numpy_and_floor_a_zero_spread_at_one() -> None:
+    x = torch.tensor([[1.0, 5.0, 2.0], [3.0, 5.0, 2.5], [8.0, 5.0, -1.0]], dtype=torch.float64)
+    mean, spread = mean_and_spread(x)
+    np.testing.assert_allclose(mean.numpy(), x.numpy().mean(0), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(spread.numpy(), [x.numpy()[:, 0].std(ddof=1), 1.0, x.numpy()[:, 2].std(ddof=1)], rtol=0, atol=1e-12)
+    single_mean, single_spread = mean_and_spread(x[:1])
+    assert torch.equal(single_mean, x[0]) and torch.equal(single_spread, torch.ones(3, dtype=torch.float64))
+
+
+def test_partially_labelled_rows_density_and_posterior_row_by_row() -> None:
+    """Against a row-by-row loop: log p(x, y) where labeled, log sum_c p(x, c) where not; the
+    posterior one-hot where labeled, as given where not."""
+    generator = torch.Generator().manual_seed(0)
+    joint = torch.randn(2, 5, 3, generator=generator, dtype=torch.float64)  # (S, N, C)
+    labels = torch.tensor([2, -1, 0, -1, 1])
+    density = labeled_log_likelihood(joint, labels)
+    probs = joint.softmax(-1)
+    posterior = labeled_posterior(probs, labels)
+    for s in range(2):
+        for i, label in enumerate(labels.tolist()):
+            expected = joint[s, i, label] if label >= 0 else torch.logsumexp(joint[s, i], 0)
+            torch.testing.assert_close(density[s, i], expected, **EXACT)
+            row = torch.eye(3, dtype=torch.float64)[label] if label >= 0 else probs[s, i]
+            torch.testing.assert_close(posterior[s, i], row, **EXACT)
+    torch.testing.assert_close(labeled_log_likelihood(joint, None), joint.logsumexp(-1), **EXACT)
+    assert labeled_posterior(probs, None) is probs

@@ -4,25 +4,25 @@ A mixture's components, an HMM's emissions and Naive Bayes' class-conditional co
 same thing: K parameter sets of one family, and a density for an observation given its
 component. A :class:`Family` states, for K components (or states, or classes):
 
-=======================  ===================================================================
-:meth:`~Family.prior`    the ``pyro.sample`` statements of its parameter sites, inside a plate
-                         over components that the caller opens
-:meth:`~Family.gather`   each datum's component parameters, picked with ``Vindex`` (works
-                         under enumeration and under a plate of posterior draws)
-:meth:`~Family.distribution`  the distribution of one observation given gathered parameters:
-                         what the enumerated definition observes
-:meth:`~Family.log_density`  the per-component log-density table (S, *data, K): the fast path
-                         every collapsed likelihood (logsumexp over components, the forward
-                         algorithm over states) uses
-:meth:`~Family.estimates`  weighted estimates from responsibilities (k-means start, EM step)
-:meth:`~Family.order_key`  what components are sorted by when relabelling draws
-:meth:`~Family.in_support`, :meth:`~Family.validate`  whether data lie in the family's support
-:meth:`~Family.dims`     the ArviZ dims of its sites
-=======================  ===================================================================
+* :meth:`~Family.prior`: the ``pyro.sample`` statements of its parameter sites, inside a plate
+  over components that the caller opens;
+* :meth:`~Family.gather`: each datum's component parameters, picked with ``Vindex`` (works under
+  enumeration and under a plate of posterior draws);
+* :meth:`~Family.distribution`: the distribution of one observation given gathered parameters,
+  what the enumerated definition observes;
+* :meth:`~Family.log_density`: the per-component log-density table ``(S, *data, K)``, the fast
+  path every collapsed likelihood (logsumexp over components, the forward algorithm over
+  states) uses;
+* :meth:`~Family.estimates`: weighted estimates from responsibilities (k-means start, EM step);
+* :meth:`~Family.order_key`: what components are sorted by when relabelling draws;
+* :meth:`~Family.in_support`, :meth:`~Family.validate`: whether data lie in the family's support;
+* :meth:`~Family.dims`: the ArviZ dims of its sites;
+* :meth:`Family.named`: the family of a given name, from a model's hyperparameters;
+* :meth:`Family.guess`: the family that data look like (a model's ``emission="auto"``).
 
 One density per family: the table is computed by the very distribution the enumerated
 definition observes, built with a batch shape (S, 1, ..., K) and scoring the data with a
-singleton component dim, (*data, 1, D), so the two cannot drift apart.
+singleton component dim, ``(*data, 1, D)``, so the two cannot drift apart.
 
 The contract is here, as a model's is in :mod:`zoo.models.base`; the families (Gaussian,
 Poisson, categorical, Bernoulli, multinomial) are :mod:`zoo.models.families`.
@@ -30,7 +30,9 @@ Poisson, categorical, Bernoulli, multinomial) are :mod:`zoo.models.families`.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import dataclasses
+import warnings
+from typing import Any, ClassVar
 
 import pyro.distributions as dist
 import torch
@@ -40,6 +42,9 @@ __all__ = ["Family", "Params"]
 
 #: A family's parameter sites by name, each a tensor.
 Params = dict[str, torch.Tensor]
+
+#: Every family class by its name; a subclass that defines a ``name`` joins on definition.
+_BY_NAME: dict[str, type["Family"]] = {}
 
 
 class Family:
@@ -53,6 +58,50 @@ class Family:
     #: Dims of the value one component's distribution scores: 1 (a vector of D features), or
     #: 0 for a categorical's category index.
     value_event_dims: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("name"):
+            _BY_NAME[cls.name] = cls
+
+    @staticmethod
+    def named(name: str, **hyperparameters: Any) -> "Family":
+        """The family called ``name``, given those of ``hyperparameters`` that it takes.
+
+        A model holds the hyperparameters of every family it offers (a prior centre, a
+        concentration, a covariance form); each family takes the ones among its fields, e.g.
+        ``Family.named("poisson", center=(2.0,), covariance="diag")`` is
+        ``Poisson(center=(2.0,))``.
+
+        Raises
+        ------
+        ValueError
+            If no family is called ``name``.
+        """
+        if name not in _BY_NAME:
+            raise ValueError(f"no family is called {name!r}; the families: {sorted(_BY_NAME)}")
+        family = _BY_NAME[name]
+        fields = {field.name for field in dataclasses.fields(family)}  # type: ignore[arg-type]
+        return family(**{key: value for key, value in hyperparameters.items() if key in fields})
+
+    @staticmethod
+    def guess(x: torch.Tensor, model: str, argument: str) -> str:
+        """The name of the family that observations x (M, D) look like: "bernoulli" if every
+        value is 0 or 1, "poisson" if every value is a non-negative integer, else "gaussian".
+
+        Integer data may be measurements (waiting times in whole minutes), so when the answer is
+        not "gaussian" a UserWarning says what was read, naming the ``model`` and its
+        ``argument`` that was "auto" (and it points at the caller of the model's ``prepare``).
+        """
+        chosen = next(name for name in ("bernoulli", "poisson", "gaussian") if Family.named(name).in_support(x))
+        if chosen != "gaussian":
+            reason = "0 or 1" if chosen == "bernoulli" else "a non-negative integer"
+            warnings.warn(
+                f"{model}: {argument}='auto' chose {chosen!r} because every value of x is {reason}; "
+                f"pass {argument}='gaussian' if they are measurements, or {argument}={chosen!r} to say so",
+                stacklevel=4,
+            )
+        return chosen
 
     # ------------------------------------------------------------------ declarations
     @property

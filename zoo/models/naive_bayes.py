@@ -22,24 +22,10 @@ categorical, or the multinomial block of count columns)::
         x[i, j]                  ~ Categorical(categorical_probs_j[y_i])              categorical j
         x[i, m]                  ~ Multinomial(sum_m x[i, m], multinomial_probs[y_i]) count block
 
-Every prior is conjugate: Dirichlet class weights, Normal-Gamma for each Gaussian (class, column),
-Beta for each Bernoulli one, Dirichlet for categorical and multinomial probabilities. With every
-row labeled the posterior is therefore known in closed form (:meth:`NaiveBayes.exact_posterior`,
-used by ``zoo.Exact()``):
-
-====================== ====================================================================
-weights                Dirichlet(class_concentration + n_c)
-precision[c, j]        Gamma(a0 + n_c / 2, b0 + SS_cj / 2 + k0 n_c (xbar_cj - m_j)^2 / (2 (k0 + n_c)))
-loc[c, j] | precision  Normal((k0 m_j + n_c xbar_cj) / (k0 + n_c), 1 / sqrt((k0 + n_c) precision))
-bernoulli_probs[c, j]  Beta(concentration + s_cj, concentration + n_c - s_cj)
-categorical_probs_j[c] Dirichlet(concentration + counts of each category in class c)
-multinomial_probs[c]   Dirichlet(concentration + column totals of class c)
-====================== ====================================================================
-
-with m_j = ``prior_loc``, k0 = ``loc_count``, a0 = ``precision_shape``, b0 = a0 * ``prior_scale``\ ^2.
-``prior_loc`` and ``prior_scale`` default to the training data's mean and standard deviation of
-each Gaussian column (an empirical prior, as for the Gaussian mixture), so the prior is weakly
-informative in the data's own units.
+Every prior is conjugate, so with every row labeled the posterior is known in closed form
+(:meth:`NaiveBayes.exact_posterior`, used by ``zoo.Exact()``). ``prior_loc`` and ``prior_scale``
+default to the training data's mean and standard deviation of each Gaussian column (an empirical
+prior, as for the Gaussian mixture): weakly informative in the data's own units.
 
 Labels and semi-supervised learning
 -----------------------------------
@@ -67,37 +53,8 @@ name                     shape           support
 ``x``                    (N, D)          observed; each column in its family's support
 =======================  ==============  ====================================================
 
-Data as it comes
-----------------
-* **Missing values**: ``zoo.Dataset(x, y=y, missing="mask")``: features are independent given
-  the class, so a missing entry's term is dropped from its row's density (exact marginalisation;
-  a multinomial block's counts are not independent and are refused with a missing entry).
-  ``fit.impute(data)`` draws the missing entries given a class drawn from p(y | observed x).
-  ``zoo.Exact`` takes complete rows only.
-* **Sample weights**: ``zoo.Dataset(x, y=y, weights=w)`` for SVI and NUTS (with MAP, weighted
-  estimates as scikit-learn's ``GaussianNB(sample_weight=...)`` under weak priors).
-* **Known parameters**: ``zoo.fit(model, data, method, fixed={"weights": ...})`` holds sites at
-  given values (SVI and NUTS); ``priors={"weights": dist.Dirichlet(...)}`` puts a prior of your
-  own in a site's place (SVI and NUTS; ``zoo.Exact`` updates the model's own conjugate priors).
-
-What a fit answers
-------------------
-* ``fit.log_prob(data)``: per row, **log p(x_i, y_i)** where ``data`` carries the row's label and
-  **log p(x_i)** (y summed out) where it does not (no ``y``, or ``y_i = -1``), averaged over the
-  posterior; the fast :meth:`NaiveBayes.log_likelihood` equals the enumerated definition.
-* ``fit.marginals(data)`` / :func:`predict_proba`: p(y_i | x_i) by Bayes' rule (a one-hot row for
-  a row whose label is given, so pass features alone, or use :func:`predict_proba`, to classify).
-* ``fit.discrete(data)`` / :func:`predict`: the most probable class under ``fit.point``.
-* ``fit.sample(n)``: rows of x from p(x) (y drawn from the weights); ``fit.sample(n, y=c)``:
-  class-conditional rows from p(x | y = c).
-
-Label switching
----------------
-With labels observed there is none: the labels name the classes. With no labeled row at all the
-model is a latent-class mixture whose likelihood is invariant under permutations of the classes,
-so class indices are arbitrary and chains may settle in different permutations (inflating R-hat);
-zoo does not relabel Naive Bayes draws. A few labeled rows per class (semi-supervised) anchor
-the classes in practice.
+The docs page says what a fit answers, how the model takes data as it comes (missing values,
+weights, known parameters) and why labeled rows leave no label switching.
 """
 
 from __future__ import annotations
@@ -109,17 +66,17 @@ from typing import Any
 import pyro
 import pyro.distributions as dist
 import torch
-from pyro.ops.indexing import Vindex
 
-from zoo.checks import check_positive_float, check_positive_int
+from zoo.checks import check_count, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import UNLABELED, Dataset, as_dataset
 from zoo.models.base import Model, check_labels, class_labels
-from zoo.models.columns import FAMILIES, Block, ColumnLayout, MixedColumns, check_features, column_families, select_columns
+from zoo.models.classes import ClassConditionalPaths
+from zoo.models.columns import FAMILIES, Block, ColumnLayout, check_features, column_families, select_columns
 from zoo.models.registry import register
 from zoo.ops import conjugate
-from zoo.ops.chunks import over_draw_chunks
-from zoo.ops.clustering import kmeans_plus_plus
+from zoo.ops.clustering import kmeans_labels
+from zoo.ops.moments import mean_and_spread
 
 __all__ = ["NaiveBayes", "NaiveBayesPosterior", "FAMILIES", "predict", "predict_proba"]
 
@@ -131,7 +88,7 @@ _EXCLUDED = -1e30
 
 
 @register("naive_bayes")
-class NaiveBayes(Model):
+class NaiveBayes(ClassConditionalPaths, Model):
     """Naive Bayes with conjugate priors: a class plate times a feature plate.
 
     Parameters
@@ -148,10 +105,9 @@ class NaiveBayes(Model):
     concentration : float
         Pseudo-count of the Beta / Dirichlet priors of Bernoulli, categorical and multinomial
         probabilities (1: uniform; its posterior mean is Laplace smoothing with alpha = 1).
-    loc_count : float
-        k0 of the Normal-Gamma prior: how many observations the prior mean is worth.
-    precision_shape : float
-        a0 of the Normal-Gamma prior (Gamma shape of each precision).
+    loc_count, precision_shape : float
+        k0 and a0 of the Normal-Gamma prior: how many observations the prior mean is worth, and
+        the Gamma shape of each precision.
     num_features : int, optional
         D; set from the data when fitted.
     num_categories : list of int, optional
@@ -168,15 +124,11 @@ class NaiveBayes(Model):
     >>> data = zoo.datasets.load("iris")
     >>> fit = zoo.fit(zoo.models.NaiveBayes(3), data, zoo.Exact())
     >>> zoo.models.naive_bayes.predict(fit, data)[:5]
-    tensor([0, 0, 0, 0, 0])
     """
 
     enumerated_sites = ("y",)
     max_plate_nesting = 2
-    data_plate = "data"
-    observed_site = "x"
     methods = ("svi", "nuts", "exact")
-    default_guide = "normal"
     static_likelihood = True  # no Python branch on a tensor's value in its density
     handles_missing = True
 
@@ -198,12 +150,12 @@ class NaiveBayes(Model):
         check_positive_int(num_classes, "num_classes", minimum=2)
         self.num_classes = num_classes
         self.features = check_features(features)
-        self.class_concentration = check_positive_float(class_concentration, "class_concentration")
-        self.concentration = check_positive_float(concentration, "concentration")
-        self.loc_count = check_positive_float(loc_count, "loc_count")
-        self.precision_shape = check_positive_float(precision_shape, "precision_shape")
-        if num_features is not None and (isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1):
-            raise ValueError(f"num_features must be a positive integer, got {num_features!r}")
+        for name, value in (("class_concentration", class_concentration), ("concentration", concentration),
+                            ("loc_count", loc_count), ("precision_shape", precision_shape)):
+            setattr(self, name, check_positive_float(value, name))
+        for name, value in (("num_features", num_features), ("total_count", total_count)):
+            if value is not None:
+                check_count(value, name)
         if isinstance(self.features, list) and num_features is not None and len(self.features) != num_features:
             raise ValueError(f"features lists {len(self.features)} families but num_features={num_features}")
         self.num_features = num_features
@@ -216,8 +168,6 @@ class NaiveBayes(Model):
             raise ValueError("prior_scale must be positive, with one entry per Gaussian column, as prior_loc")
         self.prior_loc = None if prior_loc is None else [float(v) for v in prior_loc]
         self.prior_scale = None if prior_scale is None else [float(v) for v in prior_scale]
-        if total_count is not None and (isinstance(total_count, bool) or not isinstance(total_count, int) or total_count < 1):
-            raise ValueError(f"total_count must be a positive integer, got {total_count!r}")
         self.total_count = total_count
 
     # ------------------------------------------------------------------ the model
@@ -231,27 +181,16 @@ class NaiveBayes(Model):
             if layout.gaussian:
                 with pyro.plate("gaussian_features", len(layout.gaussian), dim=-1):
                     rate = self.precision_shape * torch.tensor(self.prior_scale) ** 2
-                    precision = pyro.sample("precision", dist.Gamma(self.precision_shape, rate))
-                    params["precision"] = precision
-                    params["loc"] = pyro.sample(
-                        "loc", dist.Normal(torch.tensor(self.prior_loc), (self.loc_count * precision).rsqrt())
-                    )
+                    params["precision"] = precision = pyro.sample("precision", dist.Gamma(self.precision_shape, rate))
+                    loc_scale = (self.loc_count * precision).rsqrt()
+                    params["loc"] = pyro.sample("loc", dist.Normal(torch.tensor(self.prior_loc), loc_scale))
             if layout.bernoulli:
                 with pyro.plate("bernoulli_features", len(layout.bernoulli), dim=-1):
-                    params["bernoulli_probs"] = pyro.sample(
-                        "bernoulli_probs", dist.Beta(self.concentration, self.concentration)
-                    )
+                    params["bernoulli_probs"] = pyro.sample("bernoulli_probs", dist.Beta(self.concentration, self.concentration))
         # Per-class probability vectors: one site each, the class dim inside the event.
-        for column, size in zip(layout.categorical, layout.num_categories):
-            name = f"categorical_probs_{column}"
-            params[name] = pyro.sample(
-                name, dist.Dirichlet(torch.full((num_classes, size), self.concentration)).to_event(1)
-            )
-        if layout.multinomial:
-            params["multinomial_probs"] = pyro.sample(
-                "multinomial_probs",
-                dist.Dirichlet(torch.full((num_classes, len(layout.multinomial)), self.concentration)).to_event(1),
-            )
+        vectors = [(f"categorical_probs_{column}", size) for column, size in zip(layout.categorical, layout.num_categories)]
+        for name, size in vectors + ([("multinomial_probs", len(layout.multinomial))] if layout.multinomial else []):
+            params[name] = pyro.sample(name, dist.Dirichlet(torch.full((num_classes, size), self.concentration)).to_event(1))
         return params
 
     def forward(
@@ -265,7 +204,6 @@ class NaiveBayes(Model):
         generates ``num_data`` rows (of the classes ``y``, if given)."""
         num_data = self.plate_size(x, num_data)
         params = self.sample_globals()
-        layout = self._check_ready()
         weights = params.pop("weights")
 
         with pyro.plate(self.data_plate, num_data, dim=-1, subsample_size=batch_size) as index:
@@ -280,20 +218,8 @@ class NaiveBayes(Model):
                     pinned = torch.where(classes == labels.clamp(min=0), 0.0, _EXCLUDED)
                     pyro.factor("y_observed", torch.where(labeled, pinned, torch.zeros(())))
             gathered = {name: self._gather(value, classes) for name, value in params.items()}
-            parts = [
-                (block, block.family.distribution(self._family_params(block, gathered), validate_args=False))
-                for block in layout.blocks(self.total_count or 1)
-            ]
             observed = None if x is None else x.index_select(0, index)
-            return pyro.sample(self.observed_site, MixedColumns(parts, layout.num_features), obs=observed)
-
-    @staticmethod
-    def _gather(value: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """value[..., classes, :] for class parameters (*B, C, L); B is () or one posterior-draw
-        dim, which sits at dim -(max_plate_nesting + 1) = -3 of ``classes``."""
-        if value.dim() > 2:
-            value = value.reshape((-1, 1, 1) + value.shape[-2:])
-        return Vindex(value)[..., classes, :]
+            return pyro.sample(self.observed_site, self.row_distribution(gathered), obs=observed)
 
     @staticmethod
     def _family_params(block: Block, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -306,103 +232,22 @@ class NaiveBayes(Model):
             return {"probs": params[f"categorical_probs_{block.columns[0]}"]}
         return {"probs": params[f"{name}_probs"]}
 
-    # ------------------------------------------------------------------ fast exact paths
-    def class_log_joint(
-        self, draws: dict[str, torch.Tensor], x: torch.Tensor, observed: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """log p(x_i, y_i = c | theta_s) for flat draws: shape (S, N, C).
-
-        Each block's term is its family's log-density table (:mod:`zoo.models.families`), the
-        density ``forward`` observes; draws are taken in chunks that bound the broadcast
-        Gaussian table (S, N, C, D_g). With ``observed`` (N, D) (``Dataset(missing="mask")``)
-        the missing entries are integrated out: features are independent given the class, so
-        their terms are dropped (a multinomial block's counts are not independent: refused).
-        """
-        layout = self._check_ready()
-        blocks = layout.blocks(self.total_count or 1)
-
-        def table(chunk: dict[str, torch.Tensor]) -> torch.Tensor:
-            # normalised as Categorical normalises them: values and gradients equal the
-            # enumerated definition's also off the simplex
-            total = chunk["weights"].log().log_softmax(-1)[:, None, :]  # (S', 1, C)
-            for block in blocks:
-                columns = select_columns(x, block.columns)
-                seen = None if observed is None else select_columns(observed, block.columns)
-                total = total + block.family.log_density(self._family_params(block, chunk), columns, seen)
-            return total.expand(total.shape[0], x.shape[0], self.num_classes)
-
-        return over_draw_chunks(table, draws, elements_per_draw=x.shape[0] * self.num_classes * max(len(layout.gaussian), 1))
-
-    def log_likelihood(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """log p(x_i, y_i | theta_s) for labeled rows, log p(x_i | theta_s) for the rest: (S, N)."""
-        joint = self.class_log_joint(draws, data.x, data.observed)
-        summed = joint.logsumexp(-1)
-        if data.y is None:
-            return summed
-        labeled = data.y >= 0
-        picked = joint.gather(-1, data.y.clamp(min=0).expand(joint.shape[:-1]).unsqueeze(-1)).squeeze(-1)
-        return torch.where(labeled, picked, summed)
-
-    def marginals(self, draws: dict[str, torch.Tensor], data: Dataset) -> dict[str, torch.Tensor]:
-        """p(y_i = c | x_i, theta_s) (one-hot where y_i is given): {"y": (S, N, C)}."""
-        probs = self.class_log_joint(draws, data.x, data.observed).softmax(-1)
-        if data.y is not None:
-            labeled = data.y >= 0
-            one_hot = torch.nn.functional.one_hot(data.y.clamp(min=0), self.num_classes).to(probs.dtype)
-            probs = torch.where(labeled[:, None], one_hot, probs)
-        return {"y": probs}
-
-    def discrete(
-        self, params: dict[str, torch.Tensor], data: Dataset, temperature: int = 0
-    ) -> dict[str, torch.Tensor]:
-        """MAP (temperature 0) or sampled (1) classes given one parameter value: {"y": (N,)}.
-
-        Rows are independent given the parameters, so the jointly most probable classes are each
-        row's most probable class (what ``infer_discrete`` on ``forward`` gives, faster); labeled
-        rows keep their label.
-        """
-        draws = {name: value[None] for name, value in params.items()}
-        probs = self.marginals(draws, data)["y"][0]
-        if temperature == 0:
-            return {"y": probs.argmax(-1)}
-        return {"y": torch.multinomial(probs, 1)[:, 0]}
-
-    def impute(self, params: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:
-        """One draw of the missing entries of ``data`` from p(x_missing | x_observed, y, theta)
-        given one parameter value (site shapes): each row's class drawn from p(y | x_observed)
-        (kept where labeled), then each missing entry from its column's family given the class.
-        Returns x's shape (N, D)."""
-        layout = self._check_ready()
-        batched = {name: value[None] for name, value in params.items()}
-        classes = torch.multinomial(self.marginals(batched, data)["y"][0], 1)[:, 0]
-        observed = data.observed if data.observed is not None else torch.ones_like(data.x, dtype=torch.bool)
-        filled = data.x.clone()
-        for block in layout.blocks(self.total_count or 1):
-            columns = list(block.columns)
-            filled[:, columns] = block.family.fill(
-                self._family_params(block, params), classes, data.x[:, columns], observed[:, columns]
-            )
-        return filled
-
     # ------------------------------------------------------------------ exact posterior
     def _posterior(self, x: torch.Tensor, y: torch.Tensor) -> NaiveBayesPosterior:
         """The conjugate update (:func:`zoo.ops.conjugate.class_conditional`) from labeled rows:
         x (N, D), y (N,) in 0..C-1 (N may be 0)."""
         layout = self._check_ready()
         gaussian = bool(layout.gaussian)
+
+        def block(columns: tuple[int, ...]) -> torch.Tensor | None:
+            return select_columns(x, columns) if columns else None
+
         return conjugate.class_conditional(
-            y,
-            self.num_classes,
-            x.dtype,
-            class_concentration=self.class_concentration,
-            gaussian=select_columns(x, layout.gaussian) if gaussian else None,
-            bernoulli=select_columns(x, layout.bernoulli) if layout.bernoulli else None,
+            y, self.num_classes, x.dtype, class_concentration=self.class_concentration,
+            gaussian=block(layout.gaussian), bernoulli=block(layout.bernoulli), multinomial=block(layout.multinomial),
             categorical=[(column, x[:, column], size) for column, size in zip(layout.categorical, layout.num_categories)],
-            multinomial=select_columns(x, layout.multinomial) if layout.multinomial else None,
-            concentration=self.concentration,
+            concentration=self.concentration, loc_count=self.loc_count, precision_shape=self.precision_shape,
             prior_loc=torch.tensor(self.prior_loc, dtype=x.dtype) if gaussian else None,
-            loc_count=self.loc_count,
-            precision_shape=self.precision_shape,
             precision_rate=self.precision_shape * torch.tensor(self.prior_scale, dtype=x.dtype).square() if gaussian else None,
         )
 
@@ -413,22 +258,19 @@ class NaiveBayes(Model):
             self.validate(data)
         if data.y is None:
             raise ValueError("zoo.Exact needs labels: data.y is missing (use SVI or NUTS for unlabeled data)")
-        # validate() has bounded y to -1..C-1, so its minimum tells whether any row is unlabeled.
-        if int(data.y.min()) == UNLABELED:
-            unlabeled = int((data.y == UNLABELED).sum())
+        if int(data.y.min()) == UNLABELED:  # validate() has bounded y to -1..C-1
             raise ValueError(
-                f"zoo.Exact needs every row labeled, but y marks {unlabeled} rows unlabeled (-1): the "
-                "posterior is then a mixture with no closed form; use zoo.SVI or zoo.NUTS"
+                f"zoo.Exact needs every row labeled, but y marks {int((data.y == UNLABELED).sum())} rows unlabeled "
+                "(-1): the posterior is then a mixture with no closed form; use zoo.SVI or zoo.NUTS"
             )
-        missing = (torch.bincount(data.y, minlength=self.num_classes) == 0).nonzero().reshape(-1).tolist()
-        if missing:
+        if missing := (torch.bincount(data.y, minlength=self.num_classes) == 0).nonzero().reshape(-1).tolist():
             raise ValueError(
                 f"zoo.Exact needs at least one labeled row of every class, but y has none of class(es) "
                 f"{missing} (num_classes={self.num_classes})"
             )
 
     def exact_posterior(self, data: Dataset) -> NaiveBayesPosterior:
-        """The conjugate posterior given fully labeled ``data`` (the table in the module docs).
+        """The conjugate posterior given fully labeled ``data`` (its table: the model's docs page).
 
         Raises
         ------
@@ -439,21 +281,19 @@ class NaiveBayes(Model):
         return self._posterior(data.x, data.y)
 
     def initial_values(self, data: Dataset, seed: int = 0) -> dict[str, torch.Tensor]:
-        """The conjugate posterior mean given the labeled rows (or k-means labels, when none)."""
+        """The conjugate posterior mean given the labeled rows (with none, rows labelled by
+        k-means on the standardised columns); a class without rows starts at the prior mean."""
         y = data.y if data.y is not None else torch.full((len(data),), UNLABELED)
         labeled = y >= 0
         if labeled.any():
-            present = torch.bincount(y[labeled], minlength=self.num_classes) > 0
             rows = data.subset(labeled.nonzero().reshape(-1))
         else:
             x = data.x
             scaled = (x - x.mean(0)) / x.std(0).clamp(min=1e-6) if len(data) > 1 else x
-            k = min(self.num_classes, len(data))
-            centres = kmeans_plus_plus(scaled, k, seed=seed)
-            rows = replace(data, y=torch.cdist(scaled, centres).argmin(-1))
-            present = torch.bincount(rows.y, minlength=self.num_classes) > 0
+            rows = replace(data, y=kmeans_labels(scaled, min(self.num_classes, len(data)), seed=seed))
+        present = torch.bincount(rows.y, minlength=self.num_classes) > 0
         values = self._posterior(rows.x, rows.y).mean()
-        prior = self._posterior(data.x[:0], data.y.new_zeros(0) if data.y is not None else torch.zeros(0, dtype=torch.long)).mean()
+        prior = self._posterior(data.x[:0], torch.zeros(0, dtype=torch.long)).mean()
         for name, value in values.items():
             if name != "weights":
                 values[name] = torch.where(present.reshape((-1,) + (1,) * (value.dim() - 1)), value, prior[name])
@@ -465,17 +305,14 @@ class NaiveBayes(Model):
         """Mixed columns (2 Gaussian, 1 Bernoulli, 1 categorical, 3 counts), 60 rows, 3 classes,
         a third of them unlabeled: every code path of the model in one small data set."""
         base = simulate.naive_bayes(num_data=60, num_classes=3, num_features=2, features="gaussian", seed=0)
-        generator = torch.Generator().manual_seed(0)
-        y = base.y
+        generator, y = torch.Generator().manual_seed(0), base.y
         bernoulli = torch.bernoulli(torch.tensor([0.2, 0.5, 0.8])[y], generator=generator)
         category = (y + torch.randint(2, (len(y),), generator=generator)) % 3
-        counts = torch.multinomial(
-            torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y], 5, replacement=True, generator=generator
-        )
-        counts = torch.nn.functional.one_hot(counts, 3).sum(-2).float()
+        trial_probs = torch.tensor([[6.0, 2, 2], [2, 6, 2], [2, 2, 6]])[y]
+        trials = torch.multinomial(trial_probs, 5, replacement=True, generator=generator)
+        counts = torch.nn.functional.one_hot(trials, 3).sum(-2).float()
         x = torch.cat([base.x, bernoulli[:, None], category[:, None].float(), counts], -1)
-        labels = y.clone()
-        labels[::3] = UNLABELED
+        labels = torch.where(torch.arange(len(y)) % 3 == 0, UNLABELED, y)
         data = Dataset(x, y=labels, name="naive_bayes_mixed", description="mixed-family naive Bayes rows")
         families = ["gaussian", "gaussian", "bernoulli", "categorical", "multinomial", "multinomial", "multinomial"]
         return cls(num_classes=3, features=families), data
@@ -493,45 +330,30 @@ class NaiveBayes(Model):
     # ------------------------------------------------------------------ data
     def validate(self, data: Dataset) -> None:
         """Refuse data this model cannot take, naming the argument (``x``, ``y`` or ``features``)."""
-        x = data.x
-        if x.dim() != 2:
+        if data.x.dim() != 2:
             raise ValueError(
-                f"x must be 2-D (num_data, num_features) for Naive Bayes, got shape {tuple(x.shape)} "
+                f"x must be 2-D (num_data, num_features) for Naive Bayes, got shape {tuple(data.x.shape)} "
                 "(load image data sets with images=False)"
             )
         if data.lengths is not None:
             raise ValueError("Naive Bayes takes independent rows, not sequences (lengths given)")
         if self.num_features is not None and data.num_features != self.num_features:
             raise ValueError(f"x has {data.num_features} columns but the model was set up for {self.num_features}")
-        layout = self.layout(data)
         if data.y is not None:
             check_labels(data.y, self.num_classes)
-        layout.validate(x, self.num_categories)
+        self.layout(data).validate(data.x, self.num_categories)
 
     def prepare(self, data: Dataset) -> "NaiveBayes":
         """A copy with the columns' families, categories, empirical prior and total count resolved."""
         self.validate(data)
-        config = self.config()
-        families = self.column_families(data)
-        config["features"] = self.features if isinstance(self.features, str) else families
+        config, layout, x = self.config(), self.layout(data), data.x
+        config["features"] = self.features if isinstance(self.features, str) else self.column_families(data)
         config["num_features"] = data.num_features
-        layout = self.layout(data)
-        x = data.x
         if layout.categorical and config["num_categories"] is None:
-            top = select_columns(x, layout.categorical).amax(0)
-            config["num_categories"] = [max(int(value) + 1, 2) for value in top]
+            config["num_categories"] = [max(int(value) + 1, 2) for value in select_columns(x, layout.categorical).amax(0)]
         if layout.gaussian and config["prior_loc"] is None:
-            columns = select_columns(x, layout.gaussian)
-            mean = columns.mean(0)
-            if len(data) > 1:
-                # The two-pass sample sd, written out: Tensor.std(0) is several times slower on
-                # a small matrix, where it would be a large part of an Exact fit.
-                spread = ((columns - mean).square_().sum(0) / (len(data) - 1)).sqrt_()
-            else:
-                spread = torch.ones(len(layout.gaussian))
-            spread = torch.where(spread > 0, spread, torch.ones_like(spread))
-            config["prior_loc"] = mean.tolist()
-            config["prior_scale"] = spread.tolist()
+            mean, spread = mean_and_spread(select_columns(x, layout.gaussian))
+            config["prior_loc"], config["prior_scale"] = mean.tolist(), spread.tolist()
         if layout.multinomial and config["total_count"] is None:
             config["total_count"] = max(1, int(round(float(select_columns(x, layout.multinomial).sum(-1).mean()))))
         prepared = NaiveBayes(**config)
@@ -555,22 +377,9 @@ class NaiveBayes(Model):
         y: Any = None,
         **options: Any,
     ) -> dict[str, Any]:
-        """Arguments of ``forward``.
-
-        Parameters
-        ----------
-        data : Dataset, optional
-            Condition on its ``x`` and (where given) its labels ``y``.
-        num_samples : int, optional
-            Without data: generate this many rows.
-        batch_size : int, optional
-            Subsample size of the data plate.
-        **options
-            Runner options (``template=data``): ignored.
-        y : int or Tensor, optional
-            Overrides the labels: with data, a tensor (num_data,) of labels (-1: unlabeled);
-            without data, a class (int) to generate class-conditional rows from p(x | y).
-        """
+        """Arguments of ``forward``: to condition on ``data``'s x and labels (``y``, a tensor
+        (num_data,), -1 for unlabeled, overrides them), or to generate ``num_samples`` rows
+        (``y``, a class, asks for rows from p(x | y)); other runner options are ignored."""
         if data is not None:
             labels = data.y if y is None else torch.as_tensor(y, dtype=torch.long)
             return {"x": data.x, "y": labels, "batch_size": batch_size}
@@ -583,12 +392,10 @@ class NaiveBayes(Model):
         if layout is None:
             return dims
         if layout.gaussian:
-            dims["loc"] = ["class", "gaussian_feature"]
-            dims["precision"] = ["class", "gaussian_feature"]
+            dims |= {"loc": ["class", "gaussian_feature"], "precision": ["class", "gaussian_feature"]}
         if layout.bernoulli:
             dims["bernoulli_probs"] = ["class", "bernoulli_feature"]
-        for column in layout.categorical:
-            dims[f"categorical_probs_{column}"] = ["class", f"category_{column}"]
+        dims |= {f"categorical_probs_{column}": ["class", f"category_{column}"] for column in layout.categorical}
         if layout.multinomial:
             dims["multinomial_probs"] = ["class", "multinomial_feature"]
         return dims
@@ -599,17 +406,14 @@ class NaiveBayes(Model):
         if num_features is None:
             return coords
         names = list(data.feature_names) if data is not None and data.feature_names else [str(i) for i in range(num_features)]
+        layout = self.layout(data)
         coords["feature"] = names
-        layout = self.layout(data) if data is not None else self.layout()
         for family in ("gaussian", "bernoulli", "multinomial"):
-            columns = getattr(layout, family)
-            if columns:
-                coords[f"{family}_feature"] = [names[i] for i in columns]
-        for index, column in enumerate(layout.categorical):
-            if self.num_categories is not None:
-                coords[f"category_{column}"] = list(range(self.num_categories[index]))
+            if getattr(layout, family):
+                coords[f"{family}_feature"] = [names[i] for i in getattr(layout, family)]
+        for column, size in zip(layout.categorical, self.num_categories or ()):
+            coords[f"category_{column}"] = list(range(size))
         return coords
-
 
 
 # ---------------------------------------------------------------------- scikit-learn style helpers
@@ -619,21 +423,9 @@ def _features_only(x: Any) -> Dataset:
 
 
 def predict(fit: Any, x: Any) -> torch.Tensor:
-    """The most probable class of each row under ``fit.point``, labels (if any) ignored.
-
-    For Naive Bayes rows are independent given the parameters, so this is exactly
-    ``fit.discrete(features)`` (the jointly most probable classes), computed by the fast path.
-
-    Parameters
-    ----------
-    fit : zoo.Fit
-        A fit of :class:`NaiveBayes`.
-    x : Dataset, Tensor or array, shape (num_data, num_features)
-
-    Returns
-    -------
-    Tensor of int64, shape (num_data,)
-    """
+    """The most probable class of each row of ``x`` (a Dataset, tensor or array, (N, D)) under
+    ``fit.point`` of a :class:`NaiveBayes` fit, labels ignored: int64 (N,). Rows are independent
+    given the parameters, so this is ``fit.discrete(features)``, by the fast path."""
     data = _features_only(x)
     fit.model.validate(data)
     point = {name: value[None] for name, value in fit.point.items()}
@@ -642,13 +434,7 @@ def predict(fit: Any, x: Any) -> torch.Tensor:
 
 
 def predict_proba(fit: Any, x: Any, num_draws: int | None = 100, seed: int = 0) -> torch.Tensor:
-    """Posterior predictive class probabilities p(y_i | x_i, training data), labels ignored.
-
-    Averaged over ``num_draws`` posterior draws (``fit.marginals``), so parameter uncertainty is
-    included; ``predict`` uses the point estimate instead.
-
-    Returns
-    -------
-    Tensor, shape (num_data, num_classes)
-    """
+    """Posterior predictive class probabilities p(y_i | x_i, training data), labels ignored:
+    (N, num_classes), averaged over ``num_draws`` posterior draws (``fit.marginals``), so
+    parameter uncertainty is included (``predict`` uses the point estimate)."""
     return fit.marginals(_features_only(x), num_draws=num_draws, seed=seed)

@@ -13,10 +13,12 @@ module                 what
                        support checks
 :mod:`.baum_welch`     Baum-Welch (EM) for a hidden Markov chain: expected counts by the
                        forward pass's gradient, the chain's M-step, counts of labelled paths
-:mod:`.clustering`     k-means++ seeding and Lloyd iterations
+:mod:`.clustering`     k-means++ seeding and Lloyd iterations, clusters named after known
+                       labels, components reordered (relabelling)
 :mod:`.moments`        weighted means and covariances from responsibilities
 :mod:`.conjugate`      conjugate posterior updates from labeled rows (Naive Bayes), and the
                        posterior they give (exact draws, means, marginals)
+:mod:`.labels`         the density and class posterior of partially labelled rows
 :mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
 =====================  ===================================================================
 """

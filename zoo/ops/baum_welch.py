@@ -18,19 +18,21 @@ differentiates anyway) replace a hand-written forward-backward recursion for pai
 priors' pseudo-counts (:func:`chain_estimates`); the emissions' M-step weights each observation by
 its state posterior (a family's weighted estimates).
 
-:func:`label_counts` gives the same counts from one labelled path (a k-means start), and
-:func:`sequence_mask` the mask from the sequences' lengths.
+:func:`label_counts` gives the same counts from one labelled path (a k-means start),
+:func:`chain_start` a chain to start from out of them, :func:`baum_welch` the whole algorithm
+from such a start, and :func:`sequence_mask` the mask from the sequences' lengths.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 
-from zoo.ops.markov import forward_log_likelihood
+from zoo.ops.markov import forward_log_likelihood, safe_log
 
-__all__ = ["ExpectedCounts", "sequence_mask", "label_counts", "expected_counts", "chain_estimates"]
+__all__ = ["ExpectedCounts", "sequence_mask", "label_counts", "chain_start", "expected_counts", "chain_estimates", "baum_welch"]
 
 
 class ExpectedCounts(NamedTuple):
@@ -87,6 +89,35 @@ def label_counts(labels: torch.Tensor, num_states: int) -> tuple[torch.Tensor, t
     return starts, transitions
 
 
+def chain_start(labels: torch.Tensor, num_states: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """A chain to start from, estimated from labelled paths (e.g. k-means clusters of the steps).
+
+    The counts of :func:`label_counts`, smoothed: one pseudo-count for every start and every
+    transition, and for staying in a state 10% of its row's transitions (at least 0.1), since
+    clusters found with time ignored switch more often than the states they stand for.
+
+    Parameters
+    ----------
+    labels : LongTensor, shape (N, T)
+        States in 0..K-1 at real steps, -1 at padding (which follows the real steps).
+    num_states : int
+        K.
+    dtype : torch.dtype
+        Of the result.
+
+    Returns
+    -------
+    initial : Tensor, shape (K,)
+    transition : Tensor, shape (K, K)
+        Each row on the simplex, every entry positive.
+    """
+    starts, transitions = (counts.to(dtype) for counts in label_counts(labels, num_states))
+    starts = starts + 1.0
+    stay = 0.1 * transitions.sum(-1, keepdim=True).clamp(min=1)
+    transitions = transitions + 1.0 + torch.eye(num_states, dtype=dtype) * stay
+    return starts / starts.sum(), transitions / transitions.sum(-1, keepdim=True)
+
+
 def expected_counts(
     log_initial: torch.Tensor, log_transition: torch.Tensor, log_emission: torch.Tensor, mask: torch.Tensor
 ) -> ExpectedCounts:
@@ -137,3 +168,60 @@ def chain_estimates(
     starts = counts.starts + initial_pseudo_count
     transitions = counts.transitions + transition_pseudo_count
     return starts / starts.sum(-1, keepdim=True), transitions / transitions.sum(-1, keepdim=True)
+
+
+def baum_welch(
+    labels: torch.Tensor,
+    num_states: int,
+    emission_table: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    estimates: Callable[[torch.Tensor], dict[str, torch.Tensor]],
+    num_iterations: int,
+    initial_pseudo_count: float,
+    transition_pseudo_count: float,
+    dtype: torch.dtype,
+) -> dict[str, torch.Tensor]:
+    """Baum-Welch (EM) for a hidden Markov chain, from labelled paths (e.g. k-means clusters).
+
+    The start: the emission parameters estimated from each state's labelled steps, the chain
+    from the labels' counts (:func:`chain_start`). Each iteration: the E-step
+    (:func:`expected_counts`, the chain normalised as :func:`~zoo.ops.markov.safe_log` and a
+    log-softmax normalise it), then the chain's M-step (:func:`chain_estimates`) and the
+    emissions re-estimated with the state posteriors as weights. The iterations stop where the
+    likelihood or a posterior is not finite (a start this poor is left as it is).
+
+    Parameters
+    ----------
+    labels : LongTensor, shape (N, T)
+        A state in 0..K-1 at every real step, -1 at padding (which follows the real steps).
+    num_states : int
+        K.
+    emission_table : callable
+        Emission parameters (each (K, ...)) -> log p(x_{n,t} | state k), shape (1, N, T, K).
+    estimates : callable
+        Weights (M, K) of the M real steps, in the order of ``labels[labels >= 0]`` ->
+        emission parameters, each (K, ...) (weighted estimates, e.g. a family's).
+    num_iterations : int
+        EM iterations after the start (0: the start itself).
+    initial_pseudo_count, transition_pseudo_count : float
+        Added to the expected starts and transitions (:func:`chain_estimates`).
+    dtype : torch.dtype
+        Of the weights and the chain.
+
+    Returns
+    -------
+    dict
+        ``initial`` (K,), ``transition`` (K, K) and the emission parameters (K, ...).
+    """
+    mask = labels >= 0
+    emission = estimates(torch.nn.functional.one_hot(labels[mask], num_states).to(dtype))
+    initial, transition = chain_start(labels, num_states, dtype)
+    for _ in range(num_iterations):
+        with torch.no_grad():
+            chain = (safe_log(initial[None]).log_softmax(-1), safe_log(transition[None]).log_softmax(-1))
+            table = emission_table(emission)
+        counts = expected_counts(*chain, table, mask)  # one draw
+        if not (torch.isfinite(counts.log_likelihood).all() and torch.isfinite(counts.posterior).all()):
+            break
+        emission = estimates(counts.posterior[0][mask])
+        initial, transition = (value[0] for value in chain_estimates(counts, initial_pseudo_count, transition_pseudo_count))
+    return emission | {"initial": initial, "transition": transition}

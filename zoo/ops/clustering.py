@@ -1,11 +1,17 @@
-"""k-means++ seeding and Lloyd iterations, where mixtures and HMMs start their fits; and the
-reordering of components by which their draws are relabelled."""
+"""k-means++ seeding and Lloyd iterations, where mixtures and HMMs start their fits; the naming
+of clusters after known labels; and the reordering of components by which their draws are
+relabelled."""
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
-__all__ = ["kmeans_plus_plus", "reorder_components"]
+__all__ = ["kmeans_plus_plus", "kmeans_labels", "name_clusters", "reorder_components"]
+
+#: Up to this many clusters :func:`name_clusters` tries every permutation (7! = 5040 of them).
+EXHAUSTIVE_NAMING = 7
 
 
 def kmeans_plus_plus(
@@ -49,6 +55,79 @@ def kmeans_plus_plus(
         moved = sums / counts.clamp(min=1).unsqueeze(-1)
         centre = torch.where(counts.unsqueeze(-1) > 0, moved, centre)
     return centre[centre[:, 0].argsort()]
+
+
+def kmeans_labels(
+    x: torch.Tensor, num_components: int, seed: int = 0, known: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Each point's cluster from :func:`kmeans_plus_plus` (the nearest centre); with labels known
+    for some points, clusters named after them (:func:`name_clusters`) and the known points
+    keeping their own.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, D)
+        The points (no batch dims).
+    num_components : int
+        K, the number of clusters (1 <= K <= N).
+    seed : int
+        Seed of k-means++'s private generator.
+    known : LongTensor, shape (N,), optional
+        Each point's label in 0..K-1, or -1 where unknown.
+
+    Returns
+    -------
+    LongTensor, shape (N,)
+        Labels in 0..K-1.
+    """
+    centres = kmeans_plus_plus(x, num_components, seed=seed)
+    labels = torch.cdist(x, centres).argmin(-1)
+    if known is None:
+        return labels
+    return torch.where(known >= 0, known, name_clusters(centres, x, known)[labels])
+
+
+def name_clusters(centres: torch.Tensor, features: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """The label each cluster stands for, from the points whose label is known.
+
+    Cluster c is named after the label whose known points' mean feature lies nearest its centre,
+    the naming (a permutation) chosen to make the total distance least: over every permutation
+    for K <= :data:`EXHAUSTIVE_NAMING`, else greedily, nearest pair first. A label with no known
+    point costs nothing wherever it goes. Clustering overlapping groups splits a group's points
+    across clusters, so the clusters' centres, not their shares of known points, identify them.
+
+    Parameters
+    ----------
+    centres : Tensor, shape (K, F)
+        The clusters' centres.
+    features : Tensor, shape (M, F)
+        The points that were clustered.
+    known : LongTensor, shape (M,)
+        Each point's label in 0..K-1, or -1 where unknown.
+
+    Returns
+    -------
+    LongTensor, shape (K,)
+        A permutation of 0..K-1: cluster c stands for label ``names[c]`` (so ``names[cluster]``
+        renames every point's cluster).
+    """
+    num_labels = centres.shape[0]
+    labelled = known >= 0
+    ones = torch.ones_like(known[labelled], dtype=features.dtype)
+    counts = torch.zeros(num_labels, dtype=features.dtype).index_add_(0, known[labelled], ones)
+    means = torch.zeros_like(centres).index_add_(0, known[labelled], features[labelled]) / counts.clamp(min=1).unsqueeze(-1)
+    cost = torch.cdist(centres, means) * (counts > 0)  # [cluster, label]
+    if num_labels <= EXHAUSTIVE_NAMING:
+        orders = torch.tensor(list(itertools.permutations(range(num_labels))))  # (K!, K): cluster c -> orders[:, c]
+        return orders[int(cost[torch.arange(num_labels), orders].sum(-1).argmin())]
+    names = torch.full((num_labels,), -1, dtype=torch.long)
+    taken: set[int] = set()
+    for flat in cost.flatten().argsort().tolist():
+        cluster, label = divmod(flat, num_labels)
+        if names[cluster] < 0 and label not in taken:
+            names[cluster] = label
+            taken.add(label)
+    return names
 
 
 def reorder_components(value: torch.Tensor, order: torch.Tensor, dims: int = 1) -> torch.Tensor:

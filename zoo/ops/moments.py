@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["WeightedMeans", "weighted_means", "weighted_covariances", "correlation_cholesky"]
+__all__ = ["WeightedMeans", "mean_and_spread", "weighted_means", "weighted_covariances", "correlation_cholesky"]
 
 
 class WeightedMeans(NamedTuple):
@@ -25,6 +25,29 @@ class WeightedMeans(NamedTuple):
     sums: torch.Tensor
     #: (K, D) weighted mean; the unweighted mean of all observations where a count is 0
     means: torch.Tensor
+
+
+def mean_and_spread(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each column's mean and sample standard deviation (divided by N - 1), for an empirical prior.
+
+    Parameters
+    ----------
+    x : Tensor, shape (N, D)
+        The observations (no batch dims), N >= 1.
+
+    Returns
+    -------
+    mean, spread : Tensor, each shape (D,)
+        A spread of 0, or from a single observation, is 1 (a spread scales a prior).
+    """
+    mean = x.mean(0)
+    if len(x) > 1:
+        # two passes, written out: Tensor.std(0) is several times slower on a small matrix,
+        # where it would be a large part of an exact (conjugate) fit
+        spread = ((x - mean).square_().sum(0) / (len(x) - 1)).sqrt_()
+    else:
+        spread = torch.ones_like(mean)
+    return mean, torch.where(spread > 0, spread, torch.ones_like(spread))
 
 
 def weighted_means(x: torch.Tensor, weights: torch.Tensor) -> WeightedMeans:

@@ -124,8 +124,9 @@ class HiddenMarkovModel(MarkovChainPaths, Model):
     --------
     >>> import zoo
     >>> data = zoo.datasets.load("earthquakes")
-    >>> fit = zoo.fit(zoo.models.HiddenMarkovModel(3), data, zoo.SVI(guide="delta"))
-    >>> fit.discrete(data)  # the Viterbi path, shape (1, 107)
+    >>> fit = zoo.fit(zoo.models.HiddenMarkovModel(3, emission="poisson"), data, zoo.SVI(guide="delta"))
+    >>> fit.discrete(data).shape  # the Viterbi path: one state per year of the one sequence
+    torch.Size([1, 107])
     """
 
     max_plate_nesting = 1

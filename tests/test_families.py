@@ -18,7 +18,8 @@ from pyro.infer import TraceEnum_ELBO
 
 import zoo
 from zoo.infer.runtime import isolated
-from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial, Poisson
+from zoo.models.families import Family, Gaussian, Poisson
+from zoo.models.families_discrete import Bernoulli, Categorical, Multinomial
 
 CLOSE = dict(rtol=1e-10, atol=1e-10)
 NUM_COMPONENTS, NUM_FEATURES = 3, 3

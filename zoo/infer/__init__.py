@@ -100,16 +100,10 @@ def fit(
         model with fixed sites are not relabelled (a fixed site breaks the label symmetry).
     priors : dict of str to pyro.distributions.Distribution, optional
         Your own prior for some global sites, in place of the model's: {site name:
-        distribution}, e.g. ``{"locs": dist.Normal(0.0, 3.0)}``. The distribution's shape must
-        broadcast to the site's (a scalar distribution is one prior per number; one with
-        fewer event dims is made independent over the rest) and its support must be the
-        site's (positive for a scale, the simplex for weights). Every SVI guide (MAP included)
-        and NUTS fit the model with these priors; ``zoo.Exact`` (closed-form updates of the
-        model's own conjugate priors) and adversarial training refuse them. A prior that tells
-        the labels apart (component 0 near -5, component 1 near +5) breaks the label symmetry,
-        so the draws are then not relabelled. The priors are recorded in words in
-        ``fit.diagnostics["priors"]`` (shown by the fit's repr and ``fit.summary().attrs``,
-        kept by ``fit.save``; the distributions themselves are not saved).
+        distribution}, e.g. ``{"locs": dist.Normal(0.0, 3.0)}``, broadcast to the site's shape
+        and on its support. For every SVI guide (MAP included) and NUTS; ``zoo.Exact`` and
+        adversarial training refuse them. Recorded in ``fit.diagnostics["priors"]``; see the
+        docs page "Inference methods and guides" for shapes, label symmetry and saving.
     resume : str or path, optional
         A checkpoint written by ``zoo.SVI(checkpoint=...)``: the fit continues from it (SVI by
         Adam only; the model, data size and method must be those that wrote it).
@@ -143,6 +137,17 @@ def fit(
         )
     data = as_dataset(data)
     check_data_options(model, data)
+    method, kind = _checked_method(model, method)
+    # Gradients are enabled for the fit whatever the caller's mode (a fit inside torch.no_grad()
+    # trains as well as outside it); leaving the block restores the caller's mode, on an
+    # interrupt too.
+    with torch.enable_grad():
+        return _prepare_and_run(model, data, method, kind, held_out, fixed, priors, resume)
+
+
+def _checked_method(model: Model, method: Any) -> tuple[Any, str]:
+    """``method`` as a configuration (a string parsed, None the default SVI) and its kind,
+    checked to be one ``model`` supports. Raises TypeError or ValueError naming ``method``."""
     if isinstance(method, str):
         method = parse_method(method)
     method = SVI() if method is None else method
@@ -158,11 +163,7 @@ def fit(
             + (f": {reason}" if reason else "")
             + f"; it supports: {supported}"
         )
-    # Gradients are enabled for the fit whatever the caller's mode (a fit inside torch.no_grad()
-    # trains as well as outside it); leaving the block restores the caller's mode, on an
-    # interrupt too.
-    with torch.enable_grad():
-        return _prepare_and_run(model, data, method, kind, held_out, fixed, priors, resume)
+    return method, kind
 
 
 def _prepare_and_run(

@@ -264,15 +264,11 @@ class Model(PyroModule):
 
     def set_priors(self, priors: dict[str, Any], label_symmetric: bool = True) -> None:
         """Put the distributions ``priors`` names in place of the model's own priors of those
-        global sites (``zoo.fit(..., priors=...)``).
-
-        The training model and NUTS's potential run ``sample_globals`` under a handler that
-        replaces each named site's distribution (:mod:`zoo.infer.collapse`). A prior that is not
-        symmetric in the labels (``label_symmetric`` False: a location prior that tells
-        component 0 from component 1) breaks the symmetry that :meth:`relabel` undoes, so draws
-        are then not relabelled. Called by the runner on its own copy of the model, never on
-        the user's.
-        """
+        global sites (``zoo.fit(..., priors=...)``; the training model and NUTS's potential run
+        ``sample_globals`` under a handler that swaps them, :mod:`zoo.infer.collapse`). A prior
+        not symmetric in the labels (``label_symmetric`` False) breaks the symmetry that
+        :meth:`relabel` undoes, so draws are then not relabelled. Called by the runner on its own
+        copy of the model, never on the user's."""
         self.priors = dict(priors)
         if priors and not label_symmetric:
             self.relabel = no_relabelling  # type: ignore[method-assign]

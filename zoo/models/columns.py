@@ -32,7 +32,8 @@ import torch
 from pyro.distributions import constraints
 from pyro.poutine.messenger import Messenger
 
-from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial
+from zoo.models.families import Family, Gaussian
+from zoo.models.families_discrete import Bernoulli, Categorical, Multinomial
 from zoo.models.family import Params
 
 __all__ = ["FAMILIES", "Block", "ColumnLayout", "MixedColumns", "MixedFamily", "check_features", "column_families", "select_columns"]

@@ -4,7 +4,8 @@ A mixture's components, an HMM's emissions and Naive Bayes' class-conditional fe
 same thing: K parameter sets of one family, and a density for an observation given its
 component. What a family states (its priors as Pyro sites, its distribution, its log-density
 table, its weighted estimates, ordering and support) is :class:`zoo.models.family.Family`; the
-families are here. Their densities (written once, for broadcasting) and support checks are
+continuous and count families are here, the families of probabilities (categorical, Bernoulli,
+multinomial) in :mod:`zoo.models.families_discrete`. Their densities (written once, for broadcasting) and support checks are
 :mod:`zoo.ops.densities`.
 
 Sites, shapes and priors
@@ -39,39 +40,17 @@ import pyro.distributions as dist
 import torch
 
 from zoo.checks import check_positive_float, check_positive_int
-from zoo.models.family import Family, Params
+from zoo.models.family import Family, Params, not_counts, refuse_values
 from zoo.ops.densities import (
-    IndependentBernoulli,
-    MultinomialCounts,
     Normal,
-    all_binary,
     all_counts,
     conditional_gaussian_sample,
     masked_gaussian_log_density,
     normal_log_density,
 )
-from zoo.ops.markov import safe_log
 from zoo.ops.moments import correlation_cholesky, weighted_covariances, weighted_means
 
-__all__ = [
-    "Family",
-    "Gaussian",
-    "Poisson",
-    "Categorical",
-    "Bernoulli",
-    "Multinomial",
-]
-
-def _refuse(x: torch.Tensor, bad: torch.Tensor, message: str) -> None:
-    """Raise ValueError(message, and the first value where ``bad`` (x's shape) holds)."""
-    raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
-
-
-def _not_counts(x: torch.Tensor) -> torch.Tensor:
-    """Where x is not a non-negative integer (an infinite value included): x's shape, bool."""
-    x = x.double()
-    return (x < 0) | (x.frac() != 0)
-
+__all__ = ["Family", "Gaussian", "Poisson"]
 
 @dataclass(frozen=True)
 class Gaussian(Family):
@@ -220,7 +199,7 @@ class Gaussian(Family):
 
     def validate(self, x: torch.Tensor) -> None:
         if not self.in_support(x):
-            _refuse(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
+            refuse_values(x, ~torch.isfinite(x), "data.x must be finite for the Gaussian family")
 
 
 @dataclass(frozen=True)
@@ -277,190 +256,4 @@ class Poisson(Family):
 
     def validate(self, x: torch.Tensor) -> None:
         if not self.in_support(x):
-            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")
-
-
-@dataclass(frozen=True)
-class Categorical(Family):
-    """One category index in 0..C-1 per observation (a single column of x).
-
-    Parameters
-    ----------
-    num_categories : int, optional
-        C >= 2; None while unknown (needed by :meth:`prior`, :meth:`features`, :meth:`estimates`).
-    concentration : float
-        Of the symmetric Dirichlet prior on each component's probabilities.
-    """
-
-    num_categories: int | None = None
-    concentration: float = 1.0
-
-    name: ClassVar[str] = "categorical"
-    value_event_dims: ClassVar[int] = 0
-
-    def __post_init__(self) -> None:
-        check_positive_float(self.concentration, "concentration")
-        if self.num_categories is not None:
-            check_positive_int(self.num_categories, "num_categories", minimum=2)
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        return ("probs",)
-
-    def dims(self, component: str = "component") -> dict[str, list[str]]:
-        return {"probs": [component, "category"]}
-
-    def _size(self) -> int:
-        if self.num_categories is None:
-            raise ValueError("the categorical family needs num_categories")
-        return self.num_categories
-
-    def prior(self, dtype: torch.dtype) -> Params:
-        concentration = torch.full((self._size(),), self.concentration, dtype=dtype)
-        return {"probs": pyro.sample("probs", dist.Dirichlet(concentration))}
-
-    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
-        return dist.Categorical(logits=safe_log(params["probs"]), validate_args=validate_args)
-
-    def observation(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        """The category index, x[..., 0] as integers: (*data,)."""
-        return x[..., 0].long()
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        """The categories one-hot: (M, C)."""
-        return torch.nn.functional.one_hot(x[:, 0].long(), self._size()).to(x.dtype)
-
-    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
-        """Weighted category frequencies with half a pseudo-count per category."""
-        counts, sums, _ = weighted_means(self.features(x), weights)
-        return {"probs": (sums + 0.5) / (counts.unsqueeze(-1) + 0.5 * sums.shape[1])}
-
-    def order_key(self, params: Params) -> torch.Tensor:
-        """The expected category index."""
-        probs = params["probs"]
-        return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
-
-    def in_support(self, x: torch.Tensor) -> bool:
-        """Whether x holds category indices (of the alphabet, where its size is known); any
-        number of columns."""
-        return all_counts(x) and (self.num_categories is None or x.numel() == 0 or bool(x.max() < self.num_categories))
-
-    def validate(self, x: torch.Tensor) -> None:
-        if x.shape[-1] != 1:
-            raise ValueError(
-                f"data.x must have one feature (the category index) for the categorical family, got {x.shape[-1]}"
-            )
-        if not all_counts(x):
-            _refuse(x, _not_counts(x), "data.x must hold category indices 0, 1, ... (integers) for the categorical family")
-        if self.num_categories is not None and not self.in_support(x):
-            raise ValueError(
-                f"data.x holds category {int(x.max())}, outside the alphabet 0..{self.num_categories - 1} "
-                f"(num_categories={self.num_categories})"
-            )
-
-
-@dataclass(frozen=True)
-class Bernoulli(Family):
-    """D independent binary features per component.
-
-    Parameters
-    ----------
-    num_features : int, optional
-        D; None while unknown (needed by :meth:`prior`).
-    concentration : float
-        Both parameters of the symmetric Beta prior on each probability.
-    """
-
-    num_features: int | None = None
-    concentration: float = 1.0
-
-    name: ClassVar[str] = "bernoulli"
-
-    def __post_init__(self) -> None:
-        check_positive_float(self.concentration, "concentration")
-        if self.num_features is not None:
-            check_positive_int(self.num_features, "num_features")
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        return ("probs",)
-
-    def prior(self, dtype: torch.dtype) -> Params:
-        concentration = torch.full((self.num_features or 1,), self.concentration, dtype=dtype)
-        return {"probs": pyro.sample("probs", dist.Beta(concentration, concentration).to_event(1))}
-
-    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
-        return IndependentBernoulli(params["probs"], validate_args=validate_args)
-
-    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
-        """Weighted frequencies of 1 with half a pseudo-count each for 0 and 1."""
-        counts, sums, _ = weighted_means(x, weights)
-        return {"probs": (sums + 0.5) / (counts.unsqueeze(-1) + 1.0)}
-
-    def order_key(self, params: Params) -> torch.Tensor:
-        """The mean probability over features."""
-        return params["probs"].mean(-1)
-
-    def in_support(self, x: torch.Tensor) -> bool:
-        return all_binary(x)
-
-    def validate(self, x: torch.Tensor) -> None:
-        if not self.in_support(x):
-            _refuse(x, (x != 0) & (x != 1), "data.x must hold only 0 and 1 for the Bernoulli family")
-
-
-@dataclass(frozen=True)
-class Multinomial(Family):
-    """Counts over D categories per observation (any total), e.g. word counts.
-
-    Parameters
-    ----------
-    num_features : int, optional
-        D; None while unknown (needed by :meth:`prior`).
-    concentration : float
-        Of the symmetric Dirichlet prior on each component's probabilities.
-    total_count : int
-        Trials per generated observation (the density scores any total).
-    """
-
-    num_features: int | None = None
-    concentration: float = 1.0
-    total_count: int = 1
-
-    name: ClassVar[str] = "multinomial"
-
-    def __post_init__(self) -> None:
-        check_positive_float(self.concentration, "concentration")
-        check_positive_int(self.total_count, "total_count")
-        if self.num_features is not None:
-            check_positive_int(self.num_features, "num_features", minimum=2)
-
-    @property
-    def sites(self) -> tuple[str, ...]:
-        return ("probs",)
-
-    def prior(self, dtype: torch.dtype) -> Params:
-        if self.num_features is None:
-            raise ValueError("the multinomial family needs num_features")
-        concentration = torch.full((self.num_features,), self.concentration, dtype=dtype)
-        return {"probs": pyro.sample("probs", dist.Dirichlet(concentration))}
-
-    def distribution(self, params: Params, validate_args: bool | None = None) -> dist.Distribution:
-        return MultinomialCounts(self.total_count, probs=params["probs"], validate_args=validate_args)
-
-    def estimates(self, x: torch.Tensor, weights: torch.Tensor) -> Params:
-        """Weighted column totals normalised, with half a pseudo-count per column."""
-        _, sums, _ = weighted_means(x, weights)
-        return {"probs": (sums + 0.5) / (sums.sum(-1, keepdim=True) + 0.5 * sums.shape[1])}
-
-    def order_key(self, params: Params) -> torch.Tensor:
-        """The expected column index of one trial."""
-        probs = params["probs"]
-        return (probs * torch.arange(probs.shape[-1], dtype=probs.dtype)).sum(-1)
-
-    def in_support(self, x: torch.Tensor) -> bool:
-        return all_counts(x)
-
-    def validate(self, x: torch.Tensor) -> None:
-        if not self.in_support(x):
-            _refuse(x, _not_counts(x), "data.x must hold non-negative integer counts for the multinomial family")
+            refuse_values(x, not_counts(x), "data.x must hold non-negative integer counts for the Poisson family")

@@ -38,7 +38,7 @@ import pyro.distributions as dist
 import torch
 from pyro.ops.indexing import Vindex
 
-__all__ = ["Family", "Params"]
+__all__ = ["Family", "Params", "not_counts", "refuse_values"]
 
 #: A family's parameter sites by name, each a tensor.
 Params = dict[str, torch.Tensor]
@@ -308,3 +308,14 @@ class Family:
         observations x (M, D) lie in it (:meth:`in_support`, which decides, and only then a pass
         to find that value)."""
         raise NotImplementedError
+
+
+def refuse_values(x: torch.Tensor, bad: torch.Tensor, message: str) -> None:
+    """Raise ValueError(message, and the first value where ``bad`` (x's shape) holds)."""
+    raise ValueError(f"{message}, found {float(x[bad].reshape(-1)[0])}")
+
+
+def not_counts(x: torch.Tensor) -> torch.Tensor:
+    """Where x is not a non-negative integer (an infinite value included): x's shape, bool."""
+    x = x.double()
+    return (x < 0) | (x.frac() != 0)

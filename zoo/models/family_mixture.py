@@ -56,7 +56,8 @@ from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.base import Model
 from zoo.models.columns import ColumnLayout, MixedFamily, check_features, select_columns
-from zoo.models.families import Bernoulli, Categorical, Family, Gaussian, Multinomial, Poisson
+from zoo.models.families import Family, Gaussian, Poisson
+from zoo.models.families_discrete import Bernoulli, Categorical, Multinomial
 from zoo.models.registry import register
 from zoo.ops.clustering import kmeans_plus_plus, reorder_components
 

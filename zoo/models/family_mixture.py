@@ -176,6 +176,39 @@ class Mixture(Model):
             blocks.append(block._replace(family=family))
         return MixedFamily(tuple(blocks), len(self.features or []))
 
+    # ------------------------------------------------------------------ the model
+    def sample_weights(self) -> dict[str, torch.Tensor]:
+        """The weights' sites: {"weights": (K,)} under a symmetric Dirichlet prior."""
+        concentration = torch.full((self.num_components,), self.weight_concentration)
+        return {"weights": pyro.sample("weights", dist.Dirichlet(concentration))}
+
+    def weights(self, draws: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The mixture weights (*B, K) of sites with any batch shape B."""
+        return draws["weights"]
+
+    def sample_globals(self) -> dict[str, torch.Tensor]:
+        """The weights' sites, and the family's sites (K, ...)."""
+        params = self.sample_weights()
+        with pyro.plate("components", self.num_components):
+            params.update(self.components.prior(torch.get_default_dtype()))
+        return params
+
+    def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """p(x, assignment, theta): conditions on ``x`` (N, D) or generates ``num_data`` points."""
+        num_data = self.plate_size(x, num_data)
+        params = self.sample_globals()
+        family = self.components
+        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
+            weights = self.weights(params)
+            assignment = pyro.sample("assignment", dist.Categorical(weights), infer={"enumerate": "parallel"})
+            gathered = family.gather(params, assignment)
+            observed = None if x is None else family.observation(x.index_select(0, index), weights.dtype)
+            if family.value_event_dims == 0:  # a category index: a column of its own, as x holds it
+                gathered = {name: value.unsqueeze(-2) for name, value in gathered.items()}
+                observed = None if observed is None else observed.unsqueeze(-1)
+                return pyro.sample(self.observed_site, family.distribution(gathered).to_event(1), obs=observed)
+            return pyro.sample(self.observed_site, family.distribution(gathered), obs=observed)
+
     # ------------------------------------------------------------------ declarations
     @classmethod
     def example(cls) -> tuple["Mixture", Dataset]:
@@ -239,39 +272,6 @@ class Mixture(Model):
         if self.family == "mixed":
             return coords | self.components.coords(names)  # type: ignore[attr-defined]
         return coords | {"category": list(range(self.num_categories or 0))}  # type: ignore[arg-type]
-
-    # ------------------------------------------------------------------ the model
-    def sample_weights(self) -> dict[str, torch.Tensor]:
-        """The weights' sites: {"weights": (K,)} under a symmetric Dirichlet prior."""
-        concentration = torch.full((self.num_components,), self.weight_concentration)
-        return {"weights": pyro.sample("weights", dist.Dirichlet(concentration))}
-
-    def weights(self, draws: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The mixture weights (*B, K) of sites with any batch shape B."""
-        return draws["weights"]
-
-    def sample_globals(self) -> dict[str, torch.Tensor]:
-        """The weights' sites, and the family's sites (K, ...)."""
-        params = self.sample_weights()
-        with pyro.plate("components", self.num_components):
-            params.update(self.components.prior(torch.get_default_dtype()))
-        return params
-
-    def forward(self, x: torch.Tensor | None = None, num_data: int | None = None, batch_size: int | None = None) -> torch.Tensor:
-        """p(x, assignment, theta): conditions on ``x`` (N, D) or generates ``num_data`` points."""
-        num_data = self.plate_size(x, num_data)
-        params = self.sample_globals()
-        family = self.components
-        with pyro.plate(self.data_plate, num_data, subsample_size=batch_size) as index:
-            weights = self.weights(params)
-            assignment = pyro.sample("assignment", dist.Categorical(weights), infer={"enumerate": "parallel"})
-            gathered = family.gather(params, assignment)
-            observed = None if x is None else family.observation(x.index_select(0, index), weights.dtype)
-            if family.value_event_dims == 0:  # a category index: a column of its own, as x holds it
-                gathered = {name: value.unsqueeze(-2) for name, value in gathered.items()}
-                observed = None if observed is None else observed.unsqueeze(-1)
-                return pyro.sample(self.observed_site, family.distribution(gathered).to_event(1), obs=observed)
-            return pyro.sample(self.observed_site, family.distribution(gathered), obs=observed)
 
     # ------------------------------------------------------------------ fast exact paths
     def log_joint(self, draws: dict[str, torch.Tensor], data: Dataset) -> torch.Tensor:

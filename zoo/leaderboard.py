@@ -113,9 +113,9 @@ def _point_log_prob(fit: Any, data: Dataset) -> torch.Tensor:
 
 
 def _rows(data_name: str, entries: list[_Entry], num_dims: int, num_samples: int, seed: int,
-          sample_metrics: Callable[[torch.Tensor], dict[str, float]]) -> list[dict[str, Any]]:
+          sample_metrics: Callable[[torch.Tensor], dict[str, float]], fits: dict[tuple[str, str], Any] | None) -> list[dict[str, Any]]:
     """Fit each entry once; one row per scorer (or one "samples only" row), every row of a fit
-    carrying the same sample metrics and fit time."""
+    carrying the same sample metrics and fit time; each fit into ``fits`` under (data, row label)."""
     rows = []
     for entry in entries:
         fitted, seconds = _timed(lambda: fit_model(entry.model, entry.train, entry.method))
@@ -123,6 +123,8 @@ def _rows(data_name: str, entries: list[_Entry], num_dims: int, num_samples: int
         scorers = entry.scorers or ((entry.label, None, "samples only"),)
         for label, held_out, kind in scorers:
             row: dict[str, Any] = {"data": data_name, "model": label, "kind": kind, **metrics, "seconds": seconds}
+            if fits is not None:
+                fits[data_name, label] = fitted
             if held_out is not None:
                 summary = score(held_out(fitted), num_dims=num_dims, bound=kind == "bound")
                 row.update(log_likelihood=summary.nats_per_datum, standard_error=summary.standard_error,
@@ -131,7 +133,7 @@ def _rows(data_name: str, entries: list[_Entry], num_dims: int, num_samples: int
     return rows
 
 
-def _toy_rows(name: str, budget: dict[str, int], seed: int) -> list[dict[str, Any]]:
+def _toy_rows(name: str, budget: dict[str, int], seed: int, fits: dict[tuple[str, str], Any] | None) -> list[dict[str, Any]]:
     """Fit every toy-density row on ``name``; Naive Bayes only where the toy has classes (the
     two moons)."""
     train = load(name, num_data=budget["toy_train"], seed=seed)
@@ -166,10 +168,10 @@ def _toy_rows(name: str, budget: dict[str, int], seed: int) -> list[dict[str, An
                Adversarial(num_steps=budget["gan_steps"], batch_size=batch, seed=seed, progress=False), ()),
     ]
     return _rows(name, entries, 2, len(test), seed,
-                 lambda samples: {"mmd2": mmd(samples, test, num_permutations=20, seed=seed).mmd2})
+                 lambda samples: {"mmd2": mmd(samples, test, num_permutations=20, seed=seed).mmd2}, fits)
 
 
-def _digit_rows(budget: dict[str, int], seed: int) -> list[dict[str, Any]]:
+def _digit_rows(budget: dict[str, int], seed: int, fits: dict[tuple[str, str], Any] | None) -> list[dict[str, Any]]:
     """Fit every digits row. Pixels are levels 0..16; the models of discrete pixels (MADE, Naive
     Bayes and a mixture with categorical pixels, the diffusion model's discretised decoder) score
     them directly, the density models (flow, Gaussian mixture, factor analysis, VAE) by uniform
@@ -226,11 +228,11 @@ def _digit_rows(budget: dict[str, int], seed: int) -> list[dict[str, Any]]:
         return {"frechet": frechet_distance(samples, held_out, classifier),
                 "class_coverage": class_coverage(samples, classifier).coverage}
 
-    return _rows(_DIGITS, entries, num_dims, len(test), seed, sample_metrics)
+    return _rows(_DIGITS, entries, num_dims, len(test), seed, sample_metrics, fits)
 
 
 def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two_moons", "ring"),
-                digits: bool = True) -> Any:
+                digits: bool = True, fits: dict[tuple[str, str], Any] | None = None) -> Any:
     """Fit every applicable model on the toy densities and the digits; one row per (data, model).
 
     Parameters
@@ -243,6 +245,9 @@ def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two
         Which 2-D toy sets (``"two_moons"``, ``"ring"``).
     digits : bool
         Include the digits rows.
+    fits : dict, optional
+        A dict that receives every fit, keyed by (``data``, ``model``) of its rows (e.g. to draw
+        the toy densities' contours with :func:`zoo.plots.plot_density`).
 
     Returns
     -------
@@ -260,9 +265,9 @@ def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two
     budget = SETTINGS["fast" if fast else "default"]
     rows: list[dict[str, Any]] = []
     for name in toys:
-        rows += _toy_rows(name, budget, seed)
+        rows += _toy_rows(name, budget, seed, fits)
     if digits:
-        rows += _digit_rows(budget, seed)
+        rows += _digit_rows(budget, seed, fits)
     table = pd.DataFrame(rows)
     for column in COLUMNS:
         if column not in table:

@@ -51,3 +51,8 @@ def test_leaderboard_command_writes_one_table(tmp_path: Path, capsys: pytest.Cap
 def test_leaderboard_refuses_unknown_toys() -> None:
     with pytest.raises(ValueError, match="toys must be among"):
         zoo.leaderboard(fast=True, toys=("checkerboard",), digits=False)
+
+
+def test_leaderboard_refuses_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="setting"):
+        zoo.leaderboard(setting="quick", digits=False)

@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from zoo.checks import check_choice
 from zoo.metrics import class_coverage, frechet_distance, mmd, train_classifier
 from zoo.units import dequantize, dequantized_log_prob, score
 from zoo.datasets import load
@@ -58,6 +59,10 @@ SETTINGS: dict[str, dict[str, int]] = {
     "default": {"toy_train": 2000, "toy_test": 1000, "digit_train": 1437, "epochs": 60, "digit_epochs": 60,
                 "gan_steps": 3000, "classifier_epochs": 30, "diffusion_steps": 20, "mixture_steps": 300,
                 "flow_layers": 4, "width": 128, "particles": 100, "factors": 10},
+    # the notebook's setting (09_one_table.ipynb): a few minutes, numbers between the two
+    "medium": {"toy_train": 1000, "toy_test": 500, "digit_train": 1437, "epochs": 15, "digit_epochs": 10,
+               "gan_steps": 1000, "classifier_epochs": 10, "diffusion_steps": 10, "mixture_steps": 100,
+               "flow_layers": 2, "width": 64, "particles": 50, "factors": 10},
     "fast": {"toy_train": 100, "toy_test": 50, "digit_train": 100, "epochs": 1, "digit_epochs": 1, "gan_steps": 5,
              "classifier_epochs": 1, "diffusion_steps": 2, "mixture_steps": 3, "flow_layers": 1, "width": 8, "particles": 4, "factors": 2},
 }
@@ -213,7 +218,7 @@ def _digit_rows(budget: dict[str, int], seed: int, fits: dict[tuple[str, str], A
                (("vae (ELBO, dequantized)", dequantized_score(num_particles=particles, estimator="elbo"), "bound"),
                 (f"vae (IWAE, K={particles}, dequantized)", dequantized_score(num_particles=particles), "bound")),
                _dequantized_to_unit),
-        _Entry("diffusion", Diffusion(num_timesteps=budget["diffusion_steps"], hidden_sizes=[4 * budget["width"]] * 2,
+        _Entry("diffusion", Diffusion(num_timesteps=budget["diffusion_steps"], hidden_sizes=[2 * budget["width"]] * 2,
                                       num_levels=_DIGIT_LEVELS), train, svi,
                (("diffusion (discretised ELBO)", exact, "bound"),
                 (f"diffusion (discretised IW bound, K={particles})",
@@ -232,7 +237,7 @@ def _digit_rows(budget: dict[str, int], seed: int, fits: dict[tuple[str, str], A
 
 
 def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two_moons", "ring"),
-                digits: bool = True, fits: dict[tuple[str, str], Any] | None = None) -> Any:
+                digits: bool = True, setting: str | None = None, fits: dict[tuple[str, str], Any] | None = None) -> Any:
     """Fit every applicable model on the toy densities and the digits; one row per (data, model).
 
     Parameters
@@ -245,6 +250,8 @@ def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two
         Which 2-D toy sets (``"two_moons"``, ``"ring"``).
     digits : bool
         Include the digits rows.
+    setting : {"default", "medium", "fast"}, optional
+        A budget of :data:`SETTINGS` by name (overrides ``fast``): "medium" is the notebook's.
     fits : dict, optional
         A dict that receives every fit, keyed by (``data``, ``model``) of its rows (e.g. to draw
         the toy densities' contours with :func:`zoo.plots.plot_density`).
@@ -262,7 +269,9 @@ def leaderboard(fast: bool = False, seed: int = 0, toys: tuple[str, ...] = ("two
     unknown = [name for name in toys if name not in ("two_moons", "ring")]
     if unknown:
         raise ValueError(f"toys must be among ('two_moons', 'ring'), got {unknown}")
-    budget = SETTINGS["fast" if fast else "default"]
+    if setting is not None:
+        check_choice(setting, "setting", tuple(SETTINGS))
+    budget = SETTINGS[setting or ("fast" if fast else "default")]
     rows: list[dict[str, Any]] = []
     for name in toys:
         rows += _toy_rows(name, budget, seed, fits)

@@ -130,10 +130,14 @@ class _NoisePredictor(nn.Module):
         self.num_timesteps = num_timesteps
         self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
         self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
+        # the features of every step 0..T, computed once (not per network pass); derived from
+        # ``frequencies``, so not saved with the weights
+        angles = [step * math.pi / num_timesteps / self.frequencies for step in range(num_timesteps + 1)]
+        self.register_buffer("step_features", torch.stack([torch.cat([angle.sin(), angle.cos()]) for angle in angles]),
+                             persistent=False)
 
     def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
-        angle = step * math.pi / self.num_timesteps / self.frequencies
-        features = torch.cat([angle.sin(), angle.cos()]).expand(*z.shape[:-1], _EMBEDDING)
+        features = self.step_features[step].expand(*z.shape[:-1], _EMBEDDING)
         return self.mlp(torch.cat([z, features], -1))
 
 
@@ -225,6 +229,8 @@ class Diffusion(ShapedNetworkModel):
         betas = 1.0 - alpha_bars / previous
         self.register_buffer("betas", betas.float())
         self.register_buffer("alpha_bars", alpha_bars.float())
+        # (beta_t, alpha_t, abar_t) of each step as Python floats, read by :meth:`_schedule`
+        self._schedule_floats = [(beta, 1.0 - beta, alpha_bar) for beta, alpha_bar in zip(self.betas.tolist(), self.alpha_bars.tolist())]
 
     def validate(self, data: Dataset) -> None:
         """Raise ValueError unless ``data`` are rows of the built width, with integer levels
@@ -246,9 +252,10 @@ class Diffusion(ShapedNetworkModel):
 
     # ------------------------------------------------------------------ the processes
     def _schedule(self, step: int) -> tuple[float, float, float]:
-        """beta_t, alpha_t, abar_t of step t (1-based)."""
-        beta = float(self.betas[step - 1])
-        return beta, 1.0 - beta, float(self.alpha_bars[step - 1])
+        """beta_t, alpha_t, abar_t of step t (1-based), as Python floats (read from the buffers
+        once: a tensor's element to a float costs microseconds, and every step of every chain
+        asks)."""
+        return self._schedule_floats[step - 1]
 
     def reverse_mean(self, z: torch.Tensor, step: int, network: nn.Module | None = None) -> torch.Tensor:
         """mu_W(z_t, t) of p(z_{t-1} | z_t): (..., D) -> (..., D)."""
@@ -259,7 +266,7 @@ class Diffusion(ShapedNetworkModel):
     def posterior(self, z: torch.Tensor, x0: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
         """Mean (..., D) and standard deviation of q(z_{t-1} | z_t, x_0), t = ``step`` >= 2."""
         beta, alpha, alpha_bar = self._schedule(step)
-        previous_bar = float(self.alpha_bars[step - 2])
+        previous_bar = self._schedule(step - 1)[2]
         mean = (math.sqrt(previous_bar) * beta * x0 + math.sqrt(alpha) * (1.0 - previous_bar) * z) / (1.0 - alpha_bar)
         return mean, math.sqrt(beta * (1.0 - previous_bar) / (1.0 - alpha_bar))
 
@@ -293,7 +300,7 @@ class Diffusion(ShapedNetworkModel):
         with pyro.plate(self.data_plate, size, subsample_size=batch_size, device=device) as index:
             z = pyro.sample(f"z_{self.num_timesteps}", dist.Normal(torch.zeros(width, device=device), 1.0).to_event(1))
             for step in pyro.markov(range(self.num_timesteps, 1, -1)):
-                scale = math.sqrt(float(self.betas[step - 1]))
+                scale = math.sqrt(self._schedule(step)[0])
                 z = pyro.sample(f"z_{step - 1}", dist.Normal(self.reverse_mean(z, step, network), scale).to_event(1))
             observed = None if x is None else x.index_select(0, index)
             return pyro.sample(self.observed_site, self.decoder(self.reverse_mean(z, 1, network)), obs=observed)

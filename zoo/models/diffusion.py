@@ -72,76 +72,6 @@ __all__ = ["Diffusion", "DiscretizedNormal"]
 _EMBEDDING = 16  # sinusoidal features of the time step
 
 
-class DiscretizedNormal(dist.TorchDistribution):
-    """A Normal's mass over the bins of K levels on [-1, 1]: level k covers
-    [c_k - 1/(K-1), c_k + 1/(K-1)] around c_k = 2 k / (K - 1) - 1, the first and last bins
-    reaching to -inf and +inf. Values are the levels 0..K-1 (as floats); event shape (D,).
-
-    Parameters
-    ----------
-    loc, scale : Tensor, shape (..., D)
-    num_levels : int
-    """
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, num_levels: int) -> None:
-        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
-        self.num_levels = num_levels
-        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=False)
-
-    @property
-    def support(self) -> constraints.Constraint:
-        return constraints.independent(constraints.integer_interval(0, self.num_levels - 1), 1)
-
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> "DiscretizedNormal":
-        shape = torch.Size(batch_shape) + self.event_shape
-        return DiscretizedNormal(self.loc.expand(shape), self.scale.expand(shape), self.num_levels)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        half_bin = 1.0 / (self.num_levels - 1)
-        centre = 2.0 * value / (self.num_levels - 1) - 1.0
-        upper = (centre + half_bin - self.loc) / self.scale
-        lower = (centre - half_bin - self.loc) / self.scale
-        log_upper = torch.special.log_ndtr(upper)  # log P(below the bin's top)
-        log_above_lower = torch.special.log_ndtr(-lower)  # log P(above the bin's bottom)
-        # middle bins: log(Phi(upper) - Phi(lower)), computed on the side away from the tails
-        middle = torch.where(
-            lower > 0,
-            log_above_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_above_lower).clamp(max=1 - 1e-12)),
-            log_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_upper).clamp(max=1 - 1e-12)),
-        )
-        first, last = value <= 0, value >= self.num_levels - 1
-        per_value = torch.where(first, log_upper, torch.where(last, log_above_lower, middle))
-        return per_value.sum(-1)
-
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
-        with torch.no_grad():
-            continuous = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(shape, device=self.loc.device)
-            return ((continuous + 1.0) * (self.num_levels - 1) / 2.0).round().clamp(0, self.num_levels - 1)
-
-
-class _NoisePredictor(nn.Module):
-    """eps_W(z, t): an MLP of z and sinusoidal features of t. Maps (..., D) and an integer t to
-    (..., D). Without hidden layers it is affine in z (a linear reverse process)."""
-
-    def __init__(self, width: int, hidden_sizes: Sequence[int], num_timesteps: int) -> None:
-        super().__init__()
-        self.num_timesteps = num_timesteps
-        self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
-        # the features of every step 0..T, computed once (not per network pass); derived from
-        # ``frequencies``, so not saved with the weights
-        angles = [step * math.pi / num_timesteps / self.frequencies for step in range(num_timesteps + 1)]
-        self.register_buffer("step_features", torch.stack([torch.cat([angle.sin(), angle.cos()]) for angle in angles]),
-                             persistent=False)
-
-    def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
-        features = self.step_features[step].expand(*z.shape[:-1], _EMBEDDING)
-        return self.mlp(torch.cat([z, features], -1))
-
-
 @register("diffusion")
 class Diffusion(ShapedNetworkModel):
     """Denoising diffusion probabilistic model: learned reverse process = model, forward noising = guide.
@@ -434,3 +364,73 @@ class Diffusion(ShapedNetworkModel):
         ring = simulate.ring(num_data=40, seed=0)
         levels = Dataset(x=((ring.x + 3.0).clamp(0, 6)).round())
         return [cls.example(), (cls(num_timesteps=4, hidden_sizes=[8], num_levels=7), levels)]
+
+
+class DiscretizedNormal(dist.TorchDistribution):
+    """A Normal's mass over the bins of K levels on [-1, 1]: level k covers
+    [c_k - 1/(K-1), c_k + 1/(K-1)] around c_k = 2 k / (K - 1) - 1, the first and last bins
+    reaching to -inf and +inf. Values are the levels 0..K-1 (as floats); event shape (D,).
+
+    Parameters
+    ----------
+    loc, scale : Tensor, shape (..., D)
+    num_levels : int
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, num_levels: int) -> None:
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        self.num_levels = num_levels
+        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=False)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.independent(constraints.integer_interval(0, self.num_levels - 1), 1)
+
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> "DiscretizedNormal":
+        shape = torch.Size(batch_shape) + self.event_shape
+        return DiscretizedNormal(self.loc.expand(shape), self.scale.expand(shape), self.num_levels)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        half_bin = 1.0 / (self.num_levels - 1)
+        centre = 2.0 * value / (self.num_levels - 1) - 1.0
+        upper = (centre + half_bin - self.loc) / self.scale
+        lower = (centre - half_bin - self.loc) / self.scale
+        log_upper = torch.special.log_ndtr(upper)  # log P(below the bin's top)
+        log_above_lower = torch.special.log_ndtr(-lower)  # log P(above the bin's bottom)
+        # middle bins: log(Phi(upper) - Phi(lower)), computed on the side away from the tails
+        middle = torch.where(
+            lower > 0,
+            log_above_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_above_lower).clamp(max=1 - 1e-12)),
+            log_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_upper).clamp(max=1 - 1e-12)),
+        )
+        first, last = value <= 0, value >= self.num_levels - 1
+        per_value = torch.where(first, log_upper, torch.where(last, log_above_lower, middle))
+        return per_value.sum(-1)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            continuous = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(shape, device=self.loc.device)
+            return ((continuous + 1.0) * (self.num_levels - 1) / 2.0).round().clamp(0, self.num_levels - 1)
+
+
+class _NoisePredictor(nn.Module):
+    """eps_W(z, t): an MLP of z and sinusoidal features of t. Maps (..., D) and an integer t to
+    (..., D). Without hidden layers it is affine in z (a linear reverse process)."""
+
+    def __init__(self, width: int, hidden_sizes: Sequence[int], num_timesteps: int) -> None:
+        super().__init__()
+        self.num_timesteps = num_timesteps
+        self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
+        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
+        # the features of every step 0..T, computed once (not per network pass); derived from
+        # ``frequencies``, so not saved with the weights
+        angles = [step * math.pi / num_timesteps / self.frequencies for step in range(num_timesteps + 1)]
+        self.register_buffer("step_features", torch.stack([torch.cat([angle.sin(), angle.cos()]) for angle in angles]),
+                             persistent=False)
+
+    def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
+        features = self.step_features[step].expand(*z.shape[:-1], _EMBEDDING)
+        return self.mlp(torch.cat([z, features], -1))

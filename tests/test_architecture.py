@@ -39,6 +39,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
         "zoo.infer.distributed",
         "zoo.infer.methods",
         "zoo.infer.optimizers",
+        "zoo.infer.elbo",
     ),
     # the ArviZ adapter (plain values, no Fit) and the file format (a record, no Fit)
     ("zoo.diagnostics", "zoo.io"),

@@ -20,7 +20,12 @@ def test_leaderboard_command_writes_one_table(tmp_path: Path, capsys: pytest.Cap
     table = pd.read_csv(tmp_path / "leaderboard.csv")
     assert list(table.columns) == COLUMNS
     assert set(table["data"]) == {"two_moons", "ring", "digits (17 levels)"}
-    assert len(table) == 2 * 4 + 5
+    # toys: mixture, flow, VAE (ELBO, IWAE), diffusion (ELBO, IW), GAN, and Naive Bayes on the
+    # two moons only (the ring has no classes); digits: MADE, Naive Bayes, categorical mixture,
+    # Gaussian mixture, factor analysis, flow, VAE (2), diffusion (2), GAN
+    assert len(table) == 8 + 7 + 11
+    assert table["model"].str.startswith("naive bayes").groupby(table["data"]).sum().to_dict() == {
+        "two_moons": 1, "ring": 0, "digits (17 levels)": 1}
     gan = table[table["model"] == "gan"]
     assert (gan["kind"] == "samples only").all() and gan["log_likelihood"].isna().all()
     scored = table[table["kind"] != "samples only"]
@@ -33,6 +38,11 @@ def test_leaderboard_command_writes_one_table(tmp_path: Path, capsys: pytest.Cap
     assert kinds["autoregressive (MADE) / digits (17 levels)"] == "exact"
     assert kinds["diffusion (discretised ELBO) / digits (17 levels)"] == "bound"
     assert kinds["flow (spline coupling, dequantized) / digits (17 levels)"] == "bound"
+    for model, kind in kinds.items():
+        if any(word in model for word in ("vae", "diffusion", "dequantized")):
+            assert kind == "bound", model
+        elif model.startswith(("naive bayes", "mixture of categorical", "gaussian mixture (K=8)")):
+            assert kind == "exact", model
     assert table.loc[table["data"] == "ring", "mmd2"].notna().all()
     digits = table[table["data"].str.startswith("digits")]
     assert digits["frechet"].notna().all() and digits["class_coverage"].between(0, 1).all()
@@ -41,3 +51,8 @@ def test_leaderboard_command_writes_one_table(tmp_path: Path, capsys: pytest.Cap
 def test_leaderboard_refuses_unknown_toys() -> None:
     with pytest.raises(ValueError, match="toys must be among"):
         zoo.leaderboard(fast=True, toys=("checkerboard",), digits=False)
+
+
+def test_leaderboard_refuses_unknown_settings() -> None:
+    with pytest.raises(ValueError, match="setting"):
+        zoo.leaderboard(setting="quick", digits=False)

@@ -14,6 +14,9 @@ Functions
 plot_mixture
     Data, and the 2-sd covariance ellipses of each component of a Gaussian mixture fit: bold at
     the point estimate, faint for random posterior draws.
+plot_density
+    Filled contours of an explicit model's density over a 2-D grid, with the data (toy
+    densities: mixtures, Naive Bayes, flows, VAEs, diffusion models).
 plot_losses
     Loss per datum against step for several SVI fits.
 plot_samples
@@ -36,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from zoo.checks import check_positive_float, check_positive_int
 from zoo.datasets.dataset import Dataset, as_dataset
 from zoo.results import Fit
 
@@ -43,7 +47,7 @@ if TYPE_CHECKING:  # for annotations only: matplotlib itself is imported on firs
     from matplotlib.axes import Axes
     from matplotlib.patches import Ellipse
 
-__all__ = ["plot_mixture", "plot_losses", "plot_samples", "plot_marginals", "plot_sbc_ranks", "plot_model_selection", "FIGSIZE", "DPI"]
+__all__ = ["plot_mixture", "plot_density", "plot_losses", "plot_samples", "plot_marginals", "plot_sbc_ranks", "plot_model_selection", "FIGSIZE", "DPI"]
 
 #: Default size (inches) and resolution of a figure made by this module.
 FIGSIZE: tuple[float, float] = (5.0, 4.0)
@@ -248,6 +252,72 @@ def _plot_mixture_1d(fit: Fit, dataset: Dataset, ax: Axes, num_draws: int, title
     ax.set_ylabel("density")
     ax.set_title(fit.method_name if title is None else title)
     ax.legend(loc="best", fontsize="small", frameon=False)
+    return ax
+
+
+def plot_density(
+    fit: Fit,
+    data: Any = None,
+    ax: Axes | None = None,
+    grid_size: int = 80,
+    margin: float = 0.15,
+    title: str | None = None,
+    **options: Any,
+) -> Axes:
+    """Filled contours of ``exp(fit.log_prob)`` over a 2-D grid that covers the data, the data on top.
+
+    For a model whose ``log_prob`` is a lower bound (a VAE's IWAE estimate, a diffusion model's
+    ELBO), the contours are those of ``exp(bound)``, which integrates to at most 1; say so in
+    ``title``.
+
+    Parameters
+    ----------
+    fit : zoo.Fit
+        A fit of an explicit model (``fit.model.capability("log_prob")``) to data of two features.
+    data : Dataset, tensor or array, optional
+        Points drawn over the contours and whose range (widened by ``margin`` of its span on each
+        side) the grid covers, shape (N, 2); default: the training data.
+    ax : matplotlib.axes.Axes, optional
+        Where to draw; default a new 5 x 4 inch figure.
+    grid_size : int
+        Grid points per axis: ``fit.log_prob`` is evaluated at ``grid_size ** 2`` points.
+    margin : float
+        Fraction of the data's span added on each side.
+    title : str, optional
+        Default: the model's name and the method.
+    **options
+        Passed to ``fit.log_prob`` (e.g. ``num_particles=K``).
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+
+    Raises
+    ------
+    ValueError
+        If the model has no density (a GAN), or the data do not have two features.
+    """
+    check_positive_int(grid_size, "grid_size", minimum=2)
+    check_positive_float(margin, "margin", allow_zero=True)
+    if not fit.model.capability("log_prob"):
+        raise ValueError(f"plot_density needs a model with a density; {type(fit.model).__name__} has none "
+                         "(draw its samples with plot_samples)")
+    dataset = _dataset(fit, data)
+    if dataset.x.dim() != 2 or dataset.x.shape[1] != 2:
+        raise ValueError(f"plot_density draws data of two features, shape (N, 2); got shape {tuple(dataset.x.shape)}")
+    x = _numpy(dataset.x)
+    low, high = x.min(0), x.max(0)
+    low, high = low - margin * (high - low), high + margin * (high - low)
+    first, second = (torch.linspace(float(low[axis]), float(high[axis]), grid_size) for axis in range(2))
+    grid = torch.cartesian_prod(first, second)  # (grid_size ** 2, 2), the second feature fastest
+    with torch.no_grad():
+        density = fit.log_prob(grid, **options).exp().reshape(grid_size, grid_size).T  # (second, first)
+    ax = _axes(ax)
+    ax.contourf(_numpy(first), _numpy(second), _numpy(density), levels=12, cmap="Blues")
+    ax.scatter(x[:, 0], x[:, 1], s=2, color="black", alpha=0.3, linewidths=0)
+    names = _feature_names(dataset, fit)
+    ax.set(xlabel=names[0], ylabel=names[1], xlim=(low[0], high[0]), ylim=(low[1], high[1]))
+    ax.set_title(title if title is not None else f"{type(fit.model).__name__} density ({fit.method_name})")
     return ax
 
 

@@ -128,7 +128,9 @@ def dequantize(data: Any, num_levels: int, seed: int = 0) -> Dataset:
     return replace(dataset, x=(dataset.x + noise) / num_levels, truth=None)
 
 
-def dequantized_log_prob(fit: Any, data: Any, num_levels: int, num_samples: int = 1, seed: int = 0) -> torch.Tensor:
+def dequantized_log_prob(
+    fit: Any, data: Any, num_levels: int, num_samples: int = 1, seed: int = 0, **options: Any
+) -> torch.Tensor:
     """A lower bound on log P(x_i) of discrete data under a density fitted to dequantized data.
 
     ``log (1/S) sum_s p((x + u_s) / K) - D log K`` with S = ``num_samples`` draws of u per datum:
@@ -145,6 +147,10 @@ def dequantized_log_prob(fit: Any, data: Any, num_levels: int, num_samples: int 
     num_samples : int
         S.
     seed : int
+        Seed of the dequantization noise.
+    **options
+        Passed to ``fit.log_prob`` (e.g. ``num_particles=K`` for a VAE's importance-weighted
+        bound on the density, itself a lower bound: the result stays one).
 
     Returns
     -------
@@ -156,5 +162,5 @@ def dequantized_log_prob(fit: Any, data: Any, num_levels: int, num_samples: int 
     num_dims = math.prod(dataset.x.shape[1:])
     # the S copies of the data in one call of the density: (S * N, ...) -> (S, N)
     copies = Dataset(x=dataset.x.repeat(num_samples, *([1] * (dataset.x.dim() - 1))))
-    draws = fit.log_prob(dequantize(copies, num_levels, seed=seed)).reshape(num_samples, len(dataset))
+    draws = fit.log_prob(dequantize(copies, num_levels, seed=seed), **options).reshape(num_samples, len(dataset))
     return draws.logsumexp(0) - math.log(num_samples) - num_dims * math.log(num_levels)

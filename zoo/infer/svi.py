@@ -49,7 +49,6 @@ from pyro.infer import (
     Predictive,
     Trace_ELBO,
     TraceEnum_ELBO,
-    TraceMeanField_ELBO,
 )
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
@@ -58,6 +57,7 @@ from zoo.checks import derived_seed
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import CollapsedModel, fitted_globals, on_training_arguments, training_model
 from zoo.infer.distributed import average_gradients, join, shard
+from zoo.infer.elbo import MeanFieldELBO
 from zoo.infer.evaluate import flatten_draws, latent_shapes, pointwise_log_likelihood, relabel_point, select_draw
 from zoo.infer.guides import DETERMINISTIC_GUIDES, laplace_approximation, make_guide
 from zoo.infer.methods import SVI
@@ -73,7 +73,8 @@ __all__ = ["SVI", "run_svi", "Optimizer"]
 
 def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -> Any:
     """TraceEnum_ELBO (discrete sites summed out) when ``enumerated``, TraceMeanField_ELBO (each
-    latent site's KL term in closed form) for a model declaring ``analytic_kl``, else Trace_ELBO; their
+    latent site's KL term in closed form; zoo's :class:`~zoo.infer.elbo.MeanFieldELBO`, which
+    skips the log-densities it does not read) for a model declaring ``analytic_kl``, else Trace_ELBO; their
     compiled versions (JitTraceEnum_ELBO, JitTrace_ELBO) when ``jit``."""
     options: dict[str, Any] = {
         # stated, not guessed: with several particles Pyro would otherwise trace the model to
@@ -91,7 +92,7 @@ def _make_elbo(model: Model, method: SVI, enumerated: bool, jit: bool = False) -
         enumerating = JitTraceEnum_ELBO if jit else TraceEnum_ELBO
         return enumerating(**options)
     if model.analytic_kl:
-        return (JitTraceMeanField_ELBO if jit else TraceMeanField_ELBO)(**options)
+        return (JitTraceMeanField_ELBO if jit else MeanFieldELBO)(**options)
     return (JitTrace_ELBO if jit else Trace_ELBO)(**options)
 
 

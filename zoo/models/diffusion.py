@@ -40,8 +40,10 @@ name         shape                             support
 ===========  ================================  =============================================
 
 ``fit.log_prob(data)`` is the ELBO per datum, averaged over ``num_particles`` chains (a
-**lower bound** on log p(x), labelled so in :mod:`zoo.units` tables); ``fit.sample(n)`` runs the
-reverse chain from noise.
+**lower bound** on log p(x), labelled so in :mod:`zoo.units` tables);
+``fit.log_prob(data, num_particles=K, estimator="iwae")`` is the importance-weighted bound with
+the forward process as proposal (a tighter lower bound); ``fit.sample(n)`` runs the reverse chain
+from noise.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from pyro.distributions import constraints
 from pyro.distributions.kl import kl_divergence
 from torch import nn
 
-from zoo.checks import check_integer_levels, check_positive_float, check_positive_int
+from zoo.checks import check_choice, check_integer_levels, check_positive_float, check_positive_int
 from zoo.datasets import simulate
 from zoo.datasets.dataset import Dataset
 from zoo.models.nets import MLP
@@ -68,72 +70,6 @@ from zoo.models.registry import register
 __all__ = ["Diffusion", "DiscretizedNormal"]
 
 _EMBEDDING = 16  # sinusoidal features of the time step
-
-
-class DiscretizedNormal(dist.TorchDistribution):
-    """A Normal's mass over the bins of K levels on [-1, 1]: level k covers
-    [c_k - 1/(K-1), c_k + 1/(K-1)] around c_k = 2 k / (K - 1) - 1, the first and last bins
-    reaching to -inf and +inf. Values are the levels 0..K-1 (as floats); event shape (D,).
-
-    Parameters
-    ----------
-    loc, scale : Tensor, shape (..., D)
-    num_levels : int
-    """
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-
-    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, num_levels: int) -> None:
-        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
-        self.num_levels = num_levels
-        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=False)
-
-    @property
-    def support(self) -> constraints.Constraint:
-        return constraints.independent(constraints.integer_interval(0, self.num_levels - 1), 1)
-
-    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> "DiscretizedNormal":
-        shape = torch.Size(batch_shape) + self.event_shape
-        return DiscretizedNormal(self.loc.expand(shape), self.scale.expand(shape), self.num_levels)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        half_bin = 1.0 / (self.num_levels - 1)
-        centre = 2.0 * value / (self.num_levels - 1) - 1.0
-        upper = (centre + half_bin - self.loc) / self.scale
-        lower = (centre - half_bin - self.loc) / self.scale
-        log_upper = torch.special.log_ndtr(upper)  # log P(below the bin's top)
-        log_above_lower = torch.special.log_ndtr(-lower)  # log P(above the bin's bottom)
-        # middle bins: log(Phi(upper) - Phi(lower)), computed on the side away from the tails
-        middle = torch.where(
-            lower > 0,
-            log_above_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_above_lower).clamp(max=1 - 1e-12)),
-            log_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_upper).clamp(max=1 - 1e-12)),
-        )
-        first, last = value <= 0, value >= self.num_levels - 1
-        per_value = torch.where(first, log_upper, torch.where(last, log_above_lower, middle))
-        return per_value.sum(-1)
-
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(sample_shape)
-        with torch.no_grad():
-            continuous = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(shape, device=self.loc.device)
-            return ((continuous + 1.0) * (self.num_levels - 1) / 2.0).round().clamp(0, self.num_levels - 1)
-
-
-class _NoisePredictor(nn.Module):
-    """eps_W(z, t): an MLP of z and sinusoidal features of t. Maps (..., D) and an integer t to
-    (..., D). Without hidden layers it is affine in z (a linear reverse process)."""
-
-    def __init__(self, width: int, hidden_sizes: Sequence[int], num_timesteps: int) -> None:
-        super().__init__()
-        self.num_timesteps = num_timesteps
-        self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
-        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
-
-    def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
-        angle = step * math.pi / self.num_timesteps / self.frequencies
-        features = torch.cat([angle.sin(), angle.cos()]).expand(*z.shape[:-1], _EMBEDDING)
-        return self.mlp(torch.cat([z, features], -1))
 
 
 @register("diffusion")
@@ -224,6 +160,8 @@ class Diffusion(ShapedNetworkModel):
         betas = 1.0 - alpha_bars / previous
         self.register_buffer("betas", betas.float())
         self.register_buffer("alpha_bars", alpha_bars.float())
+        # (beta_t, alpha_t, abar_t) of each step as Python floats, read by :meth:`_schedule`
+        self._schedule_floats = [(beta, 1.0 - beta, alpha_bar) for beta, alpha_bar in zip(self.betas.tolist(), self.alpha_bars.tolist())]
 
     def validate(self, data: Dataset) -> None:
         """Raise ValueError unless ``data`` are rows of the built width, with integer levels
@@ -242,9 +180,10 @@ class Diffusion(ShapedNetworkModel):
 
     # ------------------------------------------------------------------ the processes
     def _schedule(self, step: int) -> tuple[float, float, float]:
-        """beta_t, alpha_t, abar_t of step t (1-based)."""
-        beta = float(self.betas[step - 1])
-        return beta, 1.0 - beta, float(self.alpha_bars[step - 1])
+        """beta_t, alpha_t, abar_t of step t (1-based), as Python floats (read from the buffers
+        once: a tensor's element to a float costs microseconds, and every step of every chain
+        asks)."""
+        return self._schedule_floats[step - 1]
 
     def reverse_mean(self, z: torch.Tensor, step: int, network: nn.Module | None = None) -> torch.Tensor:
         """mu_W(z_t, t) of p(z_{t-1} | z_t): (..., D) -> (..., D)."""
@@ -255,7 +194,7 @@ class Diffusion(ShapedNetworkModel):
     def posterior(self, z: torch.Tensor, x0: torch.Tensor, step: int) -> tuple[torch.Tensor, float]:
         """Mean (..., D) and standard deviation of q(z_{t-1} | z_t, x_0), t = ``step`` >= 2."""
         beta, alpha, alpha_bar = self._schedule(step)
-        previous_bar = float(self.alpha_bars[step - 2])
+        previous_bar = self._schedule(step - 1)[2]
         mean = (math.sqrt(previous_bar) * beta * x0 + math.sqrt(alpha) * (1.0 - previous_bar) * z) / (1.0 - alpha_bar)
         return mean, math.sqrt(beta * (1.0 - previous_bar) / (1.0 - alpha_bar))
 
@@ -287,7 +226,7 @@ class Diffusion(ShapedNetworkModel):
         with pyro.plate(self.data_plate, size, subsample_size=batch_size, device=device) as index:
             z = pyro.sample(f"z_{self.num_timesteps}", dist.Normal(torch.zeros(width, device=device), 1.0).to_event(1))
             for step in pyro.markov(range(self.num_timesteps, 1, -1)):
-                scale = math.sqrt(float(self.betas[step - 1]))
+                scale = math.sqrt(self._schedule(step)[0])
                 z = pyro.sample(f"z_{step - 1}", dist.Normal(self.reverse_mean(z, step, network), scale).to_event(1))
             observed = None if x is None else x.index_select(0, index)
             return pyro.sample(self.observed_site, self.decoder(self.reverse_mean(z, 1, network)), obs=observed)
@@ -314,6 +253,14 @@ class Diffusion(ShapedNetworkModel):
         return {"forward_process": self.forward_process}
 
     # ------------------------------------------------------------------ the bound
+    def _traces(self, x: torch.Tensor, seed: int) -> tuple[poutine.Trace, poutine.Trace]:
+        """One forward-process chain per datum (the guide's trace) and the model replayed on it."""
+        with torch.random.fork_rng(devices=[]), poutine.block():
+            pyro.set_rng_seed(seed)
+            guide_trace = poutine.trace(self.forward_process).get_trace(x=x)
+            model_trace = poutine.trace(poutine.replay(self, trace=guide_trace)).get_trace(x=x)
+        return guide_trace, model_trace
+
     def elbo_terms(self, x: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
         """One chain from the forward process per datum and each term of the ELBO at it.
 
@@ -330,10 +277,7 @@ class Diffusion(ShapedNetworkModel):
             values upstream); ``"elbo"``: their sum. The chain's values are under ``"value_z_t"``,
             shaped (N, D).
         """
-        with torch.random.fork_rng(devices=[]), poutine.block():
-            pyro.set_rng_seed(seed)
-            guide_trace = poutine.trace(self.forward_process).get_trace(x=x)
-            model_trace = poutine.trace(poutine.replay(self, trace=guide_trace)).get_trace(x=x)
+        guide_trace, model_trace = self._traces(x, seed)
         terms: dict[str, torch.Tensor] = {}
         for name, site in model_trace.nodes.items():
             if site["type"] != "sample" or name == self.data_plate:
@@ -346,10 +290,48 @@ class Diffusion(ShapedNetworkModel):
         terms["elbo"] = sum(value for key, value in terms.items() if not key.startswith("value_"))
         return terms
 
+    def log_weight(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
+        """``log p(x, z_1..z_T) - log q(z_1..z_T | x)`` at one forward-process chain per datum: (N,).
+
+        Its expectation under q is the ELBO (whose KL terms :meth:`elbo_terms` takes in closed
+        form); the log-mean-exp of K of them is the importance-weighted bound (Burda et al.,
+        2016), which is a lower bound on log p(x) in expectation and tightens with K.
+
+        Parameters
+        ----------
+        x : Tensor, shape (N, D)
+        seed : int
+            Seed of the chain (Pyro's random state, restored afterwards).
+        """
+        guide_trace, model_trace = self._traces(x, seed)
+        total = torch.zeros(x.shape[0], device=x.device)
+        for name, site in model_trace.nodes.items():
+            if site["type"] != "sample" or name == self.data_plate:
+                continue
+            total = total + site["fn"].log_prob(site["value"])
+            if not site["is_observed"]:
+                total = total - guide_trace.nodes[name]["fn"].log_prob(site["value"])
+        return total
+
     def log_likelihood(
-        self, draws: dict[str, torch.Tensor], data: Dataset, num_particles: int = 1, seed: int = 0
+        self, draws: dict[str, torch.Tensor], data: Dataset, num_particles: int = 1, estimator: str = "elbo", seed: int = 0
     ) -> torch.Tensor:
-        """The ELBO per datum, averaged over ``num_particles`` chains: a lower bound on log p(x_i).
+        """A lower bound on log p(x_i) per datum from ``num_particles`` forward-process chains.
+
+        Parameters
+        ----------
+        draws : dict
+            Empty (the networks' weights are point estimates).
+        data : Dataset
+        num_particles : int
+            K, the chains per datum.
+        estimator : {"elbo", "iwae"}
+            "elbo": the mean over the K chains of the ELBO (KL terms in closed form); "iwae":
+            ``log (1/K) sum_k p(x, z^k) / q(z^k | x)``, the importance-weighted bound with the
+            forward process as proposal, no lower than the ELBO in expectation and tighter with K
+            (equal to it in expectation at K = 1). Both are lower bounds on log p(x_i).
+        seed : int
+            Seed of the first chain (chain k uses ``seed + k``).
 
         Returns
         -------
@@ -357,10 +339,14 @@ class Diffusion(ShapedNetworkModel):
         """
         self.validate(data)
         check_positive_int(num_particles, "num_particles")
+        check_choice(estimator, "estimator", ("elbo", "iwae"))
         x = data.x.to(self.betas.device)
         with torch.no_grad():
-            bounds = [self.elbo_terms(x, seed=seed + particle)["elbo"] for particle in range(num_particles)]
-        return torch.stack(bounds).mean(0).unsqueeze(0).cpu()
+            if estimator == "elbo":
+                bounds = [self.elbo_terms(x, seed=seed + particle)["elbo"] for particle in range(num_particles)]
+                return torch.stack(bounds).mean(0).unsqueeze(0).cpu()
+            weights = torch.stack([self.log_weight(x, seed=seed + particle) for particle in range(num_particles)])
+            return (weights.logsumexp(0) - math.log(num_particles)).unsqueeze(0).cpu()
 
     # ------------------------------------------------------------------ declarations
     def dims(self) -> dict[str, list[str]]:
@@ -378,3 +364,73 @@ class Diffusion(ShapedNetworkModel):
         ring = simulate.ring(num_data=40, seed=0)
         levels = Dataset(x=((ring.x + 3.0).clamp(0, 6)).round())
         return [cls.example(), (cls(num_timesteps=4, hidden_sizes=[8], num_levels=7), levels)]
+
+
+class DiscretizedNormal(dist.TorchDistribution):
+    """A Normal's mass over the bins of K levels on [-1, 1]: level k covers
+    [c_k - 1/(K-1), c_k + 1/(K-1)] around c_k = 2 k / (K - 1) - 1, the first and last bins
+    reaching to -inf and +inf. Values are the levels 0..K-1 (as floats); event shape (D,).
+
+    Parameters
+    ----------
+    loc, scale : Tensor, shape (..., D)
+    num_levels : int
+    """
+
+    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, num_levels: int) -> None:
+        self.loc, self.scale = torch.broadcast_tensors(loc, scale)
+        self.num_levels = num_levels
+        super().__init__(self.loc.shape[:-1], self.loc.shape[-1:], validate_args=False)
+
+    @property
+    def support(self) -> constraints.Constraint:
+        return constraints.independent(constraints.integer_interval(0, self.num_levels - 1), 1)
+
+    def expand(self, batch_shape: Sequence[int], _instance: Any = None) -> "DiscretizedNormal":
+        shape = torch.Size(batch_shape) + self.event_shape
+        return DiscretizedNormal(self.loc.expand(shape), self.scale.expand(shape), self.num_levels)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        half_bin = 1.0 / (self.num_levels - 1)
+        centre = 2.0 * value / (self.num_levels - 1) - 1.0
+        upper = (centre + half_bin - self.loc) / self.scale
+        lower = (centre - half_bin - self.loc) / self.scale
+        log_upper = torch.special.log_ndtr(upper)  # log P(below the bin's top)
+        log_above_lower = torch.special.log_ndtr(-lower)  # log P(above the bin's bottom)
+        # middle bins: log(Phi(upper) - Phi(lower)), computed on the side away from the tails
+        middle = torch.where(
+            lower > 0,
+            log_above_lower + torch.log1p(-torch.exp(torch.special.log_ndtr(-upper) - log_above_lower).clamp(max=1 - 1e-12)),
+            log_upper + torch.log1p(-torch.exp(torch.special.log_ndtr(lower) - log_upper).clamp(max=1 - 1e-12)),
+        )
+        first, last = value <= 0, value >= self.num_levels - 1
+        per_value = torch.where(first, log_upper, torch.where(last, log_above_lower, middle))
+        return per_value.sum(-1)
+
+    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+        shape = self._extended_shape(sample_shape)
+        with torch.no_grad():
+            continuous = self.loc.expand(shape) + self.scale.expand(shape) * torch.randn(shape, device=self.loc.device)
+            return ((continuous + 1.0) * (self.num_levels - 1) / 2.0).round().clamp(0, self.num_levels - 1)
+
+
+class _NoisePredictor(nn.Module):
+    """eps_W(z, t): an MLP of z and sinusoidal features of t. Maps (..., D) and an integer t to
+    (..., D). Without hidden layers it is affine in z (a linear reverse process)."""
+
+    def __init__(self, width: int, hidden_sizes: Sequence[int], num_timesteps: int) -> None:
+        super().__init__()
+        self.num_timesteps = num_timesteps
+        self.mlp = MLP([width + _EMBEDDING, *hidden_sizes, width])
+        self.register_buffer("frequencies", torch.exp(torch.linspace(0.0, math.log(max(2, num_timesteps)), _EMBEDDING // 2)))
+        # the features of every step 0..T, computed once (not per network pass); derived from
+        # ``frequencies``, so not saved with the weights
+        angles = [step * math.pi / num_timesteps / self.frequencies for step in range(num_timesteps + 1)]
+        self.register_buffer("step_features", torch.stack([torch.cat([angle.sin(), angle.cos()]) for angle in angles]),
+                             persistent=False)
+
+    def forward(self, z: torch.Tensor, step: int) -> torch.Tensor:
+        features = self.step_features[step].expand(*z.shape[:-1], _EMBEDDING)
+        return self.mlp(torch.cat([z, features], -1))

@@ -15,6 +15,17 @@ one covering two); a chain started in one rarely leaves it, and chains in differ
 give an R-hat far above 1 for a posterior that is, in its main mode, easy to sample. Relabelling
 after sampling (``model.relabel``) handles the permutations.
 
+The mass matrix warm-up starts from (``initialization="map"``): the Laplace approximation at
+that mode, the inverse of the potential's Hessian there (its diagonal, or all of it with
+``dense_mass=True``). Pyro's adaptation starts from the identity, and its first window (75
+draws of the default 500 warm-up steps) adapts the step size alone: where the posterior's
+scales differ by orders of magnitude across coordinates (an HMM's transition logits against its
+rates), the identity forces a tiny step size and trees of hundreds of leapfrog steps for those
+draws. The curvature at the mode gives the scales from the start; the slow windows then
+re-estimate them from the draws as usual. Where the Hessian is not positive definite (the
+optimisation stopped short of a mode) or the model has more than ``LAPLACE_MAX_DIMENSION``
+unconstrained coordinates, the identity is kept.
+
 Each draw's statistics are kept as data (BlackJAX's (state, info)): ``diverging``,
 ``acceptance_rate``, ``step_size``, ``lp`` (the log density at the draw, unconstrained space),
 ``energy`` (the Hamiltonian of the draw's trajectory), ``n_steps`` (leapfrog steps) and
@@ -48,13 +59,16 @@ from zoo.models.base import Model
 from zoo.checks import derived_seed
 from zoo.results import Fit, FitError
 
-__all__ = ["NUTS", "run_nuts", "mixing_problems"]
+__all__ = ["NUTS", "run_nuts", "mixing_problems", "laplace_inverse_mass"]
 
 #: The per-draw statistics a chain records, in ``fit.sample_stats`` (ArviZ's names).
 STATISTICS = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_steps", "tree_depth")
 #: Thresholds below which a fit says its chains did not mix (Vehtari et al. 2021).
 MAX_RHAT = 1.01
 MIN_ESS_PER_CHAIN = 100
+#: The largest number of unconstrained coordinates whose Hessian is computed for the initial
+#: mass matrix (one gradient of the potential per coordinate).
+LAPLACE_MAX_DIMENSION = 400
 
 
 class _RecordingNUTS(PyroNUTS):
@@ -67,6 +81,18 @@ class _RecordingNUTS(PyroNUTS):
     """
 
     kinetic_energy: float = math.nan
+    #: The inverse mass matrix to start the warm-up from, keyed as Pyro keys its blocks
+    #: (a tuple of site names); None: Pyro's identity.
+    initial_inverse_mass: dict[tuple[str, ...], torch.Tensor] | None = None
+
+    def _initialize_adapter(self) -> None:
+        # Pyro's set-up (private; it offers no initial mass matrix argument): blocks, identity
+        # mass, a step size found for it. Then our start replaces the identity, and the step
+        # size is found again for it.
+        super()._initialize_adapter()
+        if self.initial_inverse_mass is not None:
+            self.mass_matrix_adapter.inverse_mass_matrix = dict(self.initial_inverse_mass)
+            self._adapter.reset_step_size_adaptation(self._initial_params)
 
     def _sample_r(self, name: str) -> Any:
         momentum, unscaled = super()._sample_r(name)
@@ -83,6 +109,15 @@ class _Counted:
     def __call__(self, point: dict[str, torch.Tensor]) -> torch.Tensor:
         self.calls += 1
         return self.function(point)
+
+
+@dataclass
+class _Start:
+    """Where every chain starts (unconstrained, site shapes) and the inverse mass matrix its
+    warm-up starts from (None: Pyro's identity)."""
+
+    point: dict[str, torch.Tensor]
+    inverse_mass: dict[tuple[str, ...], torch.Tensor] | None = None
 
 
 @dataclass
@@ -114,9 +149,10 @@ def _records_potential(model: Model, method: NUTS) -> bool:
     return model.static_likelihood if method.jit_compile is None else method.jit_compile
 
 
-def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor] | None:
-    """Every chain's unconstrained start for ``initialization="map"``: the lowest potential
-    reached by ``num_starts`` optimisations from the model's starts; None otherwise."""
+def _start(model: Model, data: Dataset, method: NUTS) -> _Start | None:
+    """Every chain's start for ``initialization="map"``: the lowest potential reached by
+    ``num_starts`` optimisations from the model's starts, with the Laplace inverse mass matrix
+    there; None otherwise."""
     if method.initialization != "map" or not _uses_potential(model, method):
         return None
     potential = Potential(model, data)
@@ -126,7 +162,37 @@ def _start(model: Model, data: Dataset, method: NUTS) -> dict[str, torch.Tensor]
         point, energy = _descend(potential, point)
         if energy < best_energy or best is None:
             best, best_energy = point, energy
-    return best
+    return _Start(best, laplace_inverse_mass(potential, best, method.dense_mass))
+
+
+def laplace_inverse_mass(
+    potential: Any, point: dict[str, torch.Tensor], dense: bool
+) -> dict[tuple[str, ...], torch.Tensor] | None:
+    """The inverse of the potential's Hessian at ``point`` (a mode: the Laplace approximation's
+    covariance in unconstrained space), as Pyro's NUTS keys its mass matrix: one block, the
+    sites in sorted order, each flattened; the (P,) diagonal, or the (P, P) matrix if ``dense``.
+
+    None where the Hessian is not positive definite or not finite (``point`` is not a mode),
+    or P exceeds ``LAPLACE_MAX_DIMENSION``.
+    """
+    names = tuple(sorted(point))
+    shapes = [point[name].shape for name in names]
+    flat = torch.cat([point[name].detach().reshape(-1) for name in names])
+    if flat.numel() > LAPLACE_MAX_DIMENSION:
+        return None
+
+    def energy(vector: torch.Tensor) -> torch.Tensor:
+        pieces = vector.split([math.prod(shape) for shape in shapes])
+        return potential({name: piece.reshape(shape) for name, piece, shape in zip(names, pieces, shapes)})
+
+    with torch.enable_grad():
+        hessian = torch.autograd.functional.hessian(energy, flat).detach().double()
+    hessian = 0.5 * (hessian + hessian.T)
+    cholesky, info = torch.linalg.cholesky_ex(hessian)
+    if int(info) != 0 or not torch.isfinite(cholesky).all():
+        return None
+    covariance = torch.cholesky_inverse(cholesky).to(flat.dtype)
+    return {names: covariance if dense else covariance.diagonal().clone()}
 
 
 def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: int = 200) -> tuple[dict[str, torch.Tensor], float]:
@@ -159,16 +225,17 @@ def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: in
     return {name: value.detach() for name, value in leaves.items()}, energy
 
 
-def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None) -> tuple[_RecordingNUTS, Any]:
+def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: _Start | None) -> tuple[_RecordingNUTS, Any]:
     """Pyro's NUTS kernel for chain ``chain``, set up, and the map from its (unconstrained)
     states to constrained draws."""
     if _uses_potential(model, method):
         potential = Potential(model, data)
         if start is None:
-            start = potential.initial_point(model.initial_values(data, seed=derived_seed(method.seed, chain)))
-        energy = compiled(potential, start) if _records_potential(model, method) else potential
+            start = _Start(potential.initial_point(model.initial_values(data, seed=derived_seed(method.seed, chain))))
+        energy = compiled(potential, start.point) if _records_potential(model, method) else potential
         kernel = _RecordingNUTS(potential_fn=energy, **_options(method))
-        kernel.initial_params = {name: value.clone() for name, value in start.items()}
+        kernel.initial_params = {name: value.clone() for name, value in start.point.items()}
+        kernel.initial_inverse_mass = start.inverse_mass
         kernel.setup(method.num_warmup)
         return kernel, potential.constrain
     trained, kwargs = training_model(model, data)
@@ -186,7 +253,7 @@ def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[s
 
 
 def _sample_chain(
-    model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None,
+    model: Model, data: Dataset, method: NUTS, chain: int, start: _Start | None,
     record: _Chain, bar: Any = None,
 ) -> _Chain:
     """Run chain ``chain`` (warm-up, then ``num_samples`` kept draws), filling ``record`` one
@@ -225,13 +292,13 @@ def _sample_chain(
     return record
 
 
-def _chain_in_process(model: Model, data: Dataset, method: NUTS, chain: int, start: dict[str, torch.Tensor] | None) -> _Chain:
+def _chain_in_process(model: Model, data: Dataset, method: NUTS, chain: int, start: _Start | None) -> _Chain:
     """One chain in a worker process: the sequential run's chain, draw for draw."""
     with isolated(seed=method.seed), threads(method.num_threads or model.num_threads):
         return _sample_chain(model, data, method, chain, start, _Chain())
 
 
-def _run_chains(model: Model, data: Dataset, method: NUTS, start: dict[str, torch.Tensor] | None, bar: Any) -> tuple[list[_Chain], bool]:
+def _run_chains(model: Model, data: Dataset, method: NUTS, start: _Start | None, bar: Any) -> tuple[list[_Chain], bool]:
     """Every chain, in sequence or in processes; on an interrupt, the chains so far and True."""
     chains: list[_Chain] = []
     if method.chain_method == "parallel" and method.num_chains > 1:

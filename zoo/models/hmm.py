@@ -134,6 +134,9 @@ class HiddenMarkovModel(MarkovChainPaths, Model):
     handles_missing = True
     takes_states = True
     datum = "sequence"  # one row of the data, one number of log_likelihood: a whole sequence
+    # no Python branch on a tensor's value in its density: the forward pass is the log-space
+    # scan while torch.jit.trace records it (zoo.ops.markov.forward_log_likelihood)
+    static_likelihood = True
     sample_options = ("length",)
 
     def __init__(

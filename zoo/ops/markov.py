@@ -160,7 +160,10 @@ def forward_log_likelihood(
         step); "sequential": T small steps in probability space, rescaled (see
         :func:`forward_scaled`), falling back to "log-sequential" (T small steps in log space,
         :func:`forward_log_space`) when a rescaling constant leaves the safe floating-point
-        range; "auto": "scan" when S N K^3 <= ``SCAN_LIMIT``, "sequential" otherwise.
+        range; "auto": "scan" when S N K^3 <= ``SCAN_LIMIT``, "sequential" otherwise, and
+        always "scan" while ``torch.jit.trace`` records (a recording keeps the branch taken at
+        the point it was recorded at; the scan has no branch on a tensor's value, the
+        sequential pass's fallback has).
 
     Returns
     -------
@@ -181,7 +184,8 @@ def forward_log_likelihood(
     if length == 1:
         return (log_initial.unsqueeze(1) + log_emission[:, :, 0]).logsumexp(-1)
     if method == "auto":
-        method = "scan" if num_draws * num_sequences * num_states**3 <= SCAN_LIMIT else "sequential"
+        small = num_draws * num_sequences * num_states**3 <= SCAN_LIMIT
+        method = "scan" if small or torch.jit.is_tracing() else "sequential"
     if method == "scan":
         return _forward_scan(log_initial, log_transition, log_emission, mask)
     if method == "sequential":

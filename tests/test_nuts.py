@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 
 import pytest
 import torch
@@ -136,48 +137,57 @@ def test_a_fit_whose_chains_did_not_mix_says_so_where_it_is_read() -> None:
     assert "ESS" in table.loc["nuts", "flags"]
 
 
-def test_the_laplace_mass_matrix_is_the_covariance_of_a_gaussian_potential() -> None:
-    """For U(u) = (u - m)' P (u - m) / 2 the Laplace approximation is exact: its covariance is
-    P^-1, computed here by the closed form of a 3 x 3 inverse (adjugate over determinant), not
-    by the Cholesky route of the code under test."""
+def test_the_laplace_mass_matrix_is_the_conditional_variance_of_a_gaussian_potential() -> None:
+    """For U(u) = (u - m)' P (u - m) / 2 the Hessian is P everywhere, so the warm-up's first
+    inverse mass matrix is 1 / P_ii: each coordinate's variance with the others held fixed.
+    On a ridge (P nearly singular, as factor analysis's rotations of its loadings make it) the
+    marginal variances (P^-1)_ii are huge, here above 1,000, and a mass matrix from them forced
+    steps of 1e-4 on factor analysis; the conditional ones stay the scale of each coordinate."""
     precision = torch.tensor([[4.0, 1.0, 0.5], [1.0, 3.0, 0.2], [0.5, 0.2, 2.0]], dtype=torch.float64)
+    ridge = torch.tensor([[1.0, 0.9999, 0.0], [0.9999, 1.0, 0.0], [0.0, 0.0, 2.0]], dtype=torch.float64)
     mode = torch.tensor([0.3, -1.0, 2.0], dtype=torch.float64)
-    (a, b, c), (_, d, e), (_, _, f) = precision.tolist()
-    determinant = a * (d * f - e * e) - b * (b * f - e * c) + c * (b * e - d * c)
-    inverse = torch.tensor(
-        [
-            [d * f - e * e, c * e - b * f, b * e - c * d],
-            [c * e - b * f, a * f - c * c, b * c - a * e],
-            [b * e - c * d, b * c - a * e, a * d - b * b],
-        ],
-        dtype=torch.float64,
-    ) / determinant
 
-    def potential(point: dict[str, torch.Tensor]) -> torch.Tensor:
-        # two sites, flattened in sorted order ("a" (1,), "b" (2,)) as Pyro's mass matrix is
-        difference = torch.cat([point["a"], point["b"]]) - mode
-        return 0.5 * difference @ precision @ difference
+    def quadratic(matrix: torch.Tensor) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        def potential(point: dict[str, torch.Tensor]) -> torch.Tensor:
+            # two sites, flattened in sorted order ("a" (1,), "b" (2,)) as Pyro's mass matrix is
+            difference = torch.cat([point["a"], point["b"]]) - mode
+            return 0.5 * difference @ matrix @ difference
+
+        return potential
 
     point = {"b": mode[1:].clone(), "a": mode[:1].clone()}
-    diagonal = mcmc.laplace_inverse_mass(potential, point, dense=False)
-    dense = mcmc.laplace_inverse_mass(potential, point, dense=True)
-    assert diagonal is not None and dense is not None
-    assert list(diagonal) == [("a", "b")] and list(dense) == [("a", "b")]
-    torch.testing.assert_close(diagonal[("a", "b")], inverse.diagonal(), rtol=1e-12, atol=0)
-    torch.testing.assert_close(dense[("a", "b")], inverse, rtol=1e-12, atol=1e-15)
+    for matrix in (precision, ridge):
+        expected = torch.tensor([1 / matrix[0, 0], 1 / matrix[1, 1], 1 / matrix[2, 2]], dtype=torch.float64)
+        diagonal = mcmc.laplace_inverse_mass(quadratic(matrix), point, dense=False)
+        dense = mcmc.laplace_inverse_mass(quadratic(matrix), point, dense=True)
+        assert diagonal is not None and dense is not None
+        assert list(diagonal) == [("a", "b")] and list(dense) == [("a", "b")]
+        torch.testing.assert_close(diagonal[("a", "b")], expected, rtol=1e-12, atol=0)
+        torch.testing.assert_close(dense[("a", "b")], torch.diag(expected), rtol=1e-12, atol=0)
+    assert float(torch.linalg.inv(ridge)[0, 0]) > 1000
     # at a saddle (not a mode) there is no Laplace approximation: Pyro's identity is kept
-    saddle = lambda point: potential(point) - 3.0 * (point["a"] - mode[0]).pow(2).sum()  # noqa: E731
+    saddle = lambda point: quadratic(precision)(point) - 3.0 * (point["a"] - mode[0]).pow(2).sum()  # noqa: E731
     assert mcmc.laplace_inverse_mass(saddle, point, dense=False) is None
+
+
+def test_factor_analysis_warms_up_with_reasonable_steps() -> None:
+    """Factor analysis's posterior has a ridge (rotations of its loadings): its warm-up from
+    the curvature at the mode must keep a step size of the order of the identity's, where the
+    marginal-variance version fell to 4e-4 and every tree hit the maximum depth."""
+    model, data = zoo.models.registry.get("fa").examples()[0]
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=10, num_samples=10, num_chains=1, progress=False))
+    assert float(fit.sample_stats["step_size"].min()) > 0.01
+    assert int(fit.sample_stats["tree_depth"].max()) < 10
 
 
 @pytest.mark.parametrize("initialization", ["map", "model"])
 def test_the_warm_up_starts_from_the_laplace_mass_matrix_at_the_map_start(
     initialization: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With ``initialization="map"`` each chain's first inverse mass matrix is the inverse
-    Hessian's diagonal at its start, the scales of the posterior's coordinates (here P = 11 for
+    """With ``initialization="map"`` each chain's first inverse mass matrix is 1 / diag of the
+    potential's Hessian at its start, the scales of the posterior's coordinates (here P = 11 for
     the earthquakes' 3-state HMM, whose transition logits and log rates differ in posterior
-    scale by two orders of magnitude); with "model" (no mode to expand about) Pyro's identity."""
+    scale by orders of magnitude); with "model" (no mode to expand about) Pyro's identity."""
     data = zoo.datasets.load("earthquakes")
     model = zoo.models.HiddenMarkovModel(num_states=3, emission="poisson")
     seen: list[dict[tuple[str, ...], torch.Tensor]] = []

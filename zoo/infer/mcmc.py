@@ -15,9 +15,9 @@ one covering two); a chain started in one rarely leaves it, and chains in differ
 give an R-hat far above 1 for a posterior that is, in its main mode, easy to sample. Relabelling
 after sampling (``model.relabel``) handles the permutations.
 
-The mass matrix warm-up starts from (``initialization="map"``): the Laplace approximation at
-that mode, the inverse of the potential's Hessian there (its diagonal, or all of it with
-``dense_mass=True``). Pyro's adaptation starts from the identity, and its first window (75
+The mass matrix warm-up starts from (``initialization="map"``): the curvature of the potential
+at that mode, 1 / diag(H) with H its Hessian (the Laplace approximation's conditional variances,
+see :func:`laplace_inverse_mass`; diagonal also with ``dense_mass=True``). Pyro's adaptation starts from the identity, and its first window (75
 draws of the default 500 warm-up steps) adapts the step size alone: where the posterior's
 scales differ by orders of magnitude across coordinates (an HMM's transition logits against its
 rates), the identity forces a tiny step size and trees of hundreds of leapfrog steps for those
@@ -168,12 +168,20 @@ def _start(model: Model, data: Dataset, method: NUTS) -> _Start | None:
 def laplace_inverse_mass(
     potential: Any, point: dict[str, torch.Tensor], dense: bool
 ) -> dict[tuple[str, ...], torch.Tensor] | None:
-    """The inverse of the potential's Hessian at ``point`` (a mode: the Laplace approximation's
-    covariance in unconstrained space), as Pyro's NUTS keys its mass matrix: one block, the
-    sites in sorted order, each flattened; the (P,) diagonal, or the (P, P) matrix if ``dense``.
+    """The inverse curvature of the potential at ``point`` (a mode), coordinate by coordinate:
+    1 / diag(H), H the potential's Hessian there, as Pyro's NUTS keys its mass matrix (one
+    block, the sites in sorted order, each flattened): the (P,) vector, or the (P, P) diagonal
+    matrix if ``dense``.
 
-    None where the Hessian is not positive definite or not finite (``point`` is not a mode),
-    or P exceeds ``LAPLACE_MAX_DIMENSION``.
+    1 / H_ii is each coordinate's posterior variance with the others held at the mode (the
+    conditional variance of the Laplace approximation), not the marginal variance
+    ``(H^-1)_ii``: where the posterior has a ridge (factor analysis's rotations of its
+    loadings, a near-flat direction of H), the marginal variance is huge and a mass matrix
+    from it forces tiny steps in every other direction, while the conditional one stays the
+    scale of each coordinate alone.
+
+    None where H is not positive definite or not finite (``point`` is not a mode), or P
+    exceeds ``LAPLACE_MAX_DIMENSION``.
     """
     names = tuple(sorted(point))
     shapes = [point[name].shape for name in names]
@@ -188,11 +196,11 @@ def laplace_inverse_mass(
     with torch.enable_grad():
         hessian = torch.autograd.functional.hessian(energy, flat).detach().double()
     hessian = 0.5 * (hessian + hessian.T)
-    cholesky, info = torch.linalg.cholesky_ex(hessian)
-    if int(info) != 0 or not torch.isfinite(cholesky).all():
+    _, info = torch.linalg.cholesky_ex(hessian)
+    if int(info) != 0 or not torch.isfinite(hessian).all():
         return None
-    covariance = torch.cholesky_inverse(cholesky).to(flat.dtype)
-    return {names: covariance if dense else covariance.diagonal().clone()}
+    variances = (1.0 / hessian.diagonal()).to(flat.dtype)
+    return {names: torch.diag(variances) if dense else variances}
 
 
 def _descend(potential: Potential, point: dict[str, torch.Tensor], max_steps: int = 200) -> tuple[dict[str, torch.Tensor], float]:

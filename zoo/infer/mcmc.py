@@ -15,10 +15,11 @@ one covering two); a chain started in one rarely leaves it, and chains in differ
 give an R-hat far above 1 for a posterior that is, in its main mode, easy to sample. Relabelling
 after sampling (``model.relabel``) handles the permutations.
 
-The mass matrix warm-up starts from (``initialization="map"``): the curvature of the potential
-at that mode, 1 / diag(H) with H its Hessian (the Laplace approximation's conditional variances,
-see :func:`laplace_inverse_mass`; diagonal also with ``dense_mass=True``). Pyro's adaptation starts from the identity, and its first window (75
-draws of the default 500 warm-up steps) adapts the step size alone: where the posterior's
+The mass matrix warm-up starts (``initialization="map"``) from the curvature of the potential
+at that mode: 1 / diag(H), H its Hessian, each coordinate's variance under the Laplace
+approximation with the others held fixed (see :func:`laplace_inverse_mass`; a diagonal matrix
+also with ``dense_mass=True``). Pyro's adaptation starts from the identity, and its first window
+(75 draws of the default 500 warm-up steps) adapts the step size alone: where the posterior's
 scales differ by orders of magnitude across coordinates (an HMM's transition logits against its
 rates), the identity forces a tiny step size and trees of hundreds of leapfrog steps for those
 draws. The curvature at the mode gives the scales from the start; the slow windows then
@@ -151,7 +152,7 @@ def _records_potential(model: Model, method: NUTS) -> bool:
 
 def _start(model: Model, data: Dataset, method: NUTS) -> _Start | None:
     """Every chain's start for ``initialization="map"``: the lowest potential reached by
-    ``num_starts`` optimisations from the model's starts, with the Laplace inverse mass matrix
+    ``num_starts`` optimisations from the model's starts, with the inverse mass matrix from the curvature
     there; None otherwise."""
     if method.initialization != "map" or not _uses_potential(model, method):
         return None

@@ -373,8 +373,8 @@ class NUTS(MethodConfig, kind="nuts"):
         of ``num_starts`` short optimisations of the potential, each from the model's
         data-driven start with its own seed, so that no chain starts in a minor local mode
         (each chain then draws its own momenta and adapts on its own; R-hat still compares
-        them), and its warm-up starts from the Laplace approximation's mass matrix there (the
-        inverse Hessian of the potential: the posterior's scales, rather than the identity).
+        them), and its warm-up starts from the curvature there (1 / diag of the potential's
+        Hessian: each coordinate's posterior scale, rather than the identity).
         "model": chain c starts at the model's data-driven start with seed ``seed + c``.
     num_starts : int
         Optimisations tried by ``initialization="map"``.

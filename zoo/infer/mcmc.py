@@ -152,8 +152,8 @@ def _records_potential(model: Model, method: NUTS) -> bool:
 
 def _start(model: Model, data: Dataset, method: NUTS) -> _Start | None:
     """Every chain's start for ``initialization="map"``: the lowest potential reached by
-    ``num_starts`` optimisations from the model's starts, with the inverse mass matrix from the curvature
-    there; None otherwise."""
+    ``num_starts`` optimisations from the model's starts, with the inverse mass matrix from
+    the curvature there; None otherwise."""
     if method.initialization != "map" or not _uses_potential(model, method):
         return None
     potential = Potential(model, data)

@@ -15,7 +15,10 @@ import pytest
 import torch
 
 from zoo.ops import conjugate
+from torch.distributions.transforms import CorrCholeskyTransform, StickBreakingTransform, Transform
+
 from zoo.ops.baum_welch import baum_welch, chain_estimates, chain_start, expected_counts, label_counts, sequence_mask
+from zoo.ops.bijections import CorrelationCholesky, StickBreaking, faster
 from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_labels, kmeans_plus_plus, name_clusters, reorder_components
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
@@ -593,3 +596,60 @@ def test_partially_labelled_rows_density_and_posterior_row_by_row() -> None:
             torch.testing.assert_close(posterior[s, i], row, **EXACT)
     torch.testing.assert_close(labeled_log_likelihood(joint, None), joint.logsumexp(-1), **EXACT)
     assert labeled_posterior(probs, None) is probs
+
+
+# ------------------------------------------------------------------------------ bijections
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1,), (2,), (3, 4), (2, 9)])
+def test_stick_breaking_equals_torchs_and_its_jacobian_is_the_brute_force_one(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    _check_against_torch(StickBreakingTransform(), StickBreaking(), x)
+    # the log-Jacobian of x -> the first K - 1 coordinates of the simplex, by autograd
+    vector = x.detach()[0] if x.dim() > 1 else x.detach()
+    jacobian = torch.autograd.functional.jacobian(lambda u: StickBreaking()(u)[:-1], vector)
+    expected = torch.linalg.slogdet(jacobian).logabsdet
+    got = StickBreaking().log_abs_det_jacobian(vector, StickBreaking()(vector))
+    torch.testing.assert_close(got, expected, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(1,), (3, 1), (4, 3), (2, 6), (10,), (2, 3, 10)])
+def test_correlation_cholesky_equals_torchs_and_its_jacobian_is_the_brute_force_one(
+    dtype: torch.dtype, shape: tuple[int, ...]
+) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    _check_against_torch(CorrCholeskyTransform(), CorrelationCholesky(), x)
+    # torch's convention: the log-Jacobian of x -> the strict lower triangle of the factor
+    vector = x.detach().reshape(-1, shape[-1])[0]
+    size = round((0.25 + 2 * shape[-1]) ** 0.5 + 0.5)
+    rows, columns = torch.tril_indices(size, size, offset=-1)
+    jacobian = torch.autograd.functional.jacobian(lambda u: CorrelationCholesky()(u)[rows, columns], vector)
+    expected = torch.linalg.slogdet(jacobian).logabsdet
+    got = CorrelationCholesky().log_abs_det_jacobian(vector, CorrelationCholesky()(vector))
+    torch.testing.assert_close(got, expected, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4)
+
+
+def test_faster_replaces_both_directions_and_leaves_other_transforms() -> None:
+    assert type(faster(StickBreakingTransform())) is StickBreaking
+    assert type(faster(CorrCholeskyTransform().inv).inv) is CorrelationCholesky
+    exp = torch.distributions.transforms.ExpTransform()
+    assert faster(exp) is exp
+    y = CorrelationCholesky()(torch.randn(3))
+    torch.testing.assert_close(faster(CorrCholeskyTransform().inv)(y), CorrCholeskyTransform().inv(y))
+
+
+def _check_against_torch(slow: Transform, fast: Transform, x: torch.Tensor) -> None:
+    """Values, log-Jacobians and their gradients agree to rounding; the domain and codomain are torch's."""
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if x.dtype == torch.float32 else {"rtol": 1e-12, "atol": 1e-12}
+    expected, got = slow(x), fast(x)
+    torch.testing.assert_close(got, expected, **tolerance)
+    expected_log, got_log = slow.log_abs_det_jacobian(x, expected), fast.log_abs_det_jacobian(x, got)
+    torch.testing.assert_close(got_log, expected_log, **tolerance)
+    weights = torch.linspace(0.5, 1.5, expected.numel(), dtype=x.dtype).reshape(expected.shape)
+    (expected_gradient,) = torch.autograd.grad((expected * weights).sum() + expected_log.sum(), x)
+    (got_gradient,) = torch.autograd.grad((got * weights).sum() + got_log.sum(), x)
+    torch.testing.assert_close(got_gradient, expected_gradient, **tolerance)
+    assert fast.domain is slow.domain and fast.codomain is slow.codomain
+    torch.testing.assert_close(fast.inv(got.detach()), x.detach(), **tolerance)

@@ -20,6 +20,8 @@ module                 what
                        posterior they give (exact draws, means, marginals)
 :mod:`.labels`         the density and class posterior of partially labelled rows
 :mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
+:mod:`.bijections`     torch's stick-breaking and correlation-Cholesky maps, with shorter
+                       gradients (the NUTS potential's transforms)
 =====================  ===================================================================
 """
 

@@ -117,11 +117,14 @@ def test_dense_mass_runs_and_the_options_are_checked() -> None:
 def test_chains_start_in_the_main_mode() -> None:
     """Four well-separated clusters and K = 4 (plenty of local modes: two components on one
     cluster, one covering two): every chain starts at the best of several optimisations, so the
-    chains agree (R-hat near 1) where chains started from independent k-means seeds need not."""
+    chains agree (R-hat near 1) where chains started from independent k-means seeds need not.
+    Chains in different modes put R-hat far above 1.1 (the clusters are 6 sd apart); with 150
+    draws a chain, the largest R-hat of some 40 scalars of mixed chains varies from 1.02 to
+    1.06 by seed alone."""
     data = simulate.gaussian_mixture(num_data=200, num_components=4, num_features=2, seed=4, separation=6.0)
     model = zoo.models.GaussianMixture(4)
     fit = quiet_fit(model, data, zoo.NUTS(num_warmup=150, num_samples=150, num_chains=2, progress=False))
-    assert fit.diagnostics["max_rhat"] < 1.05
+    assert fit.diagnostics["max_rhat"] < 1.1
     order = data.truth["locs"][:, 0].argsort()
     locs = fit.posterior_mean()["locs"]
     assert torch.allclose(locs, data.truth["locs"][order], atol=0.5)

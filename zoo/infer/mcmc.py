@@ -68,8 +68,10 @@ STATISTICS = ("diverging", "acceptance_rate", "step_size", "lp", "energy", "n_st
 MAX_RHAT = 1.01
 MIN_ESS_PER_CHAIN = 100
 #: The largest number of unconstrained coordinates whose Hessian is computed for the initial
-#: mass matrix (one gradient of the potential per coordinate).
-LAPLACE_MAX_DIMENSION = 400
+#: mass matrix: one backward pass of the gradient per coordinate, so a few seconds at this size
+#: for a small data set (digits' multinomial Naive Bayes, 639 coordinates), against the
+#: thousands of leapfrog steps a badly scaled identity start costs (``benchmarks/nuts.py``).
+LAPLACE_MAX_DIMENSION = 1000
 
 
 class _RecordingNUTS(PyroNUTS):

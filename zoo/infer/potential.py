@@ -143,7 +143,12 @@ def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[
         recording = torch.jit.trace(lambda *tensors: potential(dict(zip(names, tensors))), values, check_trace=False)
 
     def replay(unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
-        return recording(*(unconstrained[name] for name in names))
+        # Replayed op by op with torch's own autograd: the optimising executor swaps in its own
+        # derivative formulas after a few calls, so a chain's numbers depended on how many
+        # calls came before it (a chain in its own process drifted from the same chain run
+        # second in sequence), for no measurable speed.
+        with torch.jit.optimized_execution(False):
+            return recording(*(unconstrained[name] for name in names))
 
     return replay
 

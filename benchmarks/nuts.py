@@ -43,6 +43,12 @@ first run's, though both use key 0: their ESS is computed from their own draws.)
 judged on zoo's *first* call in a fresh process (what a user meets; the warm call's ratios are
 printed beside it).
 
+Per leapfrog step, for zoo's first fit: its wall time over the potential's evaluations in the
+sampler (warm-up and draws), beside what the recorded potential and its gradient cost alone and
+what Pyro's NUTS machinery costs alone (the kernel zoo drives, on a free potential: a standard
+normal in as many coordinates). The second is a floor that no faster potential removes while
+zoo drives Pyro's sampler; times zoo's step count, it is set beside 2x NumPyro's compiled run.
+
 Posterior agreement (printed yes / no per task): the largest |mean_zoo - mean_NumPyro| over
 every varying scalar, in units of the posterior sd (the root mean square of the two
 libraries' sds); for Naive Bayes each library against ``zoo.Exact`` (4000 exact draws), in
@@ -176,25 +182,84 @@ def zoo_worker(task: str, num_warmup: int, num_samples: int, out: Path) -> None:
     import zoo
 
     import_time = time.perf_counter() - start
+    import zoo.infer.mcmc
+
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
-    model, data = task_setup(task)
-    method = zoo.NUTS(num_warmup=num_warmup, num_samples=num_samples, num_chains=1, seed=0, progress=False)
-    runs, draws = {}, {}
-    for run in ("first", "warm"):
-        fit, wall, cpu = _timed(lambda: zoo.fit(model, data, method))
-        runs[run] = {"wall": wall, "cpu": cpu, "divergences": int(fit.diagnostics.get("num_divergences", -1))}
-        for name, value in fit.draws.items():
-            draws[f"{run}/{name}"] = value.detach().cpu().numpy()
+    # Count the potential's evaluations in the sampler (warm-up and draws, one per leapfrog step
+    # and one per start): zoo wraps the kernel's potential in the private ``_Counted``.
+    evaluations = {"count": 0}
+    counted_call = zoo.infer.mcmc._Counted.__call__
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        evaluations["count"] += 1
+        return counted_call(self, *args, **kwargs)
+
+    zoo.infer.mcmc._Counted.__call__ = counting
+    try:
+        model, data = task_setup(task)
+        method = zoo.NUTS(num_warmup=num_warmup, num_samples=num_samples, num_chains=1, seed=0, progress=False)
+        runs, draws = {}, {}
+        for run in ("first", "warm"):
+            evaluations["count"] = 0
+            fit, wall, cpu = _timed(lambda: zoo.fit(model, data, method))
+            runs[run] = {"wall": wall, "cpu": cpu, "divergences": int(fit.diagnostics.get("num_divergences", -1)),
+                         "evaluations": evaluations["count"]}
+            for name, value in fit.draws.items():
+                draws[f"{run}/{name}"] = value.detach().cpu().numpy()
+    finally:
+        zoo.infer.mcmc._Counted.__call__ = counted_call
     result = {
         "import_time": import_time,
         "runs": runs,
+        "costs": step_costs(model, data),
         "config": fit.model.config(),
         "torch_threads": torch.get_num_threads(),
         "version": getattr(zoo, "__version__", "?"),
     }
     (out / f"zoo_{task}.json").write_text(json.dumps(result))
     np.savez(out / f"zoo_{task}.npz", **draws)
+
+
+def step_costs(model: Any, data: Any, repeats: int = 300) -> dict[str, float]:
+    """What one leapfrog step costs zoo, in seconds, split in two: the recorded potential and its
+    gradient (``repeats`` calls at the model's start), and Pyro's NUTS machinery alone (the
+    kernel zoo drives, in zoo's loop of ``kernel.sample``) on a free potential, a standard
+    normal in as many coordinates written as one torch expression, 200 + 200 draws."""
+    import torch
+    from pyro.infer.mcmc import NUTS as PyroNUTS
+
+    from zoo.infer.potential import Potential, compiled
+
+    prepared = model.prepare(data)
+    potential = Potential(prepared, data)
+    point = potential.initial_point(prepared.initial_values(data, seed=0))
+    replay = compiled(potential, point)
+    leaves = {name: value.clone().requires_grad_() for name, value in point.items()}
+    for _ in range(20):
+        torch.autograd.grad(replay(leaves), list(leaves.values()))
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.autograd.grad(replay(leaves), list(leaves.values()))
+    gradient = (time.perf_counter() - start) / repeats
+
+    dimension = sum(value.numel() for value in point.values())
+    calls = {"count": 0}
+
+    def free(z: dict[str, Any]) -> Any:
+        calls["count"] += 1
+        return 0.5 * (z["x"] ** 2).sum()
+
+    torch.manual_seed(0)
+    kernel = PyroNUTS(potential_fn=free)
+    kernel.initial_params = {"x": torch.zeros(dimension)}
+    kernel.setup(200)
+    z = kernel.initial_params
+    start = time.perf_counter()
+    for _ in range(400):
+        z = kernel.sample(z)
+    sampler = (time.perf_counter() - start) / calls["count"]
+    return {"gradient": gradient, "sampler": sampler, "dimension": dimension}
 
 
 def numpyro_worker(task: str, num_warmup: int, num_samples: int, out: Path, variant: str) -> None:
@@ -527,6 +592,13 @@ def run_task(task: str, num_warmup: int, num_samples: int, out: Path, forward_hm
     np_runs = theirs[task]["runs"]
     np_first, np_compiled = np_runs["first"]["wall"], np_runs["compiled"]["wall"]
     ratio_first, ratio_compiled = first / np_first, first / np_compiled
+    costs, evaluations = ours["costs"], ours["runs"]["first"]["evaluations"]
+    print(f"  zoo's first fit evaluated its potential {evaluations} times in the sampler (warm-up and draws): "
+          f"{first / evaluations * 1e6:.0f} us per leapfrog step, of which the recorded potential and its "
+          f"gradient {costs['gradient'] * 1e6:.0f} us and Pyro's NUTS machinery (a free potential in "
+          f"{costs['dimension']} coordinates) {costs['sampler'] * 1e6:.0f} us")
+    print(f"  Pyro's machinery alone at that step count: {costs['sampler'] * evaluations:.2f} s; "
+          f"2x NumPyro's compiled run: {2 * np_compiled:.2f} s")
     print(f"  zoo / NumPyro wall time: first fit / first run {ratio_first:.2f} (warm {warm / np_first:.2f}); "
           f"first fit / compiled run {ratio_compiled:.2f} (warm {warm / np_compiled:.2f}); "
           f"CPU first / first {ours['runs']['first']['cpu'] / np_runs['first']['cpu']:.2f}")

@@ -65,3 +65,21 @@ def test_relabelling_and_agreement(bench) -> None:
     worst, where = bench.worst_difference(shifted, draws, pooled=False)
     assert worst == pytest.approx(0.5, rel=1e-6) and where.startswith("locs[")
     assert 0 < bench.min_bulk_ess(draws) <= 400
+
+
+def test_zoo_worker_records_its_runs_and_step_costs(tmp_path) -> None:
+    """The zoo worker, in a process of its own as the benchmark runs it, at a tiny budget: both runs, the sampler's potential evaluations, and
+    the per-step costs it prints (positive; no timing is judged)."""
+    import subprocess
+    import sys
+
+    arguments = ["--worker", "zoo", "--task", "naive_bayes", "--warmup", "5", "--samples", "5", "--out", str(tmp_path)]
+    subprocess.run([sys.executable, str(SCRIPT), *arguments], check=True, timeout=300)
+    stored = json.loads((tmp_path / "zoo_naive_bayes.json").read_text())
+    assert set(stored["runs"]) == {"first", "warm"}
+    # at least one evaluation per iteration (a leapfrog step each) and one per start
+    assert all(run["evaluations"] >= 10 for run in stored["runs"].values())
+    costs = stored["costs"]
+    assert costs["gradient"] > 0 and costs["sampler"] > 0
+    assert costs["dimension"] == 2 + 2 * 3 * 4  # 3 class weights on a simplex, per class 4 locations and 4 precisions
+    assert np.load(tmp_path / "zoo_naive_bayes.npz")["first/weights"].shape[:2] == (1, 5)

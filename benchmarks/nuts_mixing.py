@@ -16,7 +16,8 @@ wherever the components are identified; a flag wherever they are not. Wall times
 machine and its load (the seconds are for orientation, the ratios of ``benchmarks/nuts.py`` are
 the speed measure).
 
-Usage: ``python benchmarks/nuts_mixing.py [--quick]`` (``--quick``: 100 + 100 draws, a smoke run).
+Usage: ``python benchmarks/nuts_mixing.py [--quick] [--only CASES]`` (``--quick``: 100 + 100
+draws, a smoke run; ``--only "galaxies:2,old_faithful:3"``: those cases alone).
 """
 
 from __future__ import annotations
@@ -47,11 +48,18 @@ def overlapping(num_data: int = 300, seed: int = 0) -> zoo.Dataset:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="100 + 100 draws (a smoke run)")
+    parser.add_argument("--only", help='a subset of the cases, e.g. "galaxies:2,overlapping 1-D:5"')
     arguments = parser.parse_args()
     budget = 100 if arguments.quick else 500
     cases = [("old_faithful", zoo.datasets.load("old_faithful"), k) for k in (2, 3, 4)]
     cases += [("overlapping 1-D", overlapping(), k) for k in (3, 4, 5, 6)]
     cases += [("galaxies", zoo.datasets.load("galaxies"), 2)]
+    if arguments.only:
+        chosen = {(name.strip(), int(k)) for name, k in (case.rsplit(":", 1) for case in arguments.only.split(","))}
+        unknown = chosen - {(name, k) for name, _, k in cases}
+        if unknown:
+            parser.error(f"--only names cases this study does not have: {sorted(unknown)}")
+        cases = [case for case in cases if (case[0], case[2]) in chosen]
     print(f"NUTS, 2 chains x ({budget} warm-up + {budget} draws), seed 0; torch {torch.__version__}")
     print(f"{'data':<16} {'K':>2} {'max R-hat':>9} {'min bulk ESS':>12} {'min tail ESS':>12} "
           f"{'divergent':>9} {'flagged':>7} {'wall s':>7}")

@@ -18,7 +18,7 @@ from zoo.ops import conjugate
 from torch.distributions.transforms import CorrCholeskyTransform, StickBreakingTransform, Transform
 
 from zoo.ops.baum_welch import baum_welch, chain_estimates, chain_start, expected_counts, label_counts, sequence_mask
-from zoo.ops.bijections import CorrelationCholesky, StickBreaking, faster
+from zoo.ops.bijections import CorrelationCholesky, StickBreaking, fast_bijection
 from zoo.ops.chunks import over_draw_chunks
 from zoo.ops.clustering import kmeans_labels, kmeans_plus_plus, name_clusters, reorder_components
 from zoo.ops.densities import all_binary, all_counts, bernoulli_log_density, multinomial_log_density
@@ -631,13 +631,13 @@ def test_correlation_cholesky_equals_torchs_and_its_jacobian_is_the_brute_force_
     torch.testing.assert_close(got, expected, rtol=1e-4 if dtype == torch.float32 else 1e-10, atol=1e-4)
 
 
-def test_faster_replaces_both_directions_and_leaves_other_transforms() -> None:
-    assert type(faster(StickBreakingTransform())) is StickBreaking
-    assert type(faster(CorrCholeskyTransform().inv).inv) is CorrelationCholesky
+def test_fast_bijection_replaces_both_directions_and_leaves_other_transforms() -> None:
+    assert type(fast_bijection(StickBreakingTransform())) is StickBreaking
+    assert type(fast_bijection(CorrCholeskyTransform().inv).inv) is CorrelationCholesky
     exp = torch.distributions.transforms.ExpTransform()
-    assert faster(exp) is exp
+    assert fast_bijection(exp) is exp
     y = CorrelationCholesky()(torch.randn(3))
-    torch.testing.assert_close(faster(CorrCholeskyTransform().inv)(y), CorrCholeskyTransform().inv(y))
+    torch.testing.assert_close(fast_bijection(CorrCholeskyTransform().inv)(y), CorrCholeskyTransform().inv(y))
 
 
 def _check_against_torch(slow: Transform, fast: Transform, x: torch.Tensor) -> None:

@@ -37,7 +37,7 @@ from pyro.poutine.util import site_is_subsample
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import fitted_globals, weighted
 from zoo.models.base import Model
-from zoo.ops.bijections import faster
+from zoo.ops.bijections import fast_bijection
 
 __all__ = ["Potential", "compiled"]
 
@@ -83,7 +83,7 @@ class Potential:
         first, second = (_trace_globals(model, seed) for seed in (0, 1))
         self.prior_draw = {name: site["value"] for name, site in first.items()}
         self.shapes = {name: tuple(site["value"].shape) for name, site in first.items()}
-        self.transforms = {name: faster(biject_to(site["fn"].support).inv) for name, site in first.items()}
+        self.transforms = {name: fast_bijection(biject_to(site["fn"].support).inv) for name, site in first.items()}
         # A prior that scores one value alike in two runs at other values of every other site
         # does not depend on them: keep its distribution object.
         self.fixed_priors: dict[str, Any] | None = {name: site["fn"] for name, site in first.items()}

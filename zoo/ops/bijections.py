@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as functional
 from torch.distributions.transforms import CorrCholeskyTransform, StickBreakingTransform, Transform
 
-__all__ = ["CorrelationCholesky", "StickBreaking", "faster"]
+__all__ = ["CorrelationCholesky", "StickBreaking", "fast_bijection"]
 
 
 class StickBreaking(StickBreakingTransform):
@@ -71,7 +71,7 @@ class CorrelationCholesky(CorrCholeskyTransform):
         return (log_rest * _correlation_weights(x)).sum(-1)
 
 
-def faster(transform: Transform) -> Transform:
+def fast_bijection(transform: Transform) -> Transform:
     """The class above that replaces ``transform`` or its inverse, else ``transform`` itself."""
     for slow, fast in ((StickBreakingTransform, StickBreaking), (CorrCholeskyTransform, CorrelationCholesky)):
         if type(transform) is slow:
@@ -109,23 +109,14 @@ def _correlation_weights(x: torch.Tensor) -> torch.Tensor:
     return _CONSTANTS[key]
 
 
-def _lower_positions(size: int, device: torch.device, offset: int = 1) -> torch.Tensor:
-    """Flat positions, row-major, of the D x D entries (i, j) with j <= i - offset; built once."""
-    key = ("positions", size, offset, str(device))
-    if key not in _CONSTANTS:
-        rows, columns = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-        _CONSTANTS[key] = torch.nonzero((columns <= rows - offset).flatten()).flatten().to(device)
-    return _CONSTANTS[key]
-
-
 def _lower_index(size: int, device: torch.device) -> torch.Tensor:
     """For each flat D x D position, row-major: 1 + the rank of a strict-lower entry in row
     order, 0 on and above the diagonal (an index into [0, r_1, ..., r_N]); built once."""
     key = ("index", size, str(device))
     if key not in _CONSTANTS:
-        positions = _lower_positions(size, torch.device("cpu"))
+        rows, columns = torch.tril_indices(size, size, offset=-1)  # row order, as torch fills it
         index = torch.zeros(size * size, dtype=torch.long)
-        index[positions] = torch.arange(1, len(positions) + 1)
+        index[rows * size + columns] = torch.arange(1, len(rows) + 1)
         _CONSTANTS[key] = index.to(device)
     return _CONSTANTS[key]
 

@@ -653,3 +653,32 @@ def _check_against_torch(slow: Transform, fast: Transform, x: torch.Tensor) -> N
     torch.testing.assert_close(got_gradient, expected_gradient, **tolerance)
     assert fast.domain is slow.domain and fast.codomain is slow.codomain
     torch.testing.assert_close(fast.inv(got.detach()), x.detach(), **tolerance)
+
+
+def test_a_recording_takes_the_forward_pass_free_of_value_branches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``SCAN_LIMIT`` "auto" picks the rescaled sequential pass, whose fallback branches on
+    the values; while the operations are recorded (``recording()`` or ``torch.jit.trace``) it
+    must pick the scan, which has no such branch, and give the same numbers."""
+    from zoo.ops import markov
+    from zoo.ops.recording import is_recording, recording
+
+    scans: list[int] = []
+    scan = markov._forward_scan
+    monkeypatch.setattr(markov, "_forward_scan", lambda *args: scans.append(1) or scan(*args))
+    generator = torch.Generator().manual_seed(0)
+    num_states, num_draws = 4, 16  # S K^3 = 1024 > SCAN_LIMIT
+    log_initial = torch.randn(num_draws, num_states, generator=generator).log_softmax(-1)
+    log_transition = torch.randn(num_draws, num_states, num_states, generator=generator).log_softmax(-1)
+    log_emission = torch.randn(num_draws, 1, 9, num_states, generator=generator)
+    mask = torch.ones(1, 9, dtype=torch.bool)
+    assert num_draws * num_states**3 > markov.SCAN_LIMIT and not is_recording()
+    eager = forward_log_likelihood(log_initial, log_transition, log_emission, mask)
+    assert scans == []
+    with recording():
+        assert is_recording()
+        recorded = forward_log_likelihood(log_initial, log_transition, log_emission, mask)
+    assert scans == [1] and not is_recording()
+    torch.testing.assert_close(recorded, eager, rtol=1e-5, atol=1e-5)
+    traced = torch.jit.trace(lambda emission: forward_log_likelihood(log_initial, log_transition, emission, mask), log_emission, check_trace=False)
+    assert scans == [1, 1]
+    torch.testing.assert_close(traced(log_emission), eager, rtol=1e-5, atol=1e-5)

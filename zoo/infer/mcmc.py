@@ -5,8 +5,9 @@ plain torch derived once from the model's global story and collapsed likelihood 
 latents summed out exactly): Pyro's kernel, adaptation and diagnostics, but no Pyro trace per
 leapfrog step. A model without a collapsed likelihood (and ``jit_compile=True``) gets Pyro's own
 potential of what it trains. Where the model declares its density free of Python branches on
-tensor values (``static_likelihood``), the potential is recorded once by ``torch.jit.trace`` and
-replayed: the same numbers at a fraction of the Python.
+tensor values (``static_likelihood``), the potential and its gradient are recorded once as one
+graph of tensor operations and replayed (:func:`~zoo.infer.potential.compiled`): the same
+numbers without Python per operation and without autograd's bookkeeping per step.
 
 Where chains start (``initialization="map"``, the default): at the best of a few optimisations
 of the potential, each from the model's data-driven start with its own seed. A mixture or an HMM
@@ -148,7 +149,7 @@ def _uses_potential(model: Model, method: NUTS) -> bool:
 
 
 def _records_potential(model: Model, method: NUTS) -> bool:
-    """Whether zoo's potential is recorded by ``torch.jit.trace`` (see ``NUTS.jit_compile``)."""
+    """Whether zoo's potential is recorded with its gradient (:func:`~zoo.infer.potential.compiled`; see ``NUTS.jit_compile``)."""
     return model.static_likelihood if method.jit_compile is None else method.jit_compile
 
 

@@ -383,8 +383,9 @@ class NUTS(MethodConfig, kind="nuts"):
         seconds, so it pays for long runs; parallel processes hang in some Jupyter set-ups,
         hence the default), with exactly the draws of the sequential run.
     jit_compile : bool, optional
-        Record the potential once with ``torch.jit.trace`` and replay it at every leapfrog step
-        (the same numbers, without Python per operation). None (default): where the model
+        Record the potential and its gradient once as one graph of tensor operations and replay
+        it at every leapfrog step (the same numbers, without Python per operation or autograd's
+        bookkeeping). None (default): where the model
         declares ``static_likelihood`` (no Python branch on a tensor's value in its density).
         For a model without a collapsed likelihood, True compiles Pyro's own potential.
     num_threads : int, optional

@@ -33,11 +33,13 @@ import torch
 from pyro.distributions.transforms import biject_to
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
+from torch.fx.experimental.proxy_tensor import make_fx
 
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import fitted_globals, weighted
 from zoo.models.base import Model
 from zoo.ops.bijections import fast_bijection
+from zoo.ops.recording import recording
 
 __all__ = ["Potential", "compiled"]
 
@@ -126,31 +128,70 @@ class Potential:
 
 
 def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-    """``potential`` recorded once by ``torch.jit.trace`` at ``point`` and replayed: the same
-    numbers without Python per operation (distribution objects, transforms, the model's code).
+    """``potential`` and its gradient recorded once at ``point`` as one graph of tensor
+    operations, and replayed: the same numbers without Python per operation (distribution
+    objects, transforms, the model's code) and without autograd's bookkeeping per step.
+
+    Pyro's NUTS asks for the potential and then its gradient at every leapfrog step. Run op by
+    op, each of the potential's few hundred small operations costs autograd a node on the way
+    forward and a call on the way back. Here ``make_fx`` records the forward pass and the
+    backward pass that ``torch.autograd.grad`` runs as one graph of ATen operations (the
+    kernels autograd itself calls, so the numbers are the same), ``torch.jit.trace`` turns it
+    into a TorchScript function, and each step runs that function once with no autograd graph.
+    The value is handed to Pyro as a tensor whose backward returns the gradient already
+    computed, so Pyro's ``potential_grad`` gets both from one call.
 
     Only for a model whose collapsed likelihood has no Python branch on a tensor's value
     (``Model.static_likelihood``): a recording keeps the branch taken at ``point`` for every
     later point. Recorded with Pyro's argument validation off (its checks branch on values).
     """
     names = tuple(sorted(point))
-    values = tuple(point[name].detach().clone().requires_grad_() for name in names)
-    with warnings.catch_warnings(), pyro.validation_enabled(False):
+    values = tuple(point[name].detach().clone() for name in names)
+
+    def value_and_gradient(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with torch.enable_grad():
+            leaves = [tensor.detach().requires_grad_() for tensor in tensors]
+            energy = potential(dict(zip(names, leaves)))
+            gradient = torch.autograd.grad(energy, leaves)
+        return (energy.detach(), *gradient)
+
+    with warnings.catch_warnings(), pyro.validation_enabled(False), recording():
         # the tracer warns wherever Python reads a number off a tensor (shape checks, sizes);
         # the model declared that none of them depends on the point
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated", category=DeprecationWarning)
-        recording = torch.jit.trace(lambda *tensors: potential(dict(zip(names, tensors))), values, check_trace=False)
+        # make_fx (torch.fx.experimental) is torch's public route to one graph holding a
+        # function's backward pass; its private _error_on_data_dependent_ops=False lets Python
+        # read a number off a tensor while it records (the data's padding, the size checks of
+        # argument validation) and keeps that number, which is what torch.jit.trace does too
+        graph = make_fx(value_and_gradient, _error_on_data_dependent_ops=False)(*values)
+        with torch.no_grad():
+            recording_of_graph = torch.jit.trace(graph, values, check_trace=False)
 
     def replay(unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
-        # Replayed op by op with torch's own autograd: the optimising executor swaps in its own
-        # derivative formulas after a few calls, so a chain's numbers depended on how many
-        # calls came before it (a chain in its own process drifted from the same chain run
-        # second in sequence), for no measurable speed.
-        with torch.jit.optimized_execution(False):
-            return recording(*(unconstrained[name] for name in names))
+        return _ValueWithGradient.apply(recording_of_graph, *(unconstrained[name] for name in names))
 
     return replay
+
+
+class _ValueWithGradient(torch.autograd.Function):
+    """The potential's value from the recorded joint graph, with the gradient the graph also
+    computed as its backward: one call of the graph per leapfrog step."""
+
+    @staticmethod
+    def forward(ctx: Any, graph: Any, *tensors: torch.Tensor) -> torch.Tensor:
+        # Replayed op by op: TorchScript's optimising executor rewrites a graph after a few
+        # calls, so a chain's numbers would depend on how many calls came before it (a chain in
+        # its own process drifted from the same chain run second in sequence).
+        with torch.jit.optimized_execution(False):
+            energy, *gradient = graph(*tensors)
+        ctx.save_for_backward(*gradient)
+        return energy
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        return (None, *(grad_output * gradient for gradient in ctx.saved_tensors))
 
 
 def _trace_globals(model: Model, seed: int) -> dict[str, Any]:

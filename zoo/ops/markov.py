@@ -36,6 +36,8 @@ from collections.abc import Iterator
 
 import torch
 
+from zoo.ops.recording import is_recording
+
 __all__ = [
     "SCAN_LIMIT",
     "RESCALE_EVERY",
@@ -161,8 +163,9 @@ def forward_log_likelihood(
         :func:`forward_scaled`), falling back to "log-sequential" (T small steps in log space,
         :func:`forward_log_space`) when a rescaling constant leaves the safe floating-point
         range; "auto": "scan" when S N K^3 <= ``SCAN_LIMIT``, "sequential" otherwise, and
-        always "scan" while ``torch.jit.trace`` records (a recording keeps the branch taken at
-        the point it was recorded at; the scan has no branch on a tensor's value, the
+        always "scan" while the operations are recorded (``torch.jit.trace``, or
+        :func:`zoo.ops.recording.recording`: a recording keeps the branch taken at the point it
+        was recorded at; the scan has no branch on a tensor's value, the
         sequential pass's fallback has).
 
     Returns
@@ -185,7 +188,7 @@ def forward_log_likelihood(
         return (log_initial.unsqueeze(1) + log_emission[:, :, 0]).logsumexp(-1)
     if method == "auto":
         small = num_draws * num_sequences * num_states**3 <= SCAN_LIMIT
-        method = "scan" if small or torch.jit.is_tracing() else "sequential"
+        method = "scan" if small or is_recording() else "sequential"
     if method == "scan":
         return _forward_scan(log_initial, log_transition, log_emission, mask)
     if method == "sequential":

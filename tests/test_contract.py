@@ -23,7 +23,7 @@ from torch.distributions import constraints
 import zoo
 from zoo.infer import METHODS, collapse, evaluate, priors
 from zoo.infer.guides import DETERMINISTIC_GUIDES, POINT_MASS_GUIDES, guide_names, make_guide
-from zoo.infer.potential import Potential, compiled
+from zoo.infer.potential import VECTOR_SITE, Potential, compiled
 from zoo.infer.runtime import isolated
 from zoo.models import registry
 
@@ -527,6 +527,27 @@ def test_a_recorded_potential_replays_the_eager_one(name: str, index: int) -> No
             point, torch.autograd.grad(actual, list(point.values())), torch.autograd.grad(expected, list(point.values()))
         ):
             torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4 * (1 + float(theirs.abs().max())), msg=site)
+
+
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_the_sampler_sees_every_coordinate_as_one_vector(name: str, index: int) -> None:
+    """NUTS samples one site holding every unconstrained coordinate, the sites in sorted order,
+    each flattened (Pyro's layout of its mass matrix): the vector must hold each site's
+    coordinates unchanged and give the same potential."""
+    model, data = variant(name, index)
+    prepared = model.prepare(data)
+    if not collapse.collapsible(prepared):
+        pytest.skip("no collapsed likelihood: NUTS runs on Pyro's potential of the model")
+    potential = Potential(prepared, data)
+    point = potential.initial_point(prepared.initial_values(data))
+    vector = potential.flatten(point)
+    assert vector.shape == (sum(value.numel() for value in point.values()),)
+    assert list(potential.unconstrained_shapes) == sorted(point)
+    expected = torch.cat([point[site].reshape(-1) for site in sorted(point)])
+    assert torch.equal(vector, expected)
+    for site, value in potential.unflatten(vector).items():
+        assert torch.equal(value, point[site]), site
+    assert torch.equal(potential.of_vector({VECTOR_SITE: vector}), potential(point))
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

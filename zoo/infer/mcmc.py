@@ -55,7 +55,7 @@ from zoo.infer.collapse import collapsible, training_model
 from zoo.infer.evaluate import relabel_point
 from zoo.infer.methods import NUTS
 from zoo.infer.optimizers import LBFGS
-from zoo.infer.potential import Potential, compiled
+from zoo.infer.potential import VECTOR_SITE, Potential, compiled
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.checks import derived_seed
@@ -166,7 +166,8 @@ def _start(model: Model, data: Dataset, method: NUTS) -> _Start | None:
         point, energy = _descend(potential, point)
         if energy < best_energy or best is None:
             best, best_energy = point, energy
-    return _Start(best, laplace_inverse_mass(potential, best, method.dense_mass))
+    flat = {VECTOR_SITE: potential.flatten(best)}
+    return _Start(best, laplace_inverse_mass(potential.of_vector, flat, method.dense_mass))
 
 
 def laplace_inverse_mass(
@@ -244,12 +245,14 @@ def _kernel(model: Model, data: Dataset, method: NUTS, chain: int, start: _Start
         potential = Potential(model, data)
         if start is None:
             start = _Start(potential.initial_point(model.initial_values(data, seed=derived_seed(method.seed, chain))))
-        energy = compiled(potential, start.point) if _records_potential(model, method) else potential
+        # the sampler sees one site holding every coordinate (Potential.of_vector)
+        flat = {VECTOR_SITE: potential.flatten(start.point).clone()}
+        energy = compiled(potential.of_vector, flat) if _records_potential(model, method) else potential.of_vector
         kernel = _RecordingNUTS(potential_fn=energy, **_options(method))
-        kernel.initial_params = {name: value.clone() for name, value in start.point.items()}
+        kernel.initial_params = flat
         kernel.initial_inverse_mass = start.inverse_mass
         kernel.setup(method.num_warmup)
-        return kernel, potential.constrain
+        return kernel, lambda z: potential.constrain(potential.unflatten(z[VECTOR_SITE]))
     trained, kwargs = training_model(model, data)
     initial = model.initial_values(data, seed=derived_seed(method.seed, chain))
     kernel = _RecordingNUTS(
@@ -274,7 +277,7 @@ def _sample_chain(
     kernel, constrain = _kernel(model, data, method, chain, start)
     kernel.potential_fn = counted = _Counted(kernel.potential_fn)
     z = kernel.initial_params
-    record.draws = {name: [] for name in z}
+    record.draws = {name: [] for name in constrain(z)}
     for step in range(method.num_warmup + method.num_samples):
         # Pyro keeps a running mean of the acceptance statistic and the potential at its last
         # draw, exposing neither per draw (kernel.logging() rounds the mean to 3 digits): both

@@ -24,6 +24,7 @@ the contract tests check it for every registered model.
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +42,11 @@ from zoo.models.base import Model
 from zoo.ops.bijections import fast_bijection
 from zoo.ops.recording import recording
 
-__all__ = ["Potential", "compiled"]
+__all__ = ["VECTOR_SITE", "Potential", "compiled"]
+
+#: The one site under which the sampler sees every unconstrained coordinate (see
+#: :meth:`Potential.of_vector`).
+VECTOR_SITE = "unconstrained"
 
 
 class _PriorDensity(Messenger):
@@ -78,6 +83,9 @@ class Potential:
         for NUTS's ``transforms``); ``transforms[name].inv`` constrains.
     shapes : dict of str to tuple of int
         Each site's shape.
+    unconstrained_shapes : dict of str to tuple of int
+        Each site's shape in unconstrained space (a K-simplex has K - 1 coordinates), the
+        sites in sorted order.
     """
 
     def __init__(self, model: Model, data: Dataset) -> None:
@@ -86,6 +94,9 @@ class Potential:
         self.prior_draw = {name: site["value"] for name, site in first.items()}
         self.shapes = {name: tuple(site["value"].shape) for name, site in first.items()}
         self.transforms = {name: fast_bijection(biject_to(site["fn"].support).inv) for name, site in first.items()}
+        self.unconstrained_shapes = {
+            name: tuple(value.shape) for name, value in sorted(self.unconstrain(self.prior_draw).items())
+        }
         # A prior that scores one value alike in two runs at other values of every other site
         # does not depend on them: keep its distribution object.
         self.fixed_priors: dict[str, Any] | None = {name: site["fn"] for name, site in first.items()}
@@ -108,6 +119,27 @@ class Potential:
         """The unconstrained coordinates of ``params`` (site shapes, on their supports)."""
         return {name: self.transforms[name](params[name]).detach() for name in self.transforms}
 
+    def flatten(self, unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Every site's coordinates in one (P,) vector: the sites in sorted order, each
+        flattened (the order in which Pyro's NUTS lays out its mass matrix)."""
+        return torch.cat([unconstrained[name].reshape(-1) for name in self.unconstrained_shapes])
+
+    def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sites of a (P,) vector from :meth:`flatten`, site shapes (views of it)."""
+        shapes = self.unconstrained_shapes
+        pieces = vector.split([math.prod(shape) for shape in shapes.values()])
+        return {name: piece.reshape(shape) for (name, shape), piece in zip(shapes.items(), pieces)}
+
+    def of_vector(self, state: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The potential energy at ``state[VECTOR_SITE]``, a (P,) vector of :meth:`flatten`.
+
+        What the sampler evaluates: Pyro's NUTS does its arithmetic site by site (each leapfrog
+        update, the kinetic energy, the U-turn check), so one site holding every coordinate
+        makes each of them one tensor operation instead of one per site, with the same numbers
+        (elementwise updates; sums over the coordinates in the order it concatenates them).
+        """
+        return self(self.unflatten(state[VECTOR_SITE]))
+
     def log_prior(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
         """sum over global sites of log p(theta_site): a scalar."""
         if self.fixed_priors is not None:
@@ -127,7 +159,9 @@ class Potential:
         return -log_joint
 
 
-def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+def compiled(
+    potential: Callable[[dict[str, torch.Tensor]], torch.Tensor], point: dict[str, torch.Tensor]
+) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
     """``potential`` and its gradient recorded once at ``point`` as one graph of tensor
     operations, and replayed: the same numbers without Python per operation (distribution
     objects, transforms, the model's code) and without autograd's bookkeeping per step.
@@ -164,7 +198,7 @@ def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[
         # function's backward pass; its private _error_on_data_dependent_ops=False lets Python
         # read a number off a tensor while it records (the data's padding, the size checks of
         # argument validation) and keeps that number, which is what torch.jit.trace does too
-        graph = make_fx(value_and_gradient, _error_on_data_dependent_ops=False)(*values)
+        graph = _simplified(make_fx(value_and_gradient, _error_on_data_dependent_ops=False)(*values))
         with torch.no_grad():
             recording_of_graph = torch.jit.trace(graph, values, check_trace=False)
 
@@ -172,6 +206,39 @@ def compiled(potential: Potential, point: dict[str, torch.Tensor]) -> Callable[[
         return _ValueWithGradient.apply(recording_of_graph, *(unconstrained[name] for name in names))
 
     return replay
+
+
+def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """The recorded graph with the operations that do no work in a replay removed: ``detach``
+    (an identity without autograd), reads whose numbers the recording kept (argument checks),
+    and every operation none of whose inputs depends on the point, computed once here and kept
+    as a constant (index tensors, functions of the data alone). Each remaining operation is
+    the one recorded, so the replay's numbers do not change."""
+    graph = module.graph
+    for node in list(graph.nodes):
+        if node.op == "call_function" and node.target is torch.ops.aten.detach.default:
+            node.replace_all_uses_with(node.args[0])
+            graph.erase_node(node)
+    graph.eliminate_dead_code()
+    constants: dict[torch.fx.Node, Any] = {}
+    for node in graph.nodes:
+        if node.op == "get_attr":
+            constants[node] = getattr(module, str(node.target))
+        elif node.op == "call_function" and not node.is_impure() and all(
+            inner in constants for inner in node.all_input_nodes
+        ):
+            arguments, keywords = torch.fx.node.map_arg((node.args, node.kwargs), lambda inner: constants[inner])
+            constants[node] = node.target(*arguments, **keywords)
+    for index, (node, value) in enumerate(constants.items()):
+        if node.op == "get_attr" or not isinstance(value, torch.Tensor):
+            continue
+        if any(user not in constants for user in node.users):
+            module.register_buffer(f"_folded_{index}", value)
+            with graph.inserting_before(node):
+                node.replace_all_uses_with(graph.get_attr(f"_folded_{index}"))
+    graph.eliminate_dead_code()
+    module.recompile()
+    return module
 
 
 class _ValueWithGradient(torch.autograd.Function):

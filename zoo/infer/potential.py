@@ -212,8 +212,9 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """The recorded graph with the operations that do no work in a replay removed: ``detach``
     (an identity without autograd), reads whose numbers the recording kept (argument checks),
     and every operation none of whose inputs depends on the point, computed once here and kept
-    as a constant (index tensors, functions of the data alone). Each remaining operation is
-    the one recorded, so the replay's numbers do not change."""
+    as a constant (index tensors, functions of the data alone); and the Python numbers of
+    arithmetic become constants of their operand's dtype (:func:`_numbers_as_tensors`). Each
+    remaining operation is the one recorded, so the replay's numbers do not change."""
     graph = module.graph
     for node in list(graph.nodes):
         if node.op == "call_function" and node.target is torch.ops.aten.detach.default:
@@ -237,8 +238,47 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
             with graph.inserting_before(node):
                 node.replace_all_uses_with(graph.get_attr(f"_folded_{index}"))
     graph.eliminate_dead_code()
+    _numbers_as_tensors(module)
     module.recompile()
     return module
+
+
+#: Binary arithmetic whose second operand may be a Python number, and its tensor-operand overload.
+_ARITHMETIC = {
+    torch.ops.aten.mul.Tensor: torch.ops.aten.mul.Tensor,
+    torch.ops.aten.add.Tensor: torch.ops.aten.add.Tensor,
+    torch.ops.aten.sub.Tensor: torch.ops.aten.sub.Tensor,
+    torch.ops.aten.div.Tensor: torch.ops.aten.div.Tensor,
+    torch.ops.aten.mul.Scalar: torch.ops.aten.mul.Tensor,
+    torch.ops.aten.add.Scalar: torch.ops.aten.add.Tensor,
+    torch.ops.aten.sub.Scalar: torch.ops.aten.sub.Tensor,
+    torch.ops.aten.div.Scalar: torch.ops.aten.div.Tensor,
+}
+
+
+def _numbers_as_tensors(module: torch.fx.GraphModule) -> None:
+    """``x * 0.5`` with a Python number: at every call ATen wraps the number in a double tensor
+    and converts it to x's dtype. Here it becomes a 0-dim constant of x's dtype, made once:
+    ATen casts the wrapped number to that dtype before multiplying, so the arithmetic is the
+    same."""
+    graph = module.graph
+    for index, node in enumerate(graph.nodes):
+        target = _ARITHMETIC.get(node.target) if node.op == "call_function" else None
+        if target is None or len(node.args) != 2 or node.kwargs:
+            continue
+        tensor, number = node.args
+        example = tensor.meta.get("val") if isinstance(tensor, torch.fx.Node) else None
+        if (
+            not isinstance(example, torch.Tensor)
+            or not example.is_floating_point()
+            or isinstance(number, bool)
+            or not isinstance(number, (int, float))
+        ):
+            continue
+        module.register_buffer(f"_number_{index}", torch.tensor(number, dtype=example.dtype))
+        with graph.inserting_before(node):
+            constant = graph.get_attr(f"_number_{index}")
+        node.target, node.args = target, (tensor, constant)
 
 
 class _ValueWithGradient(torch.autograd.Function):

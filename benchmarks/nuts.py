@@ -229,13 +229,14 @@ def step_costs(model: Any, data: Any, repeats: int = 300) -> dict[str, float]:
     import torch
     from pyro.infer.mcmc import NUTS as PyroNUTS
 
-    from zoo.infer.potential import Potential, compiled
+    from zoo.infer.potential import VECTOR_SITE, Potential, compiled
 
     prepared = model.prepare(data)
     potential = Potential(prepared, data)
     point = potential.initial_point(prepared.initial_values(data, seed=0))
-    replay = compiled(potential, point)
-    leaves = {name: value.clone().requires_grad_() for name, value in point.items()}
+    # as the sampler sees it: one site holding every coordinate
+    replay = compiled(potential.of_vector, {VECTOR_SITE: potential.flatten(point)})
+    leaves = {VECTOR_SITE: potential.flatten(point).requires_grad_()}
     for _ in range(20):
         torch.autograd.grad(replay(leaves), list(leaves.values()))
     start = time.perf_counter()

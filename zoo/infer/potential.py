@@ -243,16 +243,11 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return module
 
 
-#: Binary arithmetic whose second operand may be a Python number, and its tensor-operand overload.
+#: Binary arithmetic whose second operand may be a Python number -> its tensor-operand overload.
 _ARITHMETIC = {
-    torch.ops.aten.mul.Tensor: torch.ops.aten.mul.Tensor,
-    torch.ops.aten.add.Tensor: torch.ops.aten.add.Tensor,
-    torch.ops.aten.sub.Tensor: torch.ops.aten.sub.Tensor,
-    torch.ops.aten.div.Tensor: torch.ops.aten.div.Tensor,
-    torch.ops.aten.mul.Scalar: torch.ops.aten.mul.Tensor,
-    torch.ops.aten.add.Scalar: torch.ops.aten.add.Tensor,
-    torch.ops.aten.sub.Scalar: torch.ops.aten.sub.Tensor,
-    torch.ops.aten.div.Scalar: torch.ops.aten.div.Tensor,
+    overload: getattr(torch.ops.aten, name).Tensor
+    for name in ("mul", "add", "sub", "div")
+    for overload in (getattr(torch.ops.aten, name).Tensor, getattr(torch.ops.aten, name).Scalar)
 }
 
 

@@ -220,3 +220,28 @@ def test_the_warm_up_starts_from_the_laplace_mass_matrix_at_the_map_start(
     assert expected is not None
     torch.testing.assert_close(inverse_mass, expected[key])
     assert float(inverse_mass.max() / inverse_mass.min()) > 100
+
+
+def test_a_recorded_potential_starts_every_replay_afresh() -> None:
+    """Operations that depend on no coordinate are computed once and kept when a potential is
+    recorded (``potential.compiled``), but not a tensor that an in-place operation writes to
+    (here a zeros matrix whose diagonal is added to, through a view): replayed three times at
+    the same point, the value and gradient stay the eager ones."""
+    from zoo.infer.potential import compiled
+
+    weights = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
+
+    def energy(point: dict[str, torch.Tensor]) -> torch.Tensor:
+        x = point["x"]
+        matrix = torch.zeros(2, 2)
+        matrix.diagonal().add_(x.exp())
+        return (matrix * weights).sum() + 0.5 * (x**2).sum()
+
+    at = torch.tensor([0.3, -0.4])
+    replay = compiled(energy, {"x": torch.zeros(2)})
+    for _ in range(3):
+        leaf = at.clone().requires_grad_()
+        value = replay({"x": leaf})
+        (gradient,) = torch.autograd.grad(value, leaf)
+        torch.testing.assert_close(value, 2.0 * at[0].exp() + 3.0 * at[1].exp() + 0.5 * (at**2).sum())
+        torch.testing.assert_close(gradient, torch.stack([2.0 * at[0].exp(), 3.0 * at[1].exp()]) + at)

@@ -682,3 +682,37 @@ def test_a_recording_takes_the_forward_pass_free_of_value_branches(monkeypatch: 
     traced = torch.jit.trace(lambda emission: forward_log_likelihood(log_initial, log_transition, emission, mask), log_emission, check_trace=False)
     assert scans == [1, 1]
     torch.testing.assert_close(traced(log_emission), eager, rtol=1e-5, atol=1e-5)
+
+
+def test_a_recorded_function_replays_its_value_and_gradient_at_other_points() -> None:
+    """``record`` keeps every ATen operation of the forward pass and of ``torch.autograd.grad``;
+    the graph run at another point equals the function run eagerly there (the same kernels, so
+    to the last bit), with the data kept as a buffer and a number read off the data kept as read."""
+    from zoo.ops.recording import is_recording, record
+
+    data = torch.tensor([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75]])
+    seen_recording: list[bool] = []
+
+    def value_and_gradient(point: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        seen_recording.append(is_recording())
+        with torch.enable_grad():
+            leaf = point.detach().requires_grad_()
+            rows = int((data > 0).sum())  # a number read off the data, the same at every point
+            first, second = leaf.split([1, 2])  # several outputs of one operation
+            scaled = torch.cat([first.exp(), second.tanh()]) * data
+            scaled[:, 0] += rows  # in place, on a tensor the recording computed
+            value = torch.logsumexp(scaled, dim=-1).sum() + (leaf**2).sum()
+            (gradient,) = torch.autograd.grad(value, leaf)
+        return value.detach(), gradient
+
+    start, other = torch.tensor([0.1, -0.2, 0.3]), torch.tensor([1.2, 0.7, -2.0])
+    graph = record(value_and_gradient, start)
+    assert seen_recording == [True] and not is_recording()
+    assert any(torch.equal(buffer, data) for buffer in graph.buffers())
+    with torch.no_grad():
+        replayed = graph(other)
+    expected = value_and_gradient(other)
+    for got, want in zip(replayed, expected):
+        assert torch.equal(got, want)
+    by_hand = torch.logsumexp(torch.cat([other[:1].exp(), other[1:].tanh()]) * data + torch.tensor([4.0, 0.0, 0.0]), dim=-1).sum()
+    torch.testing.assert_close(replayed[0], by_hand + (other**2).sum())

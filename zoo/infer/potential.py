@@ -25,6 +25,7 @@ the contract tests check it for every registered model.
 from __future__ import annotations
 
 import math
+import operator
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -34,13 +35,12 @@ import torch
 from pyro.distributions.transforms import biject_to
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
-from torch.fx.experimental.proxy_tensor import make_fx
 
 from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import fitted_globals, weighted
 from zoo.models.base import Model
 from zoo.ops.bijections import fast_bijection
-from zoo.ops.recording import recording
+from zoo.ops.recording import record
 
 __all__ = ["VECTOR_SITE", "Potential", "compiled"]
 
@@ -168,9 +168,9 @@ def compiled(
 
     Pyro's NUTS asks for the potential and then its gradient at every leapfrog step. Run op by
     op, each of the potential's few hundred small operations costs autograd a node on the way
-    forward and a call on the way back. Here ``make_fx`` records the forward pass and the
-    backward pass that ``torch.autograd.grad`` runs as one graph of ATen operations (the
-    kernels autograd itself calls, so the numbers are the same), ``torch.jit.trace`` turns it
+    forward and a call on the way back. Here :func:`zoo.ops.recording.record` records the forward
+    pass and the backward pass that ``torch.autograd.grad`` runs as one graph of ATen operations
+    (the kernels autograd itself calls, so the numbers are the same), ``torch.jit.trace`` turns it
     into a TorchScript function, and each step runs that function once with no autograd graph.
     The value is handed to Pyro as a tensor whose backward returns the gradient already
     computed, so Pyro's ``potential_grad`` gets both from one call.
@@ -189,16 +189,12 @@ def compiled(
             gradient = torch.autograd.grad(energy, leaves)
         return (energy.detach(), *gradient)
 
-    with warnings.catch_warnings(), pyro.validation_enabled(False), recording():
+    with warnings.catch_warnings(), pyro.validation_enabled(False):
         # the tracer warns wherever Python reads a number off a tensor (shape checks, sizes);
         # the model declared that none of them depends on the point
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated", category=DeprecationWarning)
-        # make_fx (torch.fx.experimental) is torch's public route to one graph holding a
-        # function's backward pass; its private _error_on_data_dependent_ops=False lets Python
-        # read a number off a tensor while it records (the data's padding, the size checks of
-        # argument validation) and keeps that number, which is what torch.jit.trace does too
-        graph = _simplified(make_fx(value_and_gradient, _error_on_data_dependent_ops=False)(*values))
+        graph = _simplified(record(value_and_gradient, *values))
         with torch.no_grad():
             recording_of_graph = torch.jit.trace(graph, values, check_trace=False)
 
@@ -212,7 +208,8 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """The recorded graph with the operations that do no work in a replay removed: ``detach``
     (an identity without autograd), reads whose numbers the recording kept (argument checks),
     and every operation none of whose inputs depends on the point, computed once here and kept
-    as a constant (index tensors, functions of the data alone); and the Python numbers of
+    as a constant (index tensors, functions of the data alone) unless an in-place operation
+    writes to it (:func:`_written_in_place`); and the Python numbers of
     arithmetic become constants of their operand's dtype (:func:`_numbers_as_tensors`). Each
     remaining operation is the one recorded, so the replay's numbers do not change."""
     graph = module.graph
@@ -221,8 +218,18 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
             node.replace_all_uses_with(node.args[0])
             graph.erase_node(node)
     graph.eliminate_dead_code()
+    written = _written_in_place(graph)
+    for node in [node for node in written if node.op == "get_attr"]:
+        # a kept tensor that an operation writes to is copied at every replay, so that no replay
+        # starts from what the one before it wrote
+        with graph.inserting_after(node):
+            copy = graph.call_function(torch.ops.aten.clone.default, (node,))
+        node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
+        written.add(copy)
     constants: dict[torch.fx.Node, Any] = {}
     for node in graph.nodes:
+        if node in written:
+            continue
         if node.op == "get_attr":
             constants[node] = getattr(module, str(node.target))
         elif node.op == "call_function" and not node.is_impure() and all(
@@ -230,17 +237,49 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
         ):
             arguments, keywords = torch.fx.node.map_arg((node.args, node.kwargs), lambda inner: constants[inner])
             constants[node] = node.target(*arguments, **keywords)
+    # an operation may return its input itself (lift_fresh): one buffer, under its first name
+    buffer_names = {id(buffer): name for name, buffer in module.named_buffers()}
     for index, (node, value) in enumerate(constants.items()):
         if node.op == "get_attr" or not isinstance(value, torch.Tensor):
             continue
         if any(user not in constants for user in node.users):
-            module.register_buffer(f"_folded_{index}", value)
+            if id(value) not in buffer_names:
+                buffer_names[id(value)] = f"_folded_{index}"
+                module.register_buffer(f"_folded_{index}", value)
             with graph.inserting_before(node):
-                node.replace_all_uses_with(graph.get_attr(f"_folded_{index}"))
+                node.replace_all_uses_with(graph.get_attr(buffer_names[id(value)]))
     graph.eliminate_dead_code()
     _numbers_as_tensors(module)
     module.recompile()
     return module
+
+
+def _written_in_place(graph: torch.fx.Graph) -> set[torch.fx.Node]:
+    """The nodes whose tensors an in-place operation of ``graph`` writes to, with every tensor
+    they are views of: none of them may be computed once and kept, or each replay would start
+    from what the last one wrote."""
+    written: set[torch.fx.Node] = set()
+    for node in graph.nodes:
+        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
+        if schema is None or not schema.is_mutable:
+            continue
+        stack = [
+            value
+            for argument, value in zip(schema.arguments, node.args)
+            if argument.alias_info is not None and argument.alias_info.is_write and isinstance(value, torch.fx.Node)
+        ]
+        while stack:
+            inner = stack.pop()
+            written.add(inner)
+            if inner.op != "call_function":
+                continue
+            if inner.target is operator.getitem:
+                stack.append(inner.args[0])
+                continue
+            inner_schema = getattr(inner.target, "_schema", None)
+            if inner_schema is not None and any(result.alias_info is not None for result in inner_schema.returns):
+                stack.append(inner.args[0])
+    return written
 
 
 #: Binary arithmetic whose second operand may be a Python number -> its tensor-operand overload.

@@ -22,8 +22,9 @@ module                 what
 :mod:`.chunks`         a function of parameter draws evaluated a chunk of draws at a time
 :mod:`.bijections`     torch's stick-breaking and correlation-Cholesky maps, with shorter
                        gradients (the NUTS potential's transforms)
-:mod:`.recording`      whether the running operations are recorded for replay (a function
-                       with a branch on a tensor's value takes its value-free path then)
+:mod:`.recording`      a function's ATen operations, backward passes included, recorded once
+                       as a graph for replay; whether the running operations are recorded (a
+                       function with a branch on a tensor's value takes its value-free path)
 =====================  ===================================================================
 """
 

@@ -224,9 +224,10 @@ def test_the_warm_up_starts_from_the_laplace_mass_matrix_at_the_map_start(
 
 def test_a_recorded_potential_starts_every_replay_afresh() -> None:
     """Operations that depend on no coordinate are computed once and kept when a potential is
-    recorded (``potential.compiled``), but not a tensor that an in-place operation writes to
-    (here a zeros matrix whose diagonal is added to, through a view): replayed three times at
-    the same point, the value and gradient stay the eager ones."""
+    recorded (``potential.compiled``), and an operation repeated on the same operands is done
+    once, but not a tensor that an in-place operation writes to (here a zeros matrix whose
+    diagonal is added to, through a view), nor a repeat that reads it after the write:
+    replayed three times at the same point, the value and gradient stay the eager ones."""
     from zoo.infer.potential import compiled
 
     weights = torch.tensor([[2.0, -1.0], [0.5, 3.0]])
@@ -234,8 +235,10 @@ def test_a_recorded_potential_starts_every_replay_afresh() -> None:
     def energy(point: dict[str, torch.Tensor]) -> torch.Tensor:
         x = point["x"]
         matrix = torch.zeros(2, 2)
+        before = (matrix + 1.0).sum()  # 4
         matrix.diagonal().add_(x.exp())
-        return (matrix * weights).sum() + 0.5 * (x**2).sum()
+        after = (matrix + 1.0).sum()  # the same operation on the matrix as written
+        return (matrix * weights).sum() + 0.5 * (x**2).sum() + before * after / 4.0
 
     at = torch.tensor([0.3, -0.4])
     replay = compiled(energy, {"x": torch.zeros(2)})
@@ -243,5 +246,5 @@ def test_a_recorded_potential_starts_every_replay_afresh() -> None:
         leaf = at.clone().requires_grad_()
         value = replay({"x": leaf})
         (gradient,) = torch.autograd.grad(value, leaf)
-        torch.testing.assert_close(value, 2.0 * at[0].exp() + 3.0 * at[1].exp() + 0.5 * (at**2).sum())
-        torch.testing.assert_close(gradient, torch.stack([2.0 * at[0].exp(), 3.0 * at[1].exp()]) + at)
+        torch.testing.assert_close(value, 3.0 * at[0].exp() + 4.0 * at[1].exp() + 4.0 + 0.5 * (at**2).sum())
+        torch.testing.assert_close(gradient, torch.stack([3.0 * at[0].exp(), 4.0 * at[1].exp()]) + at)

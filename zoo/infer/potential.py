@@ -209,9 +209,10 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     (an identity without autograd), reads whose numbers the recording kept (argument checks),
     and every operation none of whose inputs depends on the point, computed once here and kept
     as a constant (index tensors, functions of the data alone) unless an in-place operation
-    writes to it (:func:`_written_in_place`); and the Python numbers of
-    arithmetic become constants of their operand's dtype (:func:`_numbers_as_tensors`). Each
-    remaining operation is the one recorded, so the replay's numbers do not change."""
+    writes to it (:func:`_written_in_place`); operations repeated or doing nothing are dropped
+    (:func:`_without_repeats`), and the Python numbers of arithmetic become constants of their
+    operand's dtype (:func:`_numbers_as_tensors`). Each remaining operation is one recorded, on
+    the same operands, so the replay's numbers do not change."""
     graph = module.graph
     for node in list(graph.nodes):
         if node.op == "call_function" and node.target is torch.ops.aten.detach.default:
@@ -249,6 +250,7 @@ def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
             with graph.inserting_before(node):
                 node.replace_all_uses_with(graph.get_attr(buffer_names[id(value)]))
     graph.eliminate_dead_code()
+    _without_repeats(graph, written)
     _numbers_as_tensors(module)
     module.recompile()
     return module
@@ -280,6 +282,53 @@ def _written_in_place(graph: torch.fx.Graph) -> set[torch.fx.Node]:
             if inner_schema is not None and any(result.alias_info is not None for result in inner_schema.returns):
                 stack.append(inner.args[0])
     return written
+
+
+def _without_repeats(graph: torch.fx.Graph, written: set[torch.fx.Node]) -> None:
+    """Drops what a recording of a forward and a backward pass repeats: an operation already
+    done on the same operands (the backward pass recomputes what the forward pass had), a
+    ``view`` or ``expand`` to the shape its operand already has, and a negation feeding an
+    addition or subtraction (``a + (-b)`` is ``a - b`` to the last bit: IEEE subtraction is the
+    addition of the negation). Nothing that an in-place operation writes to, or reads after a
+    write, is touched."""
+    aten = torch.ops.aten
+    done: dict[Any, torch.fx.Node] = {}
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.is_impure() or node in written:
+            continue
+        if any(inner in written for inner in node.all_input_nodes):
+            continue
+        if node.target in (aten.view.default, aten.expand.default):
+            operand, result = node.args[0], node.meta.get("val")
+            if isinstance(result, torch.Tensor) and isinstance(operand, torch.fx.Node):
+                example = operand.meta.get("val")
+                if isinstance(example, torch.Tensor) and example.shape == result.shape:
+                    node.replace_all_uses_with(operand)
+                    graph.erase_node(node)
+                    continue
+        if node.target in (aten.add.Tensor, aten.sub.Tensor) and len(node.args) == 2 and not node.kwargs:
+            left, right = node.args
+            if isinstance(right, torch.fx.Node) and right.target is aten.neg.default and right.args[0] not in written:
+                node.target = aten.sub.Tensor if node.target is aten.add.Tensor else aten.add.Tensor
+                node.args = (left, right.args[0])
+        key = (node.target, _operand_key(node.args), _operand_key(node.kwargs))
+        if key in done:
+            node.replace_all_uses_with(done[key])
+            graph.erase_node(node)
+        else:
+            done[key] = node
+    graph.eliminate_dead_code()
+
+
+def _operand_key(value: Any) -> Any:
+    """A hashable stand-in for an operation's operands (a float by its repr: -0.0 is not 0.0)."""
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_operand_key(inner) for inner in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((name, _operand_key(inner)) for name, inner in sorted(value.items())))
+    if isinstance(value, torch.fx.Node):
+        return value
+    return (type(value).__name__, repr(value))
 
 
 #: Binary arithmetic whose second operand may be a Python number -> its tensor-operand overload.

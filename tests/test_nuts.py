@@ -55,6 +55,44 @@ def test_nuts_never_runs_the_model_while_sampling(monkeypatch: pytest.MonkeyPatc
     assert calls["sample_globals"] <= 2 * (1 + 2) + 1
 
 
+def test_leapfrog_steps_take_the_recorded_gradient_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a recorded potential, each leapfrog step gets the value and gradient from one call
+    of the graph (``Replay.value_and_gradient``), not through autograd (``Replay.__call__``);
+    the swap of Pyro's ``potential_grad`` is undone after the fit,
+    and while it is on, a potential without ``value_and_gradient`` still takes Pyro's path."""
+    from pyro.ops import integrator
+
+    from zoo.infer.potential import Replay
+
+    calls = {"autograd": 0, "direct": 0}
+    through_autograd, direct = Replay.__call__, Replay.value_and_gradient
+
+    def counted_autograd(self: Replay, point: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls["autograd"] += 1
+        return through_autograd(self, point)
+
+    def counted_direct(self: Replay, point: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        calls["direct"] += 1
+        return direct(self, point)
+
+    monkeypatch.setattr(Replay, "__call__", counted_autograd)
+    monkeypatch.setattr(Replay, "value_and_gradient", counted_direct)
+    pyros_own = integrator.potential_grad
+    model, data = small_mixture()
+    fit = quiet_fit(model, data, zoo.NUTS(num_warmup=20, num_samples=20, num_chains=1, progress=False))
+    assert integrator.potential_grad is pyros_own
+    assert calls["direct"] >= int(fit.sample_stats["n_steps"].sum()) > 20
+    # what is left through autograd is set-up: a potential and gradient at the start, and the
+    # potential alone (no gradient) in each search for a reasonable step size
+    assert calls["autograd"] < calls["direct"] / 10
+
+    quadratic = {"x": torch.tensor([0.5, -1.0])}
+    with mcmc._gradients_without_autograd():
+        gradient, energy = integrator.potential_grad(lambda z: 0.5 * (z["x"] ** 2).sum(), dict(quadratic))
+    torch.testing.assert_close(gradient["x"], quadratic["x"])
+    torch.testing.assert_close(energy, torch.tensor(0.625))
+
+
 def test_parallel_chains_give_the_sequential_draws() -> None:
     model, data = small_mixture()
     settings = {"num_warmup": 15, "num_samples": 10, "num_chains": 2, "progress": False, "seed": 3}

@@ -42,10 +42,13 @@ import math
 import multiprocessing
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from pyro.ops import integrator
 from pyro.infer.autoguide.initialization import init_to_median, init_to_value
 from pyro.infer.mcmc import NUTS as PyroNUTS
 
@@ -55,7 +58,7 @@ from zoo.infer.collapse import collapsible, training_model
 from zoo.infer.evaluate import relabel_point
 from zoo.infer.methods import NUTS
 from zoo.infer.optimizers import LBFGS
-from zoo.infer.potential import VECTOR_SITE, Potential, compiled
+from zoo.infer.potential import VECTOR_SITE, Potential, Replay, compiled
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.models.base import Model
 from zoo.checks import derived_seed
@@ -105,14 +108,55 @@ class _RecordingNUTS(PyroNUTS):
 
 
 class _Counted:
-    """A potential that counts its evaluations: one per leapfrog step."""
+    """A potential that counts its evaluations: one per leapfrog step. It has
+    ``value_and_gradient`` where the potential has (a :class:`~zoo.infer.potential.Replay`)."""
 
     def __init__(self, function: Any) -> None:
         self.function, self.calls = function, 0
+        if isinstance(function, Replay):
+            self.value_and_gradient = self._value_and_gradient
 
     def __call__(self, point: dict[str, torch.Tensor]) -> torch.Tensor:
         self.calls += 1
         return self.function(point)
+
+    def _value_and_gradient(self, point: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        self.calls += 1
+        return self.function.value_and_gradient(point)
+
+
+@contextmanager
+def _gradients_without_autograd() -> Iterator[None]:
+    """While a chain runs, Pyro's leapfrog steps take a recorded potential's value and gradient
+    from one call of its graph, not through autograd.
+
+    Pyro's ``velocity_verlet`` gets them from ``pyro.ops.integrator.potential_grad``, which runs
+    the potential under autograd and then ``torch.autograd.grad``: for a recorded potential that
+    is one graph call plus autograd's engine for a single node, which, interleaved with the graph,
+    costs a large part of a step (``benchmarks/nuts.py``). Pyro offers no hook for a potential
+    that knows its own gradient, so this swaps that module function (a private reach, undone on
+    exit) for one that asks a potential with ``value_and_gradient`` (:class:`_Counted` over a
+    :class:`~zoo.infer.potential.Replay`) directly and hands any other potential, or an error, to
+    Pyro's own (which turns a numerical error into a divergence). The numbers are the same: the
+    autograd path multiplies the same gradient by 1.
+    """
+    original = integrator.potential_grad
+
+    def potential_grad(potential_fn: Any, z: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        direct = getattr(potential_fn, "value_and_gradient", None)
+        if direct is None:
+            return original(potential_fn, z)
+        try:
+            energy, gradient = direct(z)
+        except Exception:
+            return original(potential_fn, z)
+        return gradient, energy
+
+    integrator.potential_grad = potential_grad
+    try:
+        yield
+    finally:
+        integrator.potential_grad = original
 
 
 @dataclass
@@ -274,35 +318,36 @@ def _sample_chain(
     """Run chain ``chain`` (warm-up, then ``num_samples`` kept draws), filling ``record`` one
     draw at a time, so that an interrupt leaves the draws so far in it."""
     torch.manual_seed(derived_seed(method.seed, chain))
-    kernel, constrain = _kernel(model, data, method, chain, start)
-    kernel.potential_fn = counted = _Counted(kernel.potential_fn)
-    z = kernel.initial_params
-    record.draws = {name: [] for name in constrain(z)}
-    for step in range(method.num_warmup + method.num_samples):
-        # Pyro keeps a running mean of the acceptance statistic and the potential at its last
-        # draw, exposing neither per draw (kernel.logging() rounds the mean to 3 digits): both
-        # are read from the kernel's private attributes, for want of a public route that does
-        # not evaluate the potential once more per draw.
-        mean_before, potential_before, calls_before = kernel._mean_accept_prob, kernel._potential_energy_last, counted.calls
-        z = kernel.sample(z)
-        if bar is not None:
-            bar.update(1)
-        kept = step + 1 - method.num_warmup  # the number of kept draws, this one included
-        if kept < 1:
-            continue
-        mean_after = kernel._mean_accept_prob
-        steps = counted.calls - calls_before
-        for name, value in constrain(z).items():
-            record.draws[name].append(value.detach())
-        divergences = kernel.diagnostics()["divergences"]  # public: the kept draws that diverged
-        record.stats["diverging"].append(float(bool(divergences) and divergences[-1] == kept - 1))
-        record.stats["acceptance_rate"].append(float(mean_after if kept == 1 else mean_before + kept * (mean_after - mean_before)))
-        record.stats["step_size"].append(float(kernel.step_size))
-        record.stats["lp"].append(-float(kernel._potential_energy_last))
-        record.stats["energy"].append(kernel.kinetic_energy + float(potential_before))
-        record.stats["n_steps"].append(float(steps))
-        # NUTS doubles its trajectory: depth d holds between 2^(d-1) and 2^d - 1 steps
-        record.stats["tree_depth"].append(float(math.floor(math.log2(max(steps, 1))) + 1))
+    with _gradients_without_autograd():  # the kernel's step-size search in its set-up too
+        kernel, constrain = _kernel(model, data, method, chain, start)
+        kernel.potential_fn = counted = _Counted(kernel.potential_fn)
+        z = kernel.initial_params
+        record.draws = {name: [] for name in constrain(z)}
+        for step in range(method.num_warmup + method.num_samples):
+            # Pyro keeps a running mean of the acceptance statistic and the potential at its last
+            # draw, exposing neither per draw (kernel.logging() rounds the mean to 3 digits): both
+            # are read from the kernel's private attributes, for want of a public route that does
+            # not evaluate the potential once more per draw.
+            mean_before, potential_before, calls_before = kernel._mean_accept_prob, kernel._potential_energy_last, counted.calls
+            z = kernel.sample(z)
+            if bar is not None:
+                bar.update(1)
+            kept = step + 1 - method.num_warmup  # the number of kept draws, this one included
+            if kept < 1:
+                continue
+            mean_after = kernel._mean_accept_prob
+            steps = counted.calls - calls_before
+            for name, value in constrain(z).items():
+                record.draws[name].append(value.detach())
+            divergences = kernel.diagnostics()["divergences"]  # public: the kept draws that diverged
+            record.stats["diverging"].append(float(bool(divergences) and divergences[-1] == kept - 1))
+            record.stats["acceptance_rate"].append(float(mean_after if kept == 1 else mean_before + kept * (mean_after - mean_before)))
+            record.stats["step_size"].append(float(kernel.step_size))
+            record.stats["lp"].append(-float(kernel._potential_energy_last))
+            record.stats["energy"].append(kernel.kinetic_energy + float(potential_before))
+            record.stats["n_steps"].append(float(steps))
+            # NUTS doubles its trajectory: depth d holds between 2^(d-1) and 2^d - 1 steps
+            record.stats["tree_depth"].append(float(math.floor(math.log2(max(steps, 1))) + 1))
     kernel.cleanup()
     return record
 

@@ -161,7 +161,7 @@ class Potential:
 
 def compiled(
     potential: Callable[[dict[str, torch.Tensor]], torch.Tensor], point: dict[str, torch.Tensor]
-) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+) -> Replay:
     """``potential`` and its gradient recorded once at ``point`` as one graph of tensor
     operations, and replayed: the same numbers without Python per operation (distribution
     objects, transforms, the model's code) and without autograd's bookkeeping per step.
@@ -198,10 +198,37 @@ def compiled(
         with torch.no_grad():
             recording_of_graph = torch.jit.trace(graph, values, check_trace=False)
 
-    def replay(unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
-        return _ValueWithGradient.apply(recording_of_graph, *(unconstrained[name] for name in names))
+    return Replay(recording_of_graph, names)
 
-    return replay
+
+class Replay:
+    """A potential recorded with its gradient (:func:`compiled`), replayed.
+
+    Called, it returns the potential as a tensor whose backward hands autograd the gradient the
+    same call computed (what Pyro's ``potential_grad`` asks for); :meth:`value_and_gradient`
+    returns both without autograd.
+    """
+
+    def __init__(self, graph: Any, names: tuple[str, ...]) -> None:
+        self.graph, self.names = graph, names
+
+    def __call__(self, unconstrained: dict[str, torch.Tensor]) -> torch.Tensor:
+        return _ValueWithGradient.apply(self.graph, *(unconstrained[name] for name in self.names))
+
+    def value_and_gradient(self, unconstrained: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The potential (a 0-dim tensor) and its gradient (one tensor per site) at ``unconstrained``."""
+        energy, gradient = _replayed(self.graph, [unconstrained[name] for name in self.names])
+        return energy, dict(zip(self.names, gradient))
+
+
+def _replayed(graph: Any, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The recorded graph's potential and gradient at ``tensors``."""
+    # Replayed op by op: TorchScript's optimising executor rewrites a graph after a few calls, so
+    # a chain's numbers would depend on how many calls came before it (a chain in its own
+    # process drifted from the same chain run second in sequence).
+    with torch.no_grad(), torch.jit.optimized_execution(False):
+        energy, *gradient = graph(*tensors)
+    return energy, gradient
 
 
 def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
@@ -370,11 +397,7 @@ class _ValueWithGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, graph: Any, *tensors: torch.Tensor) -> torch.Tensor:
-        # Replayed op by op: TorchScript's optimising executor rewrites a graph after a few
-        # calls, so a chain's numbers would depend on how many calls came before it (a chain in
-        # its own process drifted from the same chain run second in sequence).
-        with torch.jit.optimized_execution(False):
-            energy, *gradient = graph(*tensors)
+        energy, gradient = _replayed(graph, list(tensors))
         ctx.save_for_backward(*gradient)
         return energy
 

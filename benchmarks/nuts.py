@@ -187,28 +187,29 @@ def zoo_worker(task: str, num_warmup: int, num_samples: int, out: Path) -> None:
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
     # Count the potential's evaluations in the sampler (warm-up and draws, one per leapfrog step
-    # and one per start): zoo wraps the kernel's potential in the private ``_Counted``.
-    evaluations = {"count": 0}
-    counted_call = zoo.infer.mcmc._Counted.__call__
+    # and one per start): zoo wraps the kernel's potential in the private ``_Counted``, which
+    # counts them.
+    counters: list[Any] = []
+    counted_init = zoo.infer.mcmc._Counted.__init__
 
-    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
-        evaluations["count"] += 1
-        return counted_call(self, *args, **kwargs)
+    def remembering(self: Any, function: Any) -> None:
+        counted_init(self, function)
+        counters.append(self)
 
-    zoo.infer.mcmc._Counted.__call__ = counting
+    zoo.infer.mcmc._Counted.__init__ = remembering
     try:
         model, data = task_setup(task)
         method = zoo.NUTS(num_warmup=num_warmup, num_samples=num_samples, num_chains=1, seed=0, progress=False)
         runs, draws = {}, {}
         for run in ("first", "warm"):
-            evaluations["count"] = 0
+            counters.clear()
             fit, wall, cpu = _timed(lambda: zoo.fit(model, data, method))
             runs[run] = {"wall": wall, "cpu": cpu, "divergences": int(fit.diagnostics.get("num_divergences", -1)),
-                         "evaluations": evaluations["count"]}
+                         "evaluations": sum(counter.calls for counter in counters)}
             for name, value in fit.draws.items():
                 draws[f"{run}/{name}"] = value.detach().cpu().numpy()
     finally:
-        zoo.infer.mcmc._Counted.__call__ = counted_call
+        zoo.infer.mcmc._Counted.__init__ = counted_init
     result = {
         "import_time": import_time,
         "runs": runs,
@@ -223,12 +224,14 @@ def zoo_worker(task: str, num_warmup: int, num_samples: int, out: Path) -> None:
 
 def step_costs(model: Any, data: Any, repeats: int = 300) -> dict[str, float]:
     """What one leapfrog step costs zoo, in seconds, split in two: the recorded potential and its
-    gradient (``repeats`` calls at the model's start), and Pyro's NUTS machinery alone (the
-    kernel zoo drives, in zoo's loop of ``kernel.sample``) on a free potential, a standard
-    normal in as many coordinates written as one torch expression, 200 draws."""
+    gradient (``repeats`` calls of ``value_and_gradient``, as the leapfrog steps call it, at the
+    model's start), and Pyro's NUTS machinery alone (the kernel zoo drives, in zoo's loop of
+    ``kernel.sample``) on a free potential, a standard normal in as many coordinates whose
+    gradient is its argument, 200 draws."""
     import torch
     from pyro.infer.mcmc import NUTS as PyroNUTS
 
+    import zoo.infer.mcmc
     from zoo.infer.potential import VECTOR_SITE, Potential, compiled
 
     prepared = model.prepare(data)
@@ -236,33 +239,42 @@ def step_costs(model: Any, data: Any, repeats: int = 300) -> dict[str, float]:
     point = potential.initial_point(prepared.initial_values(data, seed=0))
     # as the sampler sees it: one site holding every coordinate
     replay = compiled(potential.of_vector, {VECTOR_SITE: potential.flatten(point)})
-    leaves = {VECTOR_SITE: potential.flatten(point).requires_grad_()}
+    at = {VECTOR_SITE: potential.flatten(point)}
     for _ in range(20):
-        torch.autograd.grad(replay(leaves), list(leaves.values()))
+        replay.value_and_gradient(at)
     start = time.perf_counter()
     for _ in range(repeats):
-        torch.autograd.grad(replay(leaves), list(leaves.values()))
+        replay.value_and_gradient(at)
     gradient = (time.perf_counter() - start) / repeats
 
     dimension = sum(value.numel() for value in point.values())
-    calls = {"count": 0}
 
-    def free(z: dict[str, Any]) -> Any:
-        calls["count"] += 1
-        return 0.5 * (z["x"] ** 2).sum()
+    class Free:
+        """A standard normal potential that, like zoo's recorded one, gives its own gradient."""
+
+        calls = 0
+
+        def __call__(self, z: dict[str, Any]) -> Any:
+            return 0.5 * (z["x"] ** 2).sum()
+
+        def value_and_gradient(self, z: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+            self.calls += 1
+            return 0.5 * (z["x"] ** 2).sum(), {"x": z["x"]}
 
     # a fixed step of 0.1 without adaptation: trees of tens of steps, as in the tasks, so that the
     # per-draw bookkeeping is spread as it is there (and the adaptation's own cost is left out:
-    # the floor errs low)
+    # the floor errs low); the leapfrog steps take the gradient as zoo's do, without autograd
     torch.manual_seed(0)
-    kernel = PyroNUTS(potential_fn=free, step_size=0.1, adapt_step_size=False, adapt_mass_matrix=False)
-    kernel.initial_params = {"x": torch.zeros(dimension)}
-    kernel.setup(0)
-    z = kernel.initial_params
-    start = time.perf_counter()
-    for _ in range(200):
-        z = kernel.sample(z)
-    sampler = (time.perf_counter() - start) / calls["count"]
+    free = Free()
+    with zoo.infer.mcmc._gradients_without_autograd():
+        kernel = PyroNUTS(potential_fn=free, step_size=0.1, adapt_step_size=False, adapt_mass_matrix=False)
+        kernel.initial_params = {"x": torch.zeros(dimension)}
+        kernel.setup(0)
+        z = kernel.initial_params
+        start = time.perf_counter()
+        for _ in range(200):
+            z = kernel.sample(z)
+        sampler = (time.perf_counter() - start) / free.calls
     return {"gradient": gradient, "sampler": sampler, "dimension": dimension}
 
 

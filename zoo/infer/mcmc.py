@@ -7,7 +7,9 @@ leapfrog step. A model without a collapsed likelihood (and ``jit_compile=True``)
 potential of what it trains. Where the model declares its density free of Python branches on
 tensor values (``static_likelihood``), the potential and its gradient are recorded once as one
 graph of tensor operations and replayed (:func:`~zoo.infer.potential.compiled`): the same
-numbers without Python per operation and without autograd's bookkeeping per step.
+numbers without Python per operation and without autograd's bookkeeping per step; each leapfrog
+step takes the value and the gradient from one call of that graph, not through autograd's
+engine (:func:`_gradients_without_autograd`).
 
 Where chains start (``initialization="map"``, the default): at the best of a few optimisations
 of the potential, each from the model's data-driven start with its own seed. A mixture or an HMM

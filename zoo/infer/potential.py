@@ -42,7 +42,7 @@ from zoo.models.base import Model
 from zoo.ops.bijections import fast_bijection
 from zoo.ops.recording import record
 
-__all__ = ["VECTOR_SITE", "Potential", "compiled"]
+__all__ = ["VECTOR_SITE", "Potential", "Replay", "compiled"]
 
 #: The one site under which the sampler sees every unconstrained coordinate (see
 #: :meth:`Potential.of_vector`).
@@ -172,8 +172,9 @@ def compiled(
     pass and the backward pass that ``torch.autograd.grad`` runs as one graph of ATen operations
     (the kernels autograd itself calls, so the numbers are the same), ``torch.jit.trace`` turns it
     into a TorchScript function, and each step runs that function once with no autograd graph.
-    The value is handed to Pyro as a tensor whose backward returns the gradient already
-    computed, so Pyro's ``potential_grad`` gets both from one call.
+    The :class:`Replay` returned hands Pyro the value as a tensor whose backward returns the
+    gradient already computed, so Pyro's ``potential_grad`` gets both from one call; zoo's NUTS
+    leapfrog steps skip autograd altogether and ask :meth:`Replay.value_and_gradient`.
 
     Only for a model whose collapsed likelihood has no Python branch on a tensor's value
     (``Model.static_likelihood``): a recording keeps the branch taken at ``point`` for every

@@ -379,7 +379,7 @@ def extra_fits(group: str, scale: float) -> list[tuple[str, Any, Any, Any]]:
         quakes_train, _ = zoo.datasets.load("earthquakes").split(test_fraction=0.2)
         return [
             ("tour: Old Faithful mixture K=2", zoo.models.GaussianMixture(num_components=2),
-             faithful_train, nuts(300, 300, num_chains=2)),
+             faithful_train, nuts(300, 500, num_chains=2)),
             ("tour: digits Naive Bayes (multinomial)",
              zoo.models.NaiveBayes(num_classes=10, features="multinomial"), digits_train,
              nuts(100, 100, num_chains=1, max_tree_depth=6)),

@@ -55,6 +55,26 @@ def test_nuts_never_runs_the_model_while_sampling(monkeypatch: pytest.MonkeyPatc
     assert calls["sample_globals"] <= 2 * (1 + 2) + 1
 
 
+def test_a_recording_keeps_an_outside_tensor_as_it_was_when_recorded() -> None:
+    """A tensor from outside the potential that it writes to in place (here an accumulator) is
+    kept as it was at the recording and copied at each replay: a recording is a function of
+    its point alone, so three replays at one point give one value."""
+    from zoo.infer.potential import compiled
+
+    accumulator = torch.tensor([1.0, 2.0])
+
+    def energy(point: dict[str, torch.Tensor]) -> torch.Tensor:
+        accumulator.add_(point["x"])
+        return (accumulator**2).sum()
+
+    replay = compiled(energy, {"x": torch.zeros(2)})
+    at = torch.tensor([0.5, -1.0])
+    for _ in range(3):
+        value, gradient = replay.value_and_gradient({"x": at})
+        torch.testing.assert_close(value, torch.tensor(1.5**2 + 1.0**2))
+        torch.testing.assert_close(gradient["x"], 2 * torch.tensor([1.5, 1.0]))
+
+
 def test_leapfrog_steps_take_the_recorded_gradient_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a recorded potential, each leapfrog step gets the value and gradient from one call
     of the graph (``Replay.value_and_gradient``), not through autograd (``Replay.__call__``);

@@ -78,8 +78,9 @@ def test_a_recording_keeps_an_outside_tensor_as_it_was_when_recorded() -> None:
 def test_leapfrog_steps_take_the_recorded_gradient_without_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
     """With a recorded potential, each leapfrog step gets the value and gradient from one call
     of the graph (``Replay.value_and_gradient``), not through autograd (``Replay.__call__``);
-    the swap of Pyro's ``potential_grad`` is undone after the fit,
-    and while it is on, a potential without ``value_and_gradient`` still takes Pyro's path."""
+    the swap of Pyro's ``potential_grad`` is undone after the fit (after the last of chains
+    whose runs overlap), and while it is on, a potential without ``value_and_gradient`` still
+    takes Pyro's path."""
     from pyro.ops import integrator
 
     from zoo.infer.potential import Replay
@@ -111,6 +112,16 @@ def test_leapfrog_steps_take_the_recorded_gradient_without_autograd(monkeypatch:
         gradient, energy = integrator.potential_grad(lambda z: 0.5 * (z["x"] ** 2).sum(), dict(quadratic))
     torch.testing.assert_close(gradient["x"], quadratic["x"])
     torch.testing.assert_close(energy, torch.tensor(0.625))
+
+    # chains in two threads whose runs overlap, the first ending first: Pyro's own comes back
+    # when the last one ends, not before
+    first, second = mcmc._gradients_without_autograd(), mcmc._gradients_without_autograd()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)
+    assert integrator.potential_grad is not pyros_own
+    second.__exit__(None, None, None)
+    assert integrator.potential_grad is pyros_own
 
 
 def test_parallel_chains_give_the_sequential_draws() -> None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 import concurrent.futures
 import math
 import multiprocessing
+import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -127,6 +128,25 @@ class _Counted:
         return self.function.value_and_gradient(point)
 
 
+#: Pyro's own ``potential_grad``, and how many chains (in any thread) run with it swapped.
+_PYROS_POTENTIAL_GRAD = integrator.potential_grad
+_swapped = {"chains": 0}
+_swap_lock = threading.Lock()
+
+
+def _potential_grad(potential_fn: Any, z: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Pyro's ``potential_grad`` for a potential with ``value_and_gradient``, asked directly;
+    any other potential, or an error, goes to Pyro's own."""
+    direct = getattr(potential_fn, "value_and_gradient", None)
+    if direct is None:
+        return _PYROS_POTENTIAL_GRAD(potential_fn, z)
+    try:
+        energy, gradient = direct(z)
+    except Exception:
+        return _PYROS_POTENTIAL_GRAD(potential_fn, z)
+    return gradient, energy
+
+
 @contextmanager
 def _gradients_without_autograd() -> Iterator[None]:
     """While a chain runs, Pyro's leapfrog steps take a recorded potential's value and gradient
@@ -136,29 +156,24 @@ def _gradients_without_autograd() -> Iterator[None]:
     the potential under autograd and then ``torch.autograd.grad``: for a recorded potential that
     is one graph call plus autograd's engine for a single node, which, interleaved with the graph,
     costs a large part of a step (``benchmarks/nuts.py``). Pyro offers no hook for a potential
-    that knows its own gradient, so this swaps that module function (a private reach, undone on
-    exit) for one that asks a potential with ``value_and_gradient`` (:class:`_Counted` over a
+    that knows its own gradient, so this swaps that module function (a private reach, undone
+    when the last chain running with it ends, in whatever thread) for :func:`_potential_grad`,
+    which asks a potential with ``value_and_gradient`` (:class:`_Counted` over a
     :class:`~zoo.infer.potential.Replay`) directly and hands any other potential, or an error, to
     Pyro's own (which turns a numerical error into a divergence). The numbers are the same: the
     autograd path multiplies the same gradient by 1.
     """
-    original = integrator.potential_grad
-
-    def potential_grad(potential_fn: Any, z: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-        direct = getattr(potential_fn, "value_and_gradient", None)
-        if direct is None:
-            return original(potential_fn, z)
-        try:
-            energy, gradient = direct(z)
-        except Exception:
-            return original(potential_fn, z)
-        return gradient, energy
-
-    integrator.potential_grad = potential_grad
+    with _swap_lock:
+        if _swapped["chains"] == 0:
+            integrator.potential_grad = _potential_grad
+        _swapped["chains"] += 1
     try:
         yield
     finally:
-        integrator.potential_grad = original
+        with _swap_lock:
+            _swapped["chains"] -= 1
+            if _swapped["chains"] == 0:
+                integrator.potential_grad = _PYROS_POTENTIAL_GRAD
 
 
 @dataclass

@@ -90,6 +90,7 @@ class _Recorder(TorchDispatchMode):
         self.graph = graph
         # keyed by id(); the tensor is kept alive beside its node so an id is never reused
         self.nodes: dict[int, tuple[torch.Tensor, torch.fx.Node]] = {}
+        self.constants = 0
 
     def remember(self, tensor: torch.Tensor, node: torch.fx.Node) -> None:
         node.meta["val"] = tensor
@@ -101,7 +102,8 @@ class _Recorder(TorchDispatchMode):
             return known[1]
         # a tensor not computed in the recording: a constant, copied as it is now, before any
         # recorded in-place operation changes it
-        name = f"_constant_{len(self.module._buffers)}"
+        name = f"_constant_{self.constants}"
+        self.constants += 1
         self.module.register_buffer(name, tensor.detach().clone())
         node = self.graph.get_attr(name)
         self.remember(tensor, node)
@@ -119,12 +121,13 @@ class _Recorder(TorchDispatchMode):
     def __torch_dispatch__(
         self, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
     ) -> Any:
-        kwargs = kwargs or {}
-        result = func(*args, **kwargs)
+        # the operands' nodes first: a constant is copied before an in-place operation changes it
+        arguments, keywords = self.arguments(args), self.arguments(kwargs or {})
+        result = func(*args, **(kwargs or {}))
         if isinstance(result, torch.Tensor):
-            self.remember(result, self.graph.call_function(func, self.arguments(args), self.arguments(kwargs)))
+            self.remember(result, self.graph.call_function(func, arguments, keywords))
         elif isinstance(result, (list, tuple)) and any(isinstance(inner, torch.Tensor) for inner in result):
-            node = self.graph.call_function(func, self.arguments(args), self.arguments(kwargs))
+            node = self.graph.call_function(func, arguments, keywords)
             for index, inner in enumerate(result):
                 if isinstance(inner, torch.Tensor):
                     self.remember(inner, self.graph.call_function(operator.getitem, (node, index)))

@@ -30,7 +30,7 @@ from zoo.models.naive_bayes import predict
 from zoo.models.vae import decode, reconstruct
 from zoo.plots import plot_losses, plot_mixture
 from zoo.report import comparison_table
-from zoo.results import one_line
+from zoo.results import Fit, one_line
 
 __all__ = [
     "Section",
@@ -99,6 +99,13 @@ def _stop(function: Callable[[Path, bool, bool], Section]) -> Callable[[Path, bo
     """Add a stop to :data:`STOPS`, after those defined before it."""
     STOPS.append(function)
     return function
+
+
+def _flag_note(fit: Fit) -> str:
+    """Words for a section's text on whether ``fit``'s chains mixed, read off the fit."""
+    if fit.convergence_problem():
+        return ": its chains have not mixed, and its row says so (`flags`) rather than ranking it silently"
+    return ""
 
 
 @_stop
@@ -213,7 +220,7 @@ def naive_bayes_stop(out: Path, fast: bool, progress: bool) -> Section:
         text=(
             f"{len(train)} labeled digits for training, {len(test)} held out. A multinomial Naive "
             "Bayes with Dirichlet priors: `Exact` is its closed-form posterior, the reference for the "
-            "guide and for NUTS (small budget for 639 coordinates: flagged as not mixed). `test_log_lik` "
+            f"guide and for NUTS (small budget{_flag_note(fits['NUTS'])}). `test_log_lik` "
             "is the mean held-out log p(x, y) per "
             "digit (labels given); `test_accuracy` classifies the held-out digits from their pixels "
             "alone. The figure shows class-conditional samples, `fit.sample(3, y=c)`."
@@ -270,9 +277,7 @@ def hidden_markov_stop(out: Path, fast: bool, progress: bool) -> Section:
             "(forward algorithm). `test_log_lik` is the held-out log predictive density per "
             "sequence, `test_log_lik_per_step` per year (per chord for JSB, trained on the "
             "published train split and scored on its test split); `final_loss` the negative "
-            "ELBO per time step. The NUTS row carries a flag: at this budget its chains have not "
-            "mixed (which state takes which rate is slow to explore), and the table says so "
-            "instead of ranking the fit as if they had."
+            f"ELBO per time step. NUTS at a tour's budget{_flag_note(fits['earthquakes K=3 (NUTS)'])}."
         ),
         table=table,
         figures=["hmm_earthquakes.png"],

@@ -178,6 +178,28 @@ def test_compiled_steps_equal_eager_steps_where_declared(name: str) -> None:
         torch.testing.assert_close(compiled.losses, eager.losses, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize(("name", "index"), VARIANTS)
+def test_recorded_svi_steps_are_the_eager_steps(name: str, index: int) -> None:
+    """A model declaring ``static_likelihood`` gets its full-batch SVI step recorded once and
+    replayed: every guide zoo builds for it by name (but the point masses, fitted eagerly by
+    L-BFGS) must take the eager run's steps to the bit (the same gradients from the same random
+    draws), so the draws are the eager draws; the losses agree to float rounding. A step size of
+    0.05 over 40 steps carries the parameters well away from where the step was recorded."""
+    model, data = variant(name, index)
+    if "svi" not in model.methods or not model.prepare(data).static_likelihood:
+        pytest.skip("not a model whose SVI steps are recorded (static_likelihood)")
+    guides = [guide for guide in guide_names(model) if guide not in DETERMINISTIC_GUIDES]
+    assert guides, "a static model takes a random guide"
+    for guide in guides:
+        options = dict(guide=guide, num_steps=40, learning_rate=0.05, num_posterior_samples=20, seed=5)
+        eager = zoo.fit(model, data, quick_svi(jit=False, **options))
+        recorded = zoo.fit(model, data, quick_svi(**options))
+        assert recorded.diagnostics["steps"] == "recorded" and eager.diagnostics["steps"] == "eager", guide
+        torch.testing.assert_close(recorded.losses, eager.losses, rtol=1e-5, atol=1e-5, msg=guide)
+        for site, value in eager.draws.items():
+            assert torch.equal(recorded.draws[site], value), (guide, site)
+
+
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_two_fits_in_one_process_are_independent(name: str) -> None:
     model, data = example(name)

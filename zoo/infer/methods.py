@@ -212,9 +212,21 @@ class SVI(MethodConfig, kind="svi"):
         minibatch and the gradients are averaged, so the run follows the single-process run on
         the same global batches. Needs ``num_epochs``.
     jit : bool, optional
-        None (default): the model's declaration (``jit_safe``: True for the VAEs) for a guide
-        named by string, off for a guide given as a callable (whose structure zoo cannot vouch
-        for). True / False: on / off. Compile each step's ELBO (Pyro's ``JitTrace_ELBO``, or ``JitTraceEnum_ELBO`` where sites
+        None (default): the model's declarations, for a guide named by string (off for a guide
+        given as a callable, whose structure zoo cannot vouch for). A model declaring
+        ``static_likelihood`` (the mixtures, Naive Bayes, the HMM, ...) fitted on all its data at
+        every step (no ``batch_size`` or ``num_epochs``) with a random guide (not ``delta`` or
+        ``laplace``, which L-BFGS fits in tens of evaluations) has its step *recorded*: the
+        ELBO's forward and backward passes, the guide's random draws among them, are recorded
+        once as one graph of tensor operations and replayed at every step, without Pyro's
+        effect handlers or autograd's bookkeeping. The run is that of ``jit=False`` to the bit
+        (the same gradients from the same draws; the loss to float rounding), checked for every
+        registered model by the contract tests and, before each fit relies on it, by one replay
+        against one eager step at the same random state (a fit whose two differ steps eagerly).
+        On small models a step costs a third to a fifth of an eager one
+        (``benchmarks/svi_steps.py``). ``fit.diagnostics["steps"]`` says which ran:
+        "recorded", "compiled" or "eager". A model declaring ``jit_safe`` (the VAEs) gets Pyro's compiled ELBO, below.
+        True / False: Pyro's compiled ELBO on / everything eager. Compile each step's ELBO (Pyro's ``JitTrace_ELBO``, or ``JitTraceEnum_ELBO`` where sites
         are enumerated): model and guide are traced once per minibatch size and the recorded
         tensor program is replayed on later steps, without Pyro's per-step Python (effect
         handlers, site bookkeeping, distribution objects). It pays where that Python is a visible

@@ -25,8 +25,6 @@ the contract tests check it for every registered model.
 from __future__ import annotations
 
 import math
-import operator
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -40,7 +38,7 @@ from zoo.datasets.dataset import Dataset
 from zoo.infer.collapse import fitted_globals, weighted
 from zoo.models.base import Model
 from zoo.ops.bijections import fast_bijection
-from zoo.ops.recording import record
+from zoo.ops.recording import replay, replayable
 
 __all__ = ["VECTOR_SITE", "Potential", "Replay", "compiled"]
 
@@ -168,10 +166,10 @@ def compiled(
 
     Pyro's NUTS asks for the potential and then its gradient at every leapfrog step. Run op by
     op, each of the potential's few hundred small operations costs autograd a node on the way
-    forward and a call on the way back. Here :func:`zoo.ops.recording.record` records the forward
-    pass and the backward pass that ``torch.autograd.grad`` runs as one graph of ATen operations
-    (the kernels autograd itself calls, so the numbers are the same), ``torch.jit.trace`` turns it
-    into a TorchScript function, and each step runs that function once with no autograd graph.
+    forward and a call on the way back. Here :func:`zoo.ops.recording.replayable` records the
+    forward pass and the backward pass that ``torch.autograd.grad`` runs as one graph of ATen
+    operations (the kernels autograd itself calls, so the numbers are the same) as a TorchScript
+    function, and each step runs that function once with no autograd graph.
     The :class:`Replay` returned hands Pyro the value as a tensor whose backward returns the
     gradient already computed, so Pyro's ``potential_grad`` gets both from one call; zoo's NUTS
     leapfrog steps skip autograd altogether and ask :meth:`Replay.value_and_gradient`.
@@ -190,14 +188,8 @@ def compiled(
             gradient = torch.autograd.grad(energy, leaves)
         return (energy.detach(), *gradient)
 
-    with warnings.catch_warnings(), pyro.validation_enabled(False):
-        # the tracer warns wherever Python reads a number off a tensor (shape checks, sizes);
-        # the model declared that none of them depends on the point
-        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-        warnings.filterwarnings("ignore", message=".*torch.jit.trace.* is deprecated", category=DeprecationWarning)
-        graph = _simplified(record(value_and_gradient, *values))
-        with torch.no_grad():
-            recording_of_graph = torch.jit.trace(graph, values, check_trace=False)
+    with pyro.validation_enabled(False):
+        recording_of_graph = replayable(value_and_gradient, *values)
 
     return Replay(recording_of_graph, names)
 
@@ -224,172 +216,8 @@ class Replay:
 
 def _replayed(graph: Any, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The recorded graph's potential and gradient at ``tensors``."""
-    # Replayed op by op: TorchScript's optimising executor rewrites a graph after a few calls, so
-    # a chain's numbers would depend on how many calls came before it (a chain in its own
-    # process drifted from the same chain run second in sequence).
-    with torch.no_grad(), torch.jit.optimized_execution(False):
-        energy, *gradient = graph(*tensors)
+    energy, *gradient = replay(graph, *tensors)
     return energy, gradient
-
-
-def _simplified(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """The recorded graph with the operations that do no work in a replay removed: ``detach``
-    (an identity without autograd), reads whose numbers the recording kept (argument checks),
-    and every operation none of whose inputs depends on the point, computed once here and kept
-    as a constant (index tensors, functions of the data alone) unless an in-place operation
-    writes to it (:func:`_written_in_place`); operations repeated or doing nothing are dropped
-    (:func:`_without_repeats`), and the Python numbers of arithmetic become constants of their
-    operand's dtype (:func:`_numbers_as_tensors`). Each remaining operation is one recorded, on
-    the same operands, so the replay's numbers do not change."""
-    graph = module.graph
-    for node in list(graph.nodes):
-        if node.op == "call_function" and node.target is torch.ops.aten.detach.default:
-            node.replace_all_uses_with(node.args[0])
-            graph.erase_node(node)
-    graph.eliminate_dead_code()
-    written = _written_in_place(graph)
-    for node in [node for node in written if node.op == "get_attr"]:
-        # a kept tensor that an operation writes to is copied at every replay, so that no replay
-        # starts from what the one before it wrote
-        with graph.inserting_after(node):
-            copy = graph.call_function(torch.ops.aten.clone.default, (node,))
-        node.replace_all_uses_with(copy, delete_user_cb=lambda user: user is not copy)
-        written.add(copy)
-    constants: dict[torch.fx.Node, Any] = {}
-    for node in graph.nodes:
-        if node in written:
-            continue
-        if node.op == "get_attr":
-            constants[node] = getattr(module, str(node.target))
-        elif node.op == "call_function" and not node.is_impure() and all(
-            inner in constants for inner in node.all_input_nodes
-        ):
-            arguments, keywords = torch.fx.node.map_arg((node.args, node.kwargs), lambda inner: constants[inner])
-            constants[node] = node.target(*arguments, **keywords)
-    # an operation may return its input itself (lift_fresh): one buffer, under its first name
-    buffer_names = {id(buffer): name for name, buffer in module.named_buffers()}
-    for index, (node, value) in enumerate(constants.items()):
-        if node.op == "get_attr" or not isinstance(value, torch.Tensor):
-            continue
-        if any(user not in constants for user in node.users):
-            if id(value) not in buffer_names:
-                buffer_names[id(value)] = f"_folded_{index}"
-                module.register_buffer(f"_folded_{index}", value)
-            with graph.inserting_before(node):
-                node.replace_all_uses_with(graph.get_attr(buffer_names[id(value)]))
-    graph.eliminate_dead_code()
-    _without_repeats(graph, written)
-    _numbers_as_tensors(module)
-    module.recompile()
-    return module
-
-
-def _written_in_place(graph: torch.fx.Graph) -> set[torch.fx.Node]:
-    """The nodes whose tensors an in-place operation of ``graph`` writes to, with every tensor
-    they are views of: none of them may be computed once and kept, or each replay would start
-    from what the last one wrote."""
-    written: set[torch.fx.Node] = set()
-    for node in graph.nodes:
-        schema = getattr(node.target, "_schema", None) if node.op == "call_function" else None
-        if schema is None or not schema.is_mutable:
-            continue
-        stack = [
-            value
-            for argument, value in zip(schema.arguments, node.args)
-            if argument.alias_info is not None and argument.alias_info.is_write and isinstance(value, torch.fx.Node)
-        ]
-        while stack:
-            inner = stack.pop()
-            written.add(inner)
-            if inner.op != "call_function":
-                continue
-            if inner.target is operator.getitem:
-                stack.append(inner.args[0])
-                continue
-            inner_schema = getattr(inner.target, "_schema", None)
-            if inner_schema is not None and any(result.alias_info is not None for result in inner_schema.returns):
-                stack.append(inner.args[0])
-    return written
-
-
-def _without_repeats(graph: torch.fx.Graph, written: set[torch.fx.Node]) -> None:
-    """Drops what a recording of a forward and a backward pass repeats: an operation already
-    done on the same operands (the backward pass recomputes what the forward pass had), a
-    ``view`` or ``expand`` to the shape its operand already has, and a negation feeding an
-    addition or subtraction (``a + (-b)`` is ``a - b`` to the last bit: IEEE subtraction is the
-    addition of the negation). Nothing that an in-place operation writes to, or reads after a
-    write, is touched."""
-    aten = torch.ops.aten
-    done: dict[Any, torch.fx.Node] = {}
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.is_impure() or node in written:
-            continue
-        if any(inner in written for inner in node.all_input_nodes):
-            continue
-        if node.target in (aten.view.default, aten.expand.default):
-            operand, result = node.args[0], node.meta.get("val")
-            if isinstance(result, torch.Tensor) and isinstance(operand, torch.fx.Node):
-                example = operand.meta.get("val")
-                if isinstance(example, torch.Tensor) and example.shape == result.shape:
-                    node.replace_all_uses_with(operand)
-                    graph.erase_node(node)
-                    continue
-        if node.target in (aten.add.Tensor, aten.sub.Tensor) and len(node.args) == 2 and not node.kwargs:
-            left, right = node.args
-            if isinstance(right, torch.fx.Node) and right.target is aten.neg.default and right.args[0] not in written:
-                node.target = aten.sub.Tensor if node.target is aten.add.Tensor else aten.add.Tensor
-                node.args = (left, right.args[0])
-        key = (node.target, _operand_key(node.args), _operand_key(node.kwargs))
-        if key in done:
-            node.replace_all_uses_with(done[key])
-            graph.erase_node(node)
-        else:
-            done[key] = node
-    graph.eliminate_dead_code()
-
-
-def _operand_key(value: Any) -> Any:
-    """A hashable stand-in for an operation's operands (a float by its repr: -0.0 is not 0.0)."""
-    if isinstance(value, (list, tuple)):
-        return (type(value).__name__, tuple(_operand_key(inner) for inner in value))
-    if isinstance(value, dict):
-        return ("dict", tuple((name, _operand_key(inner)) for name, inner in sorted(value.items())))
-    if isinstance(value, torch.fx.Node):
-        return value
-    return (type(value).__name__, repr(value))
-
-
-#: Binary arithmetic whose second operand may be a Python number -> its tensor-operand overload.
-_ARITHMETIC = {
-    overload: getattr(torch.ops.aten, name).Tensor
-    for name in ("mul", "add", "sub", "div")
-    for overload in (getattr(torch.ops.aten, name).Tensor, getattr(torch.ops.aten, name).Scalar)
-}
-
-
-def _numbers_as_tensors(module: torch.fx.GraphModule) -> None:
-    """``x * 0.5`` with a Python number: at every call ATen wraps the number in a double tensor
-    and converts it to x's dtype. Here it becomes a 0-dim constant of x's dtype, made once:
-    ATen casts the wrapped number to that dtype before multiplying, so the arithmetic is the
-    same."""
-    graph = module.graph
-    for index, node in enumerate(graph.nodes):
-        target = _ARITHMETIC.get(node.target) if node.op == "call_function" else None
-        if target is None or len(node.args) != 2 or node.kwargs:
-            continue
-        tensor, number = node.args
-        example = tensor.meta.get("val") if isinstance(tensor, torch.fx.Node) else None
-        if (
-            not isinstance(example, torch.Tensor)
-            or not example.is_floating_point()
-            or isinstance(number, bool)
-            or not isinstance(number, (int, float))
-        ):
-            continue
-        module.register_buffer(f"_number_{index}", torch.tensor(number, dtype=example.dtype))
-        with graph.inserting_before(node):
-            constant = graph.get_attr(f"_number_{index}")
-        node.target, node.args = target, (tensor, constant)
 
 
 class _ValueWithGradient(torch.autograd.Function):

@@ -64,6 +64,7 @@ from zoo.infer.methods import SVI
 from zoo.infer.optimizers import LBFGS, Adam
 from zoo.infer.runtime import isolated, progress_bar, threads
 from zoo.io import read_record, write_record
+from zoo.ops.recording import replay, replayable
 from zoo.ops.stationarity import late_window_trend
 from zoo.models.base import Model
 from zoo.results import Fit, FitError
@@ -170,7 +171,8 @@ class _Training:
     ``trained`` is what the ELBO sees (the model's collapsed training model, or the model),
     ``kwargs`` its keyword arguments on the fit's device, ``guide`` the guide as ``trained``
     calls it, ``parameters`` what the optimiser moves, ``compiled`` the jit-compiled ELBO (or
-    None) and ``batches`` which rows each step sees.
+    None), ``batches`` which rows each step sees and ``recorded`` the step's loss and gradients
+    recorded once and replayed (or None: :class:`_RecordedStep`).
     """
 
     model: Model
@@ -187,6 +189,7 @@ class _Training:
     world: int
     site_weight: "_SiteWeight | None" = None
     plain: tuple[Any, Any] = (None, None)  # (trained, guide) without the KL weight
+    recorded: "_RecordedStep | None" = None
 
 
 def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, device: torch.device) -> _Training:
@@ -225,7 +228,7 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
     if _use_jit(method, model, guide_name):
         compiled_elbo = _make_elbo(model, method, enumerated, jit=True)
         compiled = _CompiledLoss(compiled_elbo, trained, model.data_plate, guide, kwargs, device)
-    return _Training(
+    training = _Training(
         model=model,
         data=device_data,
         guide_name=guide_name,
@@ -241,6 +244,94 @@ def _set_up(model: Model, data: Dataset, method: SVI, rank: int, world: int, dev
         site_weight=site_weight,
         plain=plain,
     )
+    if _records_step(model, method, guide_name, enumerated, auxiliary, world, len(data)):
+        training.recorded = _RecordedStep.of(training, device)
+    return training
+
+
+def _records_step(
+    model: Model, method: SVI, guide_name: Any, enumerated: bool, auxiliary: bool, world: int, num_data: int
+) -> bool:
+    """Record the step (:class:`_RecordedStep`): left to zoo (``jit=None``), for a model whose
+    global story and collapsed likelihood do not branch on a tensor's value
+    (``static_likelihood``) and a guide zoo builds by name, on all the data at every step (no
+    minibatch, whose rows and scale change), in one process, with nothing but the ELBO
+    (no auxiliary loss, no KL weight that changes by step) and nothing enumerated. Not for a
+    point-mass guide (``delta``, ``laplace``): L-BFGS reaches its optimum in tens of
+    evaluations, fewer than a recording costs (``benchmarks/svi_steps.py``)."""
+    full_batch = method.num_epochs is None and (method.batch_size is None or method.batch_size >= num_data)
+    return (
+        method.jit is None
+        and model.static_likelihood
+        and isinstance(guide_name, str)
+        and guide_name not in DETERMINISTIC_GUIDES
+        and full_batch
+        and world == 1
+        and not auxiliary
+        and not enumerated
+        and not _weighted_sites(model, method)
+    )
+
+
+class _RecordedStep:
+    """One step's loss per observation and its gradients, recorded once as a graph of tensor
+    operations (:func:`zoo.ops.recording.replayable`) and replayed at every step.
+
+    An eager step runs model and guide under Pyro's effect handlers (traces, site bookkeeping,
+    distribution objects) and then autograd's backward pass: on a small model that Python is
+    nearly all of a step. The recording keeps the ATen operations of both passes, the guide's
+    random draws among them, which a replay makes afresh from the same generator in the same
+    order: the run is that of ``jit=False``, gradient for gradient, to the bit. The loss agrees
+    to float rounding (Pyro adds up its terms as Python numbers, which a recording keeps as the
+    numbers of the point it was recorded at; the replay's value is that sum plus the change of
+    the same terms in float32).
+
+    Before a fit relies on it, one replay is checked against an eager step at the same random
+    state; where they differ (a program that branches on a value after all) the fit steps
+    eagerly (:meth:`of` returns None).
+    """
+
+    def __init__(self, graph: Any, parameters: list[torch.Tensor], used: list[bool]) -> None:
+        self.graph, self.parameters, self.used = graph, parameters, used
+
+    @classmethod
+    def of(cls, training: _Training, device: torch.device) -> "_RecordedStep | None":
+        """The step of ``training`` recorded (on a forked random generator, so the fit draws
+        the noise it would draw eagerly) and checked; None where the check fails."""
+        parameters = training.parameters
+        used: list[bool] = []
+
+        def loss_and_gradients(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            # the tensors are the parameters themselves, which model and guide read
+            loss = _eager_loss(training)
+            gradients = torch.autograd.grad(loss, parameters, allow_unused=True)
+            used[:] = [gradient is not None for gradient in gradients]
+            return (loss.detach(), *(gradient for gradient in gradients if gradient is not None))
+
+        with _forked_rng(device), pyro.validation_enabled(False), torch.enable_grad():
+            graph = replayable(loss_and_gradients, *parameters)
+            step = cls(graph, parameters, used)
+            with _forked_rng(device):
+                replayed = step()
+            eager = loss_and_gradients(*parameters)
+        same = all(
+            torch.allclose(ours, theirs, rtol=1e-5, atol=1e-6, equal_nan=True)
+            for ours, theirs in zip((replayed[0], *(g for g in replayed[1] if g is not None)), eager)
+        )
+        return step if same else None
+
+    def __call__(self) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+        """The loss per observation (0-dim) and each parameter's gradient (None where the loss
+        does not depend on it)."""
+        loss, *gradients = replay(self.graph, *self.parameters)
+        found = iter(gradients)
+        return loss, [next(found) if used else None for used in self.used]
+
+
+def _eager_loss(training: _Training) -> torch.Tensor:
+    """The ELBO's loss per observation on all the data, by Pyro's ELBO (with autograd)."""
+    loss = training.elbo.differentiable_loss(training.trained, training.guide, **training.kwargs)
+    return loss * (1.0 / training.data.num_observations)
 
 
 class _HeldOut:
@@ -283,6 +374,12 @@ def _step_loss(training: _Training, index: torch.Tensor | None) -> torch.Tensor:
     scale = 1.0 / training.data.num_observations
     # Arguments were validated on the ELBO's first call; checking every distribution's
     # parameters again on each step costs more than the step itself on small models.
+    if training.recorded is not None:
+        loss, gradients = training.recorded()
+        if torch.isfinite(loss):
+            for parameter, gradient in zip(training.parameters, gradients):
+                parameter.grad = gradient
+        return loss
     with pyro.validation_enabled(False):
         if training.compiled is not None:
             loss = training.compiled(index) * scale
@@ -776,6 +873,7 @@ def run_svi(model: Model, data: Dataset, method: SVI, held_out: Dataset | None =
             **_convergence(run, optimizer, training.batches.total),
             "final_loss": run.losses[-1] if run.losses else float("nan"),
             "optimizer": optimizer.name,
+            "steps": "recorded" if training.recorded is not None else "compiled" if training.compiled is not None else "eager",
             "num_processes": world,
         },
         wall_time=time.perf_counter() - start,

@@ -43,7 +43,8 @@ Besides its story a model declares, as data:
                           compiles their ELBO by default (``zoo.SVI(jit=None)``)
 ``static_likelihood``     its global story and collapsed likelihood have no Python branch on a
                           tensor's value, so NUTS records its potential once (``torch.jit.trace``)
-                          and replays it (``zoo.NUTS(jit_compile=None)``)
+                          and replays it (``zoo.NUTS(jit_compile=None)``), and full-batch SVI
+                          with a guide zoo builds records its step likewise (``zoo.SVI(jit=None)``)
 ========================  =====================================================================
 
 A model whose own guides enumerate a discrete site (the semi-supervised VAE's class, summed

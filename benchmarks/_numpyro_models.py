@@ -25,7 +25,8 @@ __all__ = ["gaussian_mixture", "poisson_hmm", "poisson_hmm_forward", "naive_baye
 
 @config_enumerate
 def gaussian_mixture(x: Any, *, config: dict[str, Any]) -> None:
-    """zoo's ``GaussianMixture(K, covariance="full")``: the assignment of each point enumerated."""
+    """zoo's ``GaussianMixture(K, covariance="full")``: the assignment of each point enumerated.
+    With one feature there is no correlation to draw (zoo's ``has_correlations``)."""
     num_data, num_features = x.shape
     num_components = config["num_components"]
     center = jnp.asarray(config["prior_center"], dtype=x.dtype)
@@ -36,12 +37,16 @@ def gaussian_mixture(x: Any, *, config: dict[str, Any]) -> None:
     with numpyro.plate("components", num_components):
         locs = numpyro.sample("locs", dist.Normal(center, config["location_scale"] * spread).to_event(1))
         scales = numpyro.sample("scales", dist.LogNormal(jnp.log(spread), config["scale_log_sd"]).to_event(1))
-        corr_cholesky = numpyro.sample(
-            "corr_cholesky", dist.LKJCholesky(num_features, config["correlation_concentration"])
-        )
+        if num_features > 1:
+            corr_cholesky = numpyro.sample(
+                "corr_cholesky", dist.LKJCholesky(num_features, config["correlation_concentration"])
+            )
     with numpyro.plate("data", num_data):
         # enumerated: (K, 1), left of the data plate
         assignment = numpyro.sample("assignment", dist.Categorical(weights))
+        if num_features == 1:
+            numpyro.sample("x", dist.Normal(locs[assignment], scales[assignment]).to_event(1), obs=x)
+            return
         tril = scales[assignment][..., None] * corr_cholesky[assignment]
         numpyro.sample("x", dist.MultivariateNormal(locs[assignment], scale_tril=tril), obs=x)
 

@@ -366,20 +366,20 @@ def _step_loss(training: _Training, index: torch.Tensor | None) -> torch.Tensor:
     or all rows), gradients computed (and averaged over processes): what an optimiser's
     closure returns.
 
-    The ELBO, compiled or not, plus the model's auxiliary loss on the same rows. A non-finite
-    loss is returned without a backward pass: the optimiser refuses the step.
+    The ELBO (recorded, compiled or eager), plus the model's auxiliary loss on the same rows.
+    A non-finite loss is returned without its gradients: the optimiser refuses the step.
     """
     for parameter in training.parameters:  # the optimiser's zero_grad (set_to_none)
         parameter.grad = None
-    scale = 1.0 / training.data.num_observations
-    # Arguments were validated on the ELBO's first call; checking every distribution's
-    # parameters again on each step costs more than the step itself on small models.
-    if training.recorded is not None:
+    if training.recorded is not None:  # the loss per observation and its gradients, in one replay
         loss, gradients = training.recorded()
         if torch.isfinite(loss):
             for parameter, gradient in zip(training.parameters, gradients):
                 parameter.grad = gradient
         return loss
+    scale = 1.0 / training.data.num_observations
+    # Arguments were validated on the ELBO's first call; checking every distribution's
+    # parameters again on each step costs more than the step itself on small models.
     with pyro.validation_enabled(False):
         if training.compiled is not None:
             loss = training.compiled(index) * scale

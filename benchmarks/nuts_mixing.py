@@ -61,6 +61,7 @@ def numpyro_diagnostics(model: zoo.models.Model, data: zoo.Dataset, budget: int)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import _numpyro_models
+    from nuts import relabel  # zoo's relabelling, in numpy, as benchmarks/nuts.py applies it
 
     numpyro.set_platform("cpu")
     config = model.prepare(data).config()
@@ -70,12 +71,7 @@ def numpyro_diagnostics(model: zoo.models.Model, data: zoo.Dataset, budget: int)
     start = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(0), np.asarray(data.x, dtype=np.float32), extra_fields=("diverging",))
     wall = time.perf_counter() - start
-    draws = {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()}
-    order = np.argsort(draws["locs"][..., 0], axis=-1)  # zoo's relabelling: by the first feature's location
-    draws = {
-        name: np.take_along_axis(value, order.reshape(order.shape + (1,) * (value.ndim - 3)), axis=2)
-        for name, value in draws.items()
-    }
+    draws = relabel("gmm", {name: np.asarray(value) for name, value in mcmc.get_samples(group_by_chain=True).items()})
     stats = zoo.diagnostics.convergence({name: torch.as_tensor(value) for name, value in draws.items()})
     divergences = int(np.asarray(mcmc.get_extra_fields()["diverging"]).sum())
     return stats, divergences, wall

@@ -210,14 +210,8 @@ class Replay:
 
     def value_and_gradient(self, unconstrained: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The potential (a 0-dim tensor) and its gradient (one tensor per site) at ``unconstrained``."""
-        energy, gradient = _replayed(self.graph, [unconstrained[name] for name in self.names])
+        energy, *gradient = replay(self.graph, *(unconstrained[name] for name in self.names))
         return energy, dict(zip(self.names, gradient))
-
-
-def _replayed(graph: Any, tensors: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The recorded graph's potential and gradient at ``tensors``."""
-    energy, *gradient = replay(graph, *tensors)
-    return energy, gradient
 
 
 class _ValueWithGradient(torch.autograd.Function):
@@ -226,7 +220,7 @@ class _ValueWithGradient(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, graph: Any, *tensors: torch.Tensor) -> torch.Tensor:
-        energy, gradient = _replayed(graph, list(tensors))
+        energy, *gradient = replay(graph, *tensors)
         ctx.save_for_backward(*gradient)
         return energy
 

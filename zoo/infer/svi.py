@@ -328,9 +328,11 @@ class _RecordedStep:
         return loss, [next(found) if used else None for used in self.used]
 
 
-def _eager_loss(training: _Training) -> torch.Tensor:
-    """The ELBO's loss per observation on all the data, by Pyro's ELBO (with autograd)."""
-    loss = training.elbo.differentiable_loss(training.trained, training.guide, **training.kwargs)
+def _eager_loss(training: _Training, index: torch.Tensor | None = None) -> torch.Tensor:
+    """The ELBO's loss per observation on the rows ``index`` (None: the data plate's own
+    subsample, or all rows), by Pyro's ELBO under autograd."""
+    with _subsample(training.model.data_plate, index):
+        loss = training.elbo.differentiable_loss(training.trained, training.guide, **training.kwargs)
     return loss * (1.0 / training.data.num_observations)
 
 
@@ -381,11 +383,7 @@ def _step_loss(training: _Training, index: torch.Tensor | None) -> torch.Tensor:
     # Arguments were validated on the ELBO's first call; checking every distribution's
     # parameters again on each step costs more than the step itself on small models.
     with pyro.validation_enabled(False):
-        if training.compiled is not None:
-            loss = training.compiled(index) * scale
-        else:
-            with _subsample(training.model.data_plate, index):
-                loss = training.elbo.differentiable_loss(training.trained, training.guide, **training.kwargs) * scale
+        loss = training.compiled(index) * scale if training.compiled is not None else _eager_loss(training, index)
         if training.auxiliary:
             loss = loss + _auxiliary_loss(training.model, training.data, index) * scale
     if torch.isfinite(loss):

@@ -41,10 +41,9 @@ Besides its story a model declares, as data:
 ``jit_safe``              its model and named guides are of static structure (no Python branch
                           on a tensor's value, every network registered with Pyro), so SVI
                           compiles their ELBO by default (``zoo.SVI(jit=None)``)
-``static_likelihood``     its global story and collapsed likelihood have no Python branch on a
-                          tensor's value, so NUTS records its potential once (``torch.jit.trace``)
-                          and replays it (``zoo.NUTS(jit_compile=None)``), and full-batch SVI
-                          with a guide zoo builds records its step likewise (``zoo.SVI(jit=None)``)
+``static_likelihood``     no Python branch on a tensor's value in its global story and collapsed
+                          likelihood: NUTS records its potential once and replays it, full-batch
+                          SVI its step (``zoo.NUTS(jit_compile=None)``, ``zoo.SVI(jit=None)``)
 ========================  =====================================================================
 
 A model whose own guides enumerate a discrete site (the semi-supervised VAE's class, summed
@@ -94,10 +93,10 @@ class Model(PyroModule):
     #: minibatch steps; for the other models' L-BFGS full-batch steps the recording costs more
     #: than it saves). A contract test checks that compiled and eager steps agree.
     jit_safe: ClassVar[bool] = False
-    #: NUTS with ``jit_compile=None`` records this model's potential with ``torch.jit.trace``:
-    #: declare it only where ``sample_globals`` and ``log_likelihood`` take no Python branch on
-    #: a tensor's value (a recording keeps the branch of the point it was made at). A contract
-    #: test checks the recording against the eager potential at other points.
+    #: NUTS (``jit_compile=None``) records this model's potential, and full-batch SVI
+    #: (``jit=None``) its step: declare it only where ``sample_globals`` and ``log_likelihood``
+    #: take no Python branch on a tensor's value (a recording keeps the branch of the point it
+    #: was made at). Contract tests check both recordings against the eager computations.
     static_likelihood: ClassVar[bool] = False
     #: SVI fits this model with ``TraceMeanField_ELBO``: the KL term of each latent site in
     #: closed form (given the values upstream of it), where the guide and model distributions of
